@@ -1,0 +1,74 @@
+"""Adapters build the reference's network in a framework and return its autodiff gradients.
+
+The contract (adapters/README.md has the whole of it, with a runnable example): an adapter is
+an object with
+
+    name: str        # lowercase, -k-safe, first piece of every test id: "torch", "jax_jit"
+    framework: str   # what it tests: "torch", "jax"; a distribution name gives its version
+    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]
+
+`gradients` builds the network from exactly the case's parameters, inputs, targets and σ pair
+in `dtype` ("float32", "float64") on `device` ("cpu", "cuda"), and returns ∂C/∂W1, ∂C/∂b1,
+∂C/∂W2, ∂C/∂b2 of the summed cost (19) as NumPy arrays shaped like the parameters. It holds no
+tolerances, compares nothing, prints nothing, and imports its framework only when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+BUILTIN: dict[str, tuple[str, ...]] = {
+    "torch": ("adapters.torch:TorchAutograd", "adapters.torch:TorchNN", "adapters.torch:TorchFunc"),
+    "jax": ("adapters.jax:JaxJit", "adapters.jax:JaxEager"),
+}
+"""Each framework the suite knows, with the adapters (one idiom each) that test it."""
+
+SLOW = frozenset({"adapters.jax:JaxEager"})
+"""Idioms left out of a run unless asked for (`--all-idioms`): eager JAX compiles every
+primitive for every new shape and dtype, ≈100 ms each on a 2-core CPU, 20 s over the default
+matrix, five times what all the other idioms together take."""
+
+_NAME = re.compile(r"^[a-z0-9_.]+$")
+
+
+class AdapterError(Exception):
+    """An adapter could not be loaded or does not keep the contract."""
+
+
+def load(spec: str):
+    """Load `package.module:object` (an instance, or a class taking no arguments)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise AdapterError(f"--adapter {spec!r}: expected package.module:object")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the adapter's
+        raise AdapterError(f"--adapter {spec!r}: cannot import {module_name}: {exc!r}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise AdapterError(f"--adapter {spec!r}: {module_name} has no {attr!r}") from None
+    adapter = obj() if isinstance(obj, type) else obj
+    return check(adapter, spec)
+
+
+def check(adapter, spec: str):
+    """Return the adapter if it keeps the contract's shape, else raise saying what is missing."""
+    name = getattr(adapter, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise AdapterError(f"adapter {spec!r}: name must be a lowercase -k-safe string, got {name!r}")
+    if not isinstance(getattr(adapter, "framework", None), str):
+        raise AdapterError(f"adapter {spec!r}: framework must be a string")
+    if not callable(getattr(adapter, "gradients", None)):
+        raise AdapterError(f"adapter {spec!r}: has no gradients(case, dtype, device) method")
+    return adapter
+
+
+def builtin(frameworks: list[str], slow: bool = False) -> list:
+    """Return the built-in adapters of the named frameworks, or raise naming the known ones."""
+    unknown = [f for f in frameworks if f not in BUILTIN]
+    if unknown:
+        known = ", ".join(sorted(BUILTIN))
+        raise AdapterError(f"unknown framework {', '.join(map(repr, unknown))}; known: {known}")
+    return [load(s) for f in frameworks for s in BUILTIN[f] if slow or s not in SLOW]

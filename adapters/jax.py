@@ -1,0 +1,79 @@
+"""JAX adapters: jax.grad run eagerly and under jax.jit; float64 turns x64 on explicitly."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from reference.case import Case
+
+ACTIVATIONS = {  # catalogue name → attribute of jax.nn (None: identity)
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "softplus": "softplus",
+    "identity": None,
+}
+
+
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 is never silently float32
+    return jax
+
+
+def _activation(name: str):
+    jax = _jax()
+    attr = ACTIVATIONS[name]
+    return (lambda z: z) if attr is None else getattr(jax.nn, attr)
+
+
+def _cost(p: dict, x, y, sigma1: str, sigma2: str):
+    a1 = _activation(sigma1)(x @ p["W1"].T + p["b1"])  # (15)–(16)
+    a2 = _activation(sigma2)(a1 @ p["W2"].T + p["b2"])  # (17)–(18)
+    return ((a2 - y) ** 2).sum()  # (19), summed over the batch
+
+
+@functools.cache
+def _jitted_grad():
+    jax = _jax()
+    return jax.jit(jax.grad(_cost), static_argnums=(3, 4))
+
+
+def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+    jax = _jax()
+    dev = jax.devices(device)[0]
+    put = lambda a: jax.device_put(np.asarray(a, dtype=dtype), dev)  # noqa: E731
+    p = {k: put(v) for k, v in case.params.items()}
+    g = grad_fn(p, put(case.x), put(case.y), case.sigma1, case.sigma2)
+    out = {k: np.asarray(v) for k, v in g.items()}
+    for k, v in out.items():
+        if v.dtype != np.dtype(dtype):  # x64 off or a downcast would show here
+            raise TypeError(f"jax returned {k} as {v.dtype}, asked for {dtype}")
+    return out
+
+
+class JaxEager:
+    """jax.grad, dispatched op by op."""
+
+    name = "jax_eager"
+    framework = "jax"
+
+    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return jax.grad of the summed cost, run eagerly."""
+        jax = _jax()
+        with jax.disable_jit():
+            return _run(jax.grad(_cost), case, dtype, device)
+
+
+class JaxJit:
+    """jax.jit(jax.grad(cost)), compiled per shape, dtype and σ pair."""
+
+    name = "jax"
+    framework = "jax"
+
+    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return the jitted jax.grad of the summed cost."""
+        return _run(_jitted_grad(), case, dtype, device)

@@ -1,0 +1,111 @@
+"""Activation catalogue: exact σ, σ′, σ″ in float64 and each one's rounding budget.
+
+Every entry states what a framework's float implementation of σ and of σ′ may get wrong, in
+units of the unit roundoff u, *beyond* the error it inherits from its argument (which the
+magnitude pass in `reference.bounds` carries with σ′ and σ″). The budgets are absolute errors
+written as `ulps × magnitude(z)`; each one is the worst measured error of the PyTorch and JAX
+CPU kernels (float32 and float64, |z| ≤ 30, see tests/test_activations.py) with a margin of
+at least 2×, and DESIGN.md records that the CUDA kernels were no worse than the CPU ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One σ with exact derivatives and the rounding budgets of its float implementations."""
+
+    name: str
+    f: Callable[[Array], Array]
+    df: Callable[[Array], Array]
+    d2f: Callable[[Array], Array]
+    # |fl(σ(z)) − σ(z)| ≤ u · f_err(z)  and  |fl(σ′(z)) − σ′(z)| ≤ u · df_err(z)
+    f_err: Callable[[Array], Array]
+    df_err: Callable[[Array], Array]
+    kink: float = 0.0  # jump of σ′ at z = 0; where z's error straddles 0 either side is right
+
+
+def _sigmoid(z: Array) -> Array:
+    # Two branches so that neither exp overflows; both are exact formulas of 1/(1+e^(−z)).
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sigmoid_d(z: Array) -> Array:
+    s = _sigmoid(z)
+    return s * (1.0 - s)
+
+
+def _sigmoid_d2(z: Array) -> Array:
+    s = _sigmoid(z)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+def _zero(z: Array) -> Array:
+    return np.zeros_like(z)
+
+
+def _one(z: Array) -> Array:
+    return np.ones_like(z)
+
+
+def _softplus(z: Array) -> Array:
+    return np.logaddexp(0.0, z)
+
+
+# sigmoid: frameworks evaluate 1/(1+e^−z) or 0.5·tanh(z/2)+0.5; the latter loses relative
+# accuracy for very negative z, so the budget has an absolute floor of u/2 besides 4 ulps.
+# σ′ is taken from the computed output as s(1−s): its rounding plus the output's own error
+# times |1−2s| ≤ 1 stays below 8u·s.
+SIGMOID = Activation(
+    "sigmoid", _sigmoid, _sigmoid_d, _sigmoid_d2,
+    f_err=lambda z: 4.0 * _sigmoid(z) + 0.5,
+    df_err=lambda z: 8.0 * _sigmoid(z),
+)
+
+# tanh: 4 ulps of the output with a floor of u (exp-based kernels). σ′ = 1 − t² is computed
+# from the output: 1 − t² cancels near |t| = 1, so its error is absolute, ≤ 2|t|·err(t) + u.
+TANH = Activation(
+    "tanh", np.tanh,
+    lambda z: 1.0 - np.tanh(z) ** 2,
+    lambda z: -2.0 * np.tanh(z) * (1.0 - np.tanh(z) ** 2),
+    f_err=lambda z: 4.0 * np.abs(np.tanh(z)) + 1.0,
+    df_err=lambda z: 12.0 + 0.0 * z,
+)
+
+# relu: max(z, 0) and its derivative 1{z > 0} are exact; relu′(0) = 0 by convention, and the
+# derivative jumps by 1 at 0, which `kink` hands to the magnitude pass.
+RELU = Activation(
+    "relu", lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float), _zero,
+    f_err=_zero, df_err=_zero, kink=1.0,
+)
+
+# softplus: log1p(e^z) with a few roundings, 4 ulps of the output plus u; σ′ is sigmoid(z),
+# whose budget it inherits.
+SOFTPLUS = Activation(
+    "softplus", _softplus, _sigmoid, _sigmoid_d,
+    f_err=lambda z: 4.0 * _softplus(z) + 1.0,
+    df_err=lambda z: 4.0 * _sigmoid(z) + 0.5,
+)
+
+# identity: nothing is computed, nothing is rounded.
+IDENTITY = Activation("identity", lambda z: z, _one, _zero, f_err=_zero, df_err=_zero)
+
+CATALOGUE: dict[str, Activation] = {a.name: a for a in (SIGMOID, TANH, RELU, SOFTPLUS, IDENTITY)}
+
+
+def activation(name: str) -> Activation:
+    """Return the catalogue entry called `name`, or raise naming the known ones."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; known: {', '.join(sorted(CATALOGUE))}"
+        ) from None

@@ -1,0 +1,123 @@
+"""The verdict: per-entry difference, bound, ratio and bits of agreement, and the fingerprint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from reference.bounds import U
+
+MANTISSA_BITS = {"float64": 53, "float32": 24}
+ARITHMETICS = ("float64", "float32", "tf32", "bfloat16")
+"""What a config's errors can be consistent with, most precise first."""
+WRONG = "wrong gradient"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a gradient: where it is and how far off."""
+
+    index: tuple[int, ...]
+    got: float
+    ref: float
+    bound: float
+    ratio: float
+
+    def describe(self, tensor: str) -> str:
+        """Return `W1[3, 701]: got … ref … |diff| … bound … ratio …` on one line."""
+        where = f"{tensor}[{', '.join(map(str, self.index))}]"
+        diff = abs(self.got - self.ref)
+        return (
+            f"{where}: got {self.got:.17g}, ref {self.ref:.17g}, |diff| {diff:.3g}, "
+            f"bound {self.bound:.3g}, ratio {self.ratio:.3g}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """One tensor's gradient from a framework against the reference, entry by entry."""
+
+    tensor: str
+    got: np.ndarray
+    ref: np.ndarray
+    bound: np.ndarray
+    dtype: str
+
+    @cached_property
+    def diff(self) -> np.ndarray:
+        """Return |g − ref|, +inf where g is NaN or infinite."""
+        d = np.abs(self.got.astype(np.float64) - self.ref)
+        return np.where(np.isfinite(self.got), d, np.inf)
+
+    @cached_property
+    def ratio(self) -> np.ndarray:
+        """Return |g − ref| / bound; 0 where both are 0, inf where only the bound is."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = self.diff / self.bound
+        return np.where(self.diff == 0, 0.0, r)
+
+    @cached_property
+    def bits(self) -> np.ndarray:
+        """Return how many leading bits of g agree with the reference, 0 … mantissa bits."""
+        p = MANTISSA_BITS.get(self.dtype, 53)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = -np.log2(self.diff / np.abs(self.ref))
+        return np.clip(np.nan_to_num(b, nan=0.0, posinf=p, neginf=0.0), 0, p)
+
+    @property
+    def failing(self) -> np.ndarray:
+        """Return a boolean mask of the entries outside their bound (NaN/Inf always are)."""
+        return ~(self.ratio <= 1.0)
+
+    @property
+    def passed(self) -> bool:
+        """Say whether every entry is inside its bound."""
+        return not self.failing.any()
+
+    @property
+    def max_ratio(self) -> float:
+        """Return the greatest |g − ref| / bound of the tensor."""
+        return float(self.ratio.max()) if self.ratio.size else 0.0
+
+    def worst(self, k: int = 5, failing_only: bool = True) -> list[Entry]:
+        """Return up to k entries, greatest ratio first."""
+        r = self.ratio.ravel()
+        order = np.argsort(-r, kind="stable")[:k]
+        if failing_only:
+            order = order[~(r[order] <= 1.0)]
+        return [self._entry(int(i)) for i in order]
+
+    def _entry(self, flat: int) -> Entry:
+        idx = np.unravel_index(flat, self.ref.shape)
+        return Entry(
+            tuple(int(i) for i in idx), float(self.got.ravel()[flat]),
+            float(self.ref.ravel()[flat]), float(self.bound.ravel()[flat]),
+            float(self.ratio.ravel()[flat]),
+        )
+
+
+def compare(tensor: str, got: np.ndarray, ref: np.ndarray, bound: np.ndarray, dtype: str):
+    """Compare one tensor entry by entry; shapes must already agree."""
+    return Comparison(tensor, np.asarray(got), ref, bound, dtype)
+
+
+def fingerprint(
+    got: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    bounds_of: Callable[[str], dict[str, np.ndarray]],
+) -> str:
+    """Return the most precise arithmetic whose bounds hold every entry, or 'wrong gradient'.
+
+    `bounds_of(arithmetic)` returns the case's bounds, e.g. `lambda a: bounds(case, a)`.
+    """
+    for arithmetic in ARITHMETICS:
+        b = bounds_of(arithmetic)
+        if all(compare(k, got[k], ref[k], b[k], arithmetic).passed for k in ref):
+            return arithmetic
+    return WRONG
+
+
+__all__ = ["ARITHMETICS", "U", "WRONG", "Comparison", "Entry", "compare", "fingerprint"]

@@ -1,0 +1,161 @@
+"""Run one conformance item: call the adapter once per group, check shape, dtype, values."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import traceback
+
+import numpy as np
+import pytest
+
+from reference.bounds import bounds
+from reference.case import Case, make_case
+from reference.compare import Comparison, compare, fingerprint
+from reference.network import gradients
+from tests.matrix import Item, Spec
+
+MAX_LISTED = 5  # worst entries a failure message lists
+
+
+class AdapterFailed(Exception):
+    """The adapter raised; every item of its group fails with the same one-line reason."""
+
+
+class FrameworkMissing(Exception):
+    """The adapter's framework cannot be imported."""
+
+
+@functools.lru_cache(maxsize=64)
+def case_for(spec: Spec) -> Case:
+    """Return the case of a spec, drawn once per process."""
+    return make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+
+
+@functools.lru_cache(maxsize=64)
+def reference_for(spec: Spec) -> dict:
+    """Return the reference gradients of one case."""
+    return gradients(case_for(spec))
+
+
+@functools.lru_cache(maxsize=256)
+def bounds_for(spec: Spec, arithmetic: str) -> dict:
+    """Return the per-entry bounds of one case for one arithmetic."""
+    return bounds(case_for(spec), arithmetic)
+
+
+class Runner:
+    """Calls each adapter once per (config, case) and keeps the outcome for the group's items."""
+
+    def __init__(self, adapters: dict):
+        self.adapters = adapters
+        self._results: dict[str, object] = {}
+        self._fingerprints: dict[str, str | None] = {}
+
+    def result(self, item: Item):
+        """Return the adapter's gradients for the item's group, or the exception it raised."""
+        if item.group not in self._results:
+            self._results = {item.group: self._call(item)}  # one group alive at a time
+        return self._results[item.group]
+
+    def fingerprint(self, item: Item, ref: dict) -> str | None:
+        """Return what arithmetic the group's errors fit, None if a tensor is unusable."""
+        if item.group not in self._fingerprints:
+            got = self.result(item)
+            try:
+                fp = fingerprint(got, ref, functools.partial(bounds_for, item.spec))
+            except (KeyError, ValueError, TypeError, AttributeError):
+                fp = None
+            self._fingerprints = {item.group: fp}
+        return self._fingerprints[item.group]
+
+    def _call(self, item: Item):
+        adapter = self.adapters[item.config.adapter]
+        c = item.config
+        try:
+            return adapter.gradients(case_for(item.spec), c.dtype, c.device)
+        except ImportError as exc:
+            return FrameworkMissing(f"{adapter.framework} cannot be imported: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the adapter's failure is the finding
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+            return AdapterFailed(f"{type(exc).__name__}: {exc}{where}")
+
+
+def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> Comparison:
+    """Fail, skip or pass one item; leave what was compared on `node.conformance` for reports."""
+    __tracebackhide__ = True
+    name, tensor = item.config.adapter, item.tensor
+    node.conformance = {"item": item, "adapter": runner.adapters[name]}
+    got = runner.result(item)
+    if isinstance(got, FrameworkMissing):
+        (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
+    if isinstance(got, AdapterFailed):
+        pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
+    ref, bound = reference_for(item.spec), bounds_for(item.spec, item.config.dtype)
+    g = _checked_tensor(got, name, tensor, ref[tensor].shape, item.config.dtype)
+    cmp = compare(tensor, g, ref[tensor], bound[tensor], item.config.dtype)
+    if item.entry is not None:
+        cmp = _entry_only(cmp, item.entry)
+    node.conformance["comparison"] = cmp
+    node.conformance["fingerprint"] = runner.fingerprint(item, ref)
+    if not cmp.passed:
+        pytest.fail(_message(item, cmp, node.conformance["fingerprint"], node.nodeid),
+                    pytrace=False)
+    return cmp
+
+
+def _quiet(require: bool) -> dict:
+    return {"pytrace": False} if require else {}
+
+
+def _checked_tensor(got, name: str, tensor: str, shape: tuple, dtype: str) -> np.ndarray:
+    """Check presence, type, shape and dtype, each with its own one-line message."""
+    __tracebackhide__ = True
+    if not isinstance(got, dict):
+        pytest.fail(f"adapter {name!r} returned {type(got).__name__}, not a dict of tensors",
+                    pytrace=False)
+    if tensor not in got:
+        keys = ", ".join(map(str, got)) or "nothing"
+        pytest.fail(f"adapter {name!r} returned no {tensor} (it returned {keys})", pytrace=False)
+    g = got[tensor]
+    if not isinstance(g, np.ndarray):
+        pytest.fail(f"adapter {name!r} returned {tensor} as {type(g).__name__}, not a NumPy array",
+                    pytrace=False)
+    if g.shape != shape:
+        pytest.fail(f"adapter {name!r} returned {tensor} with shape {g.shape}, expected {shape}",
+                    pytrace=False)
+    if g.dtype != np.dtype(dtype):
+        pytest.fail(f"adapter {name!r} returned {tensor} as {g.dtype}, asked for {dtype}",
+                    pytrace=False)
+    bad = ~np.isfinite(g)
+    if bad.any():
+        first = ", ".join(map(str, np.argwhere(bad)[0]))
+        pytest.fail(f"adapter {name!r} returned {tensor} with {int(bad.sum())} NaN/Inf of "
+                    f"{g.size} entries (first at {tensor}[{first}])", pytrace=False)
+    return g
+
+
+def _entry_only(cmp: Comparison, entry: tuple[int, ...]) -> Comparison:
+    """Narrow a tensor's comparison to one entry (entry-granular mode)."""
+    pick = lambda a: np.asarray(a)[entry].reshape(1)  # noqa: E731
+    return compare(cmp.tensor, pick(cmp.got), pick(cmp.ref), pick(cmp.bound), cmp.dtype)
+
+
+def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str) -> str:
+    """Say which entries are out of bound, by how much, what arithmetic fits, how to rerun."""
+    bad = int(cmp.failing.sum())
+    lines = [
+        f"{item.config.id} {cmp.tensor}: {bad} of {cmp.ref.size} entries "
+        f"({100 * bad / cmp.ref.size:.3g}%) outside their bound; greatest ratio {cmp.max_ratio:.3g}"
+    ]
+    worst = cmp.worst(MAX_LISTED)
+    if item.entry is not None:  # the narrowed comparison indexes its one entry as (0,)
+        worst = [dataclasses.replace(e, index=item.entry) for e in worst]
+    lines += ["  " + e.describe(item.tensor) for e in worst]
+    if bad > MAX_LISTED:
+        lines.append(f"  … and {bad - MAX_LISTED} more")
+    if fp is not None:
+        lines.append(f"errors consistent with: {fp}")
+    lines.append(f"reproduce: python -m pytest '{nodeid}'")
+    return "\n".join(lines)

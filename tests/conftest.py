@@ -1,0 +1,119 @@
+"""The conformance plugin: options, the parameterised matrix, framework versions in the header."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+import adapters
+from reference.activations import CATALOGUE
+from tests import matrix
+from tests.conformance import Runner
+
+KNOWN_DTYPES = ("float32", "float64")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("conformance", "backprop conformance")
+    g.addoption("--frameworks", default=None,
+                help=f"comma-separated frameworks to test (known: {', '.join(adapters.BUILTIN)}; "
+                     "default: all, or none when --adapter is given)")
+    g.addoption("--adapter", action="append", default=[], metavar="PKG.MODULE:OBJECT",
+                help="also test this adapter (repeatable); see adapters/README.md")
+    g.addoption("--all-idioms", action="store_true",
+                help="also run the slow idioms (eager JAX) of the chosen frameworks")
+    g.addoption("--require-frameworks", action="store_true",
+                help="fail, not skip, items whose framework cannot be imported (for CI)")
+    g.addoption("--dtypes", default=",".join(KNOWN_DTYPES), help="comma-separated dtypes")
+    g.addoption("--devices", default=",".join(matrix.DEVICES), help="comma-separated devices")
+    g.addoption("--cases", default=",".join(matrix.CASES),
+                help=f"comma-separated cases (known: {', '.join(matrix.CASES)})")
+    g.addoption("--pairs", default="default",
+                help="σ pairs: 'default' (each case's own), 'all', or e.g. relu-tanh,sigmoid-identity")
+    g.addoption("--entries", action="store_true",
+                help="make every gradient entry its own test item (small nets, bisecting)")
+    g.addoption("--soak", type=int, default=0, metavar="N",
+                help="repeat the matrix over N extra seeds (1…N) besides seed 0")
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _choose(config: pytest.Config, option: str, known) -> list[str]:
+    """Return the option's comma-separated values, or stop the run naming the known ones."""
+    chosen = _split(config.getoption(option))
+    unknown = [c for c in chosen if c not in known]
+    if unknown or not chosen:
+        raise pytest.UsageError(
+            f"--{option} {','.join(unknown) or '(empty)'}: unknown; known: {', '.join(known)}")
+    return chosen
+
+
+def _pairs(config: pytest.Config) -> list[tuple[str, str]] | None:
+    """Return the σ pairs asked for, None for each case's default ones."""
+    value = config.getoption("pairs")
+    if value == "default":
+        return None
+    if value == "all":
+        return list(matrix.ALL_PAIRS)
+    pairs = [tuple(p.split("-")) for p in _split(value)]
+    bad = [p for p in pairs if len(p) != 2 or not all(s in CATALOGUE for s in p)]
+    if bad or not pairs:
+        raise pytest.UsageError(
+            f"--pairs {value}: expected σ1-σ2 pairs of {', '.join(CATALOGUE)}, 'default' or 'all'")
+    return pairs
+
+
+def _adapters(config: pytest.Config) -> dict:
+    """Return the adapters to test by name, or stop the run with a one-line usage error."""
+    specs = config.getoption("adapter")
+    frameworks = config.getoption("frameworks")
+    if frameworks is None:
+        frameworks = "" if specs else ",".join(adapters.BUILTIN)
+    try:
+        chosen = adapters.builtin(_split(frameworks), config.getoption("all_idioms")) + [adapters.load(s) for s in specs]
+    except adapters.AdapterError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    by_name = {}
+    for a in chosen:
+        if a.name in by_name:
+            raise pytest.UsageError(f"two adapters are named {a.name!r}; names must be unique")
+        by_name[a.name] = a
+    return by_name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: a gradient conformance item")
+    if config.getoption("soak") < 0:
+        raise pytest.UsageError("--soak must be 0 or more")
+    config.conformance_adapters = _adapters(config)
+    config.conformance_runner = Runner(config.conformance_adapters)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    versions = []
+    for framework in sorted({a.framework for a in config.conformance_adapters.values()}):
+        try:
+            versions.append(f"{framework} {importlib.metadata.version(framework)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{framework} (not installed)")
+    return [f"frameworks: {', '.join(versions) or 'none'}"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_item" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    dtypes = _choose(config, "dtypes", KNOWN_DTYPES)
+    devices = _choose(config, "devices", matrix.DEVICES)
+    cases = _choose(config, "cases", list(matrix.CASES))
+    configs = [matrix.Config(a, dev, dt) for a in config.conformance_adapters
+               for dev in devices for dt in dtypes]
+    specs = matrix.specs(cases, _pairs(config), range(config.getoption("soak") + 1))
+    items = matrix.items(configs, specs, config.getoption("entries"))
+    metafunc.parametrize("conformance_item", [
+        pytest.param(i, id=i.id, marks=[pytest.mark.conformance, pytest.mark.xdist_group(i.group)])
+        for i in items
+    ])

@@ -1,0 +1,108 @@
+"""The conformance matrix: which cases, σ pairs, dtypes and devices a run checks by default."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from reference.case import TENSORS
+
+CASES = {  # name → (sizes, batch)
+    "seed": ((784, 16, 10), 1),  # the seed's 784-16-10 net, one sample, as in (15)–(20)
+    "minibatch": ((784, 16, 10), 32),
+    "chain": ((1, 1, 1), 1),  # the one-neuron chain (1)–(12)
+    "small": ((5, 4, 3), 3),
+}
+PAIRS = {  # name → the σ pairs the default matrix runs it with
+    "seed": (("sigmoid", "sigmoid"), ("softplus", "tanh")),
+    "minibatch": (("relu", "sigmoid"), ("tanh", "identity")),
+    "chain": (("sigmoid", "sigmoid"),),
+    "small": (("tanh", "softplus"),),
+}
+"""Each case with few pairs: every new shape costs JAX a compilation per op (≈50 ms each on
+the CPU, eagerly), so the default spreads its pairs over the cases; `--pairs all` crosses
+every case with every pair of ALL_PAIRS, and `--pairs relu-tanh,…` with those."""
+ALL_PAIRS = (
+    ("sigmoid", "sigmoid"), ("relu", "sigmoid"), ("tanh", "identity"), ("softplus", "tanh"),
+    ("tanh", "softplus"), ("identity", "relu"),
+)
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu",)
+
+
+class Spec(NamedTuple):
+    """A case by name only: the arrays are drawn when an item first needs them."""
+
+    sizes: tuple[int, int, int]
+    batch: int
+    seed: int
+    sigma1: str
+    sigma2: str
+
+    @property
+    def id(self) -> str:
+        """Return `sigmoid-sigmoid-784x16x10-b1-s0`."""
+        n0, n1, n2 = self.sizes
+        return f"{self.sigma1}-{self.sigma2}-{n0}x{n1}x{n2}-b{self.batch}-s{self.seed}"
+
+
+class Config(NamedTuple):
+    """How one adapter is run: dtype and device."""
+
+    adapter: str
+    device: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        """Return `torch-cpu-float64`."""
+        return f"{self.adapter}-{self.device}-{self.dtype}"
+
+
+class Item(NamedTuple):
+    """One conformance test: a tensor (or one entry of it) of one config on one case."""
+
+    config: Config
+    spec: Spec
+    tensor: str
+    entry: tuple[int, ...] | None = None
+
+    @property
+    def group(self) -> str:
+        """Return what items share one gradient computation (one adapter call)."""
+        return f"{self.config.id}-{self.spec.id}"
+
+    @property
+    def id(self) -> str:
+        """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
+        tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
+        return f"{self.group}-{self.tensor}{tail}"
+
+
+def specs(cases: list[str], pairs: list[tuple[str, str]] | None, seeds: range) -> list[Spec]:
+    """Return every (case, σ pair, seed) of the matrix; pairs None means each case's own."""
+    return [
+        Spec(*CASES[name], seed, s1, s2)
+        for name in cases for (s1, s2) in (pairs or PAIRS[name]) for seed in seeds
+    ]
+
+
+def entry_indices(sizes: tuple[int, int, int], tensor: str) -> list[tuple[int, ...]]:
+    """Return every index of one parameter tensor, row-major."""
+    n0, n1, n2 = sizes
+    shape = {"W1": (n1, n0), "b1": (n1,), "W2": (n2, n1), "b2": (n2,)}[tensor]
+    import numpy as np
+
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(shape)]
+
+
+def items(configs: list[Config], specs_: list[Spec], entries: bool) -> list[Item]:
+    """Return the matrix's items, grouped so that items sharing an adapter call are adjacent."""
+    out = []
+    for config in configs:
+        for spec in specs_:
+            for tensor in TENSORS:
+                if entries:
+                    out += [Item(config, spec, tensor, e) for e in entry_indices(spec.sizes, tensor)]
+                else:
+                    out.append(Item(config, spec, tensor))
+    return out

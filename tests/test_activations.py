@@ -1,0 +1,161 @@
+"""Check that PyTorch and JAX CPU activations stay within the catalogue's rounding budgets."""
+
+from __future__ import annotations
+
+import functools
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+from reference.activations import CATALOGUE
+
+DTYPES = {"float32": (np.float32, 2.0**-24), "float64": (np.float64, 2.0**-53)}
+FRAMEWORKS = ("torch", "torch.nn", "jax.jit")  # eager JAX runs the same XLA kernels; too slow here
+KINDS = ("forward", "derivative")
+
+
+def _grid() -> np.ndarray:
+    """Float32-representable points on [-30, 30] and near 0, plus normal/subnormal edges."""
+    f32, f64 = np.finfo(np.float32), np.finfo(np.float64)
+    dense = np.linspace(-30.0, 30.0, 1201)
+    small = np.logspace(-30.0, 0.0, 61)
+    pts32 = np.concatenate([dense, small, [f32.tiny, f32.smallest_subnormal]]).astype(np.float32)
+    pts = np.concatenate([pts32, [f64.tiny, f64.smallest_subnormal]])
+    return np.unique(np.concatenate([[0.0], pts, -pts]))
+
+
+Z = _grid()
+
+
+def _sigmoid(x):
+    """Exact logistic function."""
+    return 1 / (1 + mp.exp(-x))
+
+
+EXACT = {
+    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * _sigmoid(-x)),
+    "tanh": (mp.tanh, lambda x: mp.sech(x) ** 2),
+    "softplus": (lambda x: mp.log1p(mp.exp(x)), _sigmoid),
+    "relu": (lambda x: max(x, 0), lambda x: mp.mpf(x > 0)),
+    "identity": (lambda x: x, lambda x: mp.mpf(1)),
+}
+
+
+def _hi_lo(fn):
+    """Vectorise fn into a float64 (hi, lo) pair whose sum is fn(z) to about 2**-106."""
+
+    def split(z):
+        with mp.workdps(40):
+            v = fn(mp.mpf(z))
+            hi = float(v)
+            return hi, float(v - hi)
+
+    return np.vectorize(split, otypes=[float, float])
+
+
+@functools.cache
+def exact(name: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact σ (forward) or σ′ (derivative) of activation `name` on Z, as (hi, lo)."""
+    return _hi_lo(EXACT[name][KINDS.index(kind)])(Z)
+
+
+def _torch_impl(name: str, modules: bool):
+    """Return a numpy-in, (f, df)-out evaluator for torch's `name`."""
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+    if modules:
+        fn = {
+            "sigmoid": nn.Sigmoid(),
+            "tanh": nn.Tanh(),
+            "softplus": nn.Softplus(),
+            "relu": nn.ReLU(),
+            "identity": nn.Identity(),
+        }[name]
+    else:
+        fn = {
+            "sigmoid": torch.sigmoid,
+            "tanh": torch.tanh,
+            "softplus": F.softplus,
+            "relu": torch.relu,
+            "identity": lambda x: x,
+        }[name]
+
+    def run(z: np.ndarray):
+        x = torch.tensor(z, requires_grad=True)
+        y = fn(x)
+        y.sum().backward()
+        return y.detach().numpy(), x.grad.numpy()
+
+    return run
+
+
+def _jax_impl(name: str):
+    """Return a numpy-in, (f, df)-out evaluator for JAX's `name`, jitted."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    fn = {
+        "sigmoid": jax.nn.sigmoid,
+        "tanh": jnp.tanh,
+        "softplus": jax.nn.softplus,
+        "relu": jax.nn.relu,
+        "identity": lambda x: x,
+    }[name]
+    grad = jax.grad(lambda x: fn(x).sum())
+    both = jax.jit(lambda x: (fn(x), grad(x)))
+
+    def run(z: np.ndarray):
+        f, df = both(jnp.asarray(z))
+        return np.asarray(f), np.asarray(df)
+
+    return run
+
+
+IMPLS = {
+    "torch": functools.partial(_torch_impl, modules=False),
+    "torch.nn": functools.partial(_torch_impl, modules=True),
+    "jax.jit": _jax_impl,
+}
+
+
+@functools.cache
+def computed(framework: str, name: str, dtype: str):
+    """Points of Z representable in `dtype` and the framework's (f, df) on them."""
+    np_dtype = DTYPES[dtype][0]
+    keep = Z.astype(np_dtype).astype(np.float64) == Z
+    f, df = IMPLS[framework](name)(Z[keep].astype(np_dtype))
+    return keep, f.astype(np.float64), df.astype(np.float64)
+
+
+def budget_ratio(err: np.ndarray, budget: np.ndarray, u: float) -> np.ndarray:
+    """|error| / (u · budget), with 0/0 read as 0 (exact where the budget is 0)."""
+    scale = u * budget
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(err > 0, err / scale, 0.0)
+
+
+CASES = [
+    (fw, dt, name, kind)
+    for fw in FRAMEWORKS
+    for dt in DTYPES
+    for name in CATALOGUE
+    for kind in KINDS
+]
+
+
+@pytest.mark.parametrize("framework,dtype,name,kind", CASES, ids=["-".join(c) for c in CASES])
+def test_within_budget(framework, dtype, name, kind):
+    """The worst error over the grid is at most the catalogue budget."""
+    keep, f, df = computed(framework, name, dtype)
+    hi, lo = (a[keep] for a in exact(name, kind))
+    got = f if kind == "forward" else df
+    act = CATALOGUE[name]
+    budget = (act.f_err if kind == "forward" else act.df_err)(Z[keep])
+    err = np.abs((got - hi) - lo)
+    ratio = budget_ratio(err, budget, DTYPES[dtype][1])
+    i = int(np.argmax(ratio))
+    assert ratio[i] <= 1.0, (
+        f"ratio {ratio[i]:.4g} at z={Z[keep][i]!r}: got {got[i]!r}, exact {hi[i]!r}, "
+        f"budget {budget[i]:.4g}u"
+    )

@@ -1,0 +1,12 @@
+"""The product: every gradient entry of every adapter against the reference and its bound."""
+
+from __future__ import annotations
+
+from tests.conformance import check_item
+
+
+def test_gradient(conformance_item, request):
+    """Check one tensor (or one entry) of one adapter's gradients on one case."""
+    config = request.config
+    check_item(config.conformance_runner, conformance_item,
+               config.getoption("require_frameworks"), request.node)
