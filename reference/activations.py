@@ -6,6 +6,10 @@ magnitude pass in `reference.bounds` carries with σ′ and σ″). The budgets 
 written as `ulps × magnitude(z)`; each one is the worst measured error of the PyTorch and JAX
 CPU kernels (float32 and float64, |z| ≤ 30, see tests/test_activations.py) with a margin of
 at least 2×, and DESIGN.md records that the CUDA kernels were no worse than the CPU ones.
+Two documented framework behaviours lie outside every budget and outside every case the
+suite draws (|z| stays far below 20 and far above the subnormals): PyTorch's softplus returns z
+itself above its threshold of 20, and XLA on the CPU flushes subnormal inputs to zero. The
+activation tests pin both down as strict xfails.
 """
 
 from __future__ import annotations
@@ -70,14 +74,15 @@ SIGMOID = Activation(
     df_err=lambda z: 8.0 * _sigmoid(z),
 )
 
-# tanh: 4 ulps of the output with a floor of u (exp-based kernels). σ′ = 1 − t² is computed
-# from the output: 1 − t² cancels near |t| = 1, so its error is absolute, ≤ 2|t|·err(t) + u.
+# tanh: XLA's float64 tanh is off by up to 6.9 ulps near |z| = 20 (a rational approximation),
+# so 14|t| + 2. σ′ = 1 − t² is computed from the output and cancels near |t| = 1: its error is
+# absolute, ≤ 2|t|·err(t) + u, measured ≤ 16u; budget 32u.
 TANH = Activation(
     "tanh", np.tanh,
     lambda z: 1.0 - np.tanh(z) ** 2,
     lambda z: -2.0 * np.tanh(z) * (1.0 - np.tanh(z) ** 2),
-    f_err=lambda z: 4.0 * np.abs(np.tanh(z)) + 1.0,
-    df_err=lambda z: 12.0 + 0.0 * z,
+    f_err=lambda z: 14.0 * np.abs(np.tanh(z)) + 2.0,
+    df_err=lambda z: 32.0 + 0.0 * z,
 )
 
 # relu: max(z, 0) and its derivative 1{z > 0} are exact; relu′(0) = 0 by convention, and the
@@ -87,12 +92,13 @@ RELU = Activation(
     f_err=_zero, df_err=_zero, kink=1.0,
 )
 
-# softplus: log1p(e^z) with a few roundings, 4 ulps of the output plus u; σ′ is sigmoid(z),
-# whose budget it inherits.
+# softplus: log1p(e^z) with a few roundings, 4 ulps of the output plus 2u. JAX differentiates
+# logaddexp(z, 0) as e^(z − softplus(z)), whose error grows like u·z (16u at z = 16 in float64),
+# so σ′ is charged 2·softplus(z) + 3 rather than a multiple of sigmoid(z).
 SOFTPLUS = Activation(
     "softplus", _softplus, _sigmoid, _sigmoid_d,
-    f_err=lambda z: 4.0 * _softplus(z) + 1.0,
-    df_err=lambda z: 4.0 * _sigmoid(z) + 0.5,
+    f_err=lambda z: 4.0 * _softplus(z) + 2.0,
+    df_err=lambda z: 2.0 * _softplus(z) + 3.0,
 )
 
 # identity: nothing is computed, nothing is rounded.

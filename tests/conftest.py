@@ -11,6 +11,8 @@ from reference.activations import CATALOGUE
 from tests import matrix
 from tests.conformance import Runner
 
+pytest_plugins = ["reports.plugin"]
+
 KNOWN_DTYPES = ("float32", "float64")
 
 

@@ -144,18 +144,64 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("framework,dtype,name,kind", CASES, ids=["-".join(c) for c in CASES])
-def test_within_budget(framework, dtype, name, kind):
-    """The worst error over the grid is at most the catalogue budget."""
+def _subnormal(z: np.ndarray) -> np.ndarray:
+    return (z != 0) & (np.abs(z) < np.finfo(np.float32).tiny)
+
+
+# Documented behaviours outside the catalogue's exact σ: each is checked apart, as a strict
+# xfail over the z it concerns, and left out of the budget check.
+DEVIATIONS = {
+    ("torch", "float64", "softplus"): (
+        lambda z: z > 20,
+        "torch softplus returns z above threshold=20 (documented, torch.nn.Softplus), "
+        "off by e^-z",
+    ),
+    ("jax.jit", None, "relu"): (
+        _subnormal,
+        "XLA on the CPU flushes subnormal inputs to zero "
+        "(https://github.com/jax-ml/jax/issues/16200)",
+    ),
+}
+
+
+def _deviation(framework: str, dtype: str, name: str):
+    fw = framework.split(".")[0] if framework.startswith("torch") else framework
+    return DEVIATIONS.get((fw, dtype, name)) or DEVIATIONS.get((fw, None, name))
+
+
+def _ratio(framework, dtype, name, kind, where) -> tuple[float, str]:
+    """Return the worst budget ratio over the grid points `where` selects, with its place."""
     keep, f, df = computed(framework, name, dtype)
     hi, lo = (a[keep] for a in exact(name, kind))
     got = f if kind == "forward" else df
     act = CATALOGUE[name]
     budget = (act.f_err if kind == "forward" else act.df_err)(Z[keep])
     err = np.abs((got - hi) - lo)
-    ratio = budget_ratio(err, budget, DTYPES[dtype][1])
+    ratio = np.where(where(Z[keep]), budget_ratio(err, budget, DTYPES[dtype][1]), 0.0)
     i = int(np.argmax(ratio))
-    assert ratio[i] <= 1.0, (
-        f"ratio {ratio[i]:.4g} at z={Z[keep][i]!r}: got {got[i]!r}, exact {hi[i]!r}, "
-        f"budget {budget[i]:.4g}u"
-    )
+    return ratio[i], (f"ratio {ratio[i]:.4g} at z={Z[keep][i]!r}: got {got[i]!r}, "
+                      f"exact {hi[i]!r}, budget {budget[i]:.4g}u")
+
+
+@pytest.mark.parametrize("framework,dtype,name,kind", CASES, ids=["-".join(c) for c in CASES])
+def test_within_budget(framework, dtype, name, kind):
+    """The worst error over the grid (documented deviations aside) is at most the budget."""
+    dev = _deviation(framework, dtype, name)
+    where = (lambda z: ~dev[0](z)) if dev else (lambda z: np.ones(z.shape, bool))
+    ratio, where_msg = _ratio(framework, dtype, name, kind, where)
+    assert ratio <= 1.0, where_msg
+
+
+DEVIATION_CASES = [c for c in CASES if _deviation(c[0], c[1], c[2]) and c[2] != "identity"]
+
+
+@pytest.mark.parametrize(
+    "framework,dtype,name,kind",
+    [pytest.param(*c, marks=pytest.mark.xfail(reason=_deviation(*c[:3])[1], strict=True))
+     for c in DEVIATION_CASES],
+    ids=["-".join(c) + "-deviation" for c in DEVIATION_CASES],
+)
+def test_documented_deviation(framework, dtype, name, kind):
+    """Where a framework is documented to differ, it still does (strict xfail)."""
+    ratio, where_msg = _ratio(framework, dtype, name, kind, _deviation(framework, dtype, name)[0])
+    assert ratio <= 1.0, where_msg

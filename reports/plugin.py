@@ -1,0 +1,1 @@
+"""Records every conformance item as data (results JSON) and writes the HTML report."""
