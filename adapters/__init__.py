@@ -16,7 +16,10 @@ tolerances, compares nothing, prints nothing, and imports its framework only whe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
+import sys
+from pathlib import Path
 
 BUILTIN: dict[str, tuple[str, ...]] = {
     "torch": ("adapters.torch:TorchAutograd", "adapters.torch:TorchNN", "adapters.torch:TorchFunc"),
@@ -37,12 +40,12 @@ class AdapterError(Exception):
 
 
 def load(spec: str):
-    """Load `package.module:object` (an instance, or a class taking no arguments)."""
-    module_name, sep, attr = spec.partition(":")
+    """Load `package.module:object` or `path/to/file.py:object` (an instance, or a class)."""
+    module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise AdapterError(f"--adapter {spec!r}: expected package.module:object")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the adapter's
         raise AdapterError(f"--adapter {spec!r}: cannot import {module_name}: {exc!r}") from None
     try:
@@ -51,6 +54,20 @@ def load(spec: str):
         raise AdapterError(f"--adapter {spec!r}: {module_name} has no {attr!r}") from None
     adapter = obj() if isinstance(obj, type) else obj
     return check(adapter, spec)
+
+
+def _import(module_name: str):
+    """Import a dotted module name, or a .py file by its path."""
+    if not module_name.endswith(".py"):
+        return importlib.import_module(module_name)
+    path = Path(module_name).resolve()
+    spec = importlib.util.spec_from_file_location(f"_adapter_{path.stem}", path)
+    if spec is None or not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def check(adapter, spec: str):

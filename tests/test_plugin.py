@@ -1,0 +1,105 @@
+"""The conformance plugin's options: selection, third-party adapters, CI strictness, ids."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
+FAST = ("--cases", "chain,small")
+
+MISSING_FRAMEWORK = '''
+class Adapter:
+    name = "needs_missing"
+    framework = "nonexistent_framework"
+
+    def gradients(self, case, dtype, device):
+        import nonexistent_framework  # noqa: F401
+'''
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess(CONFORMANCE, *args)
+
+
+def test_ids_read_like_the_domain(pytester):
+    """Ids are adapter-device-dtype-σ1-σ2-sizes-batch-seed-tensor, as in DESIGN.md."""
+    result = run(pytester, "--collect-only", "-q", "--frameworks", "torch")
+    result.stdout.fnmatch_lines(
+        ["*test_gradient[[]torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[]]"])
+
+
+def test_unknown_framework_is_a_usage_error_naming_the_known(pytester):
+    """--frameworks with an unknown name stops the run before any test, listing the known."""
+    result = run(pytester, "--frameworks", "torch,tensorflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown framework 'tensorflow'; known: jax, torch*"])
+
+
+@pytest.mark.parametrize("spec,says", [
+    ("no_colon", "expected package.module:object"),
+    ("not_a_module_xyz:adapter", "cannot import not_a_module_xyz"),
+    ("adapters.example:nothing", "adapters.example has no 'nothing'"),
+])
+def test_bad_adapter_spec_is_a_one_line_usage_error(pytester, spec, says):
+    """A broken --adapter names what was wrong in one line."""
+    result = run(pytester, "--adapter", spec)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--adapter {spec!r}: {says}*"])
+
+
+@pytest.mark.parametrize("spec", ["my_adapter:adapter", "{path}/my_adapter.py:NumpyAdapter"])
+def test_adapter_outside_the_repo_is_loaded(pytester, spec):
+    """The documented example, copied outside the checkout, runs with --adapter and passes."""
+    shutil.copy(ROOT / "adapters" / "example.py", pytester.path / "my_adapter.py")
+    pytester.syspathinsert()
+    result = run(pytester, "--adapter", spec.format(path=pytester.path), *FAST)
+    result.assert_outcomes(passed=4 * 2 * 2)  # tensors × dtypes × (chain, small)
+
+
+def test_missing_framework_skips_locally_and_fails_under_require(pytester):
+    """An adapter whose framework cannot be imported is skipped, or failed with --require."""
+    pytester.makepyfile(needs_missing=MISSING_FRAMEWORK)
+    pytester.syspathinsert()
+    args = ("--adapter", "needs_missing:Adapter", *FAST, "-rs")
+    skipped = run(pytester, *args)
+    skipped.assert_outcomes(skipped=16)
+    skipped.stdout.fnmatch_lines(["*nonexistent_framework cannot be imported*"])
+    failed = run(pytester, *args, "--require-frameworks")
+    failed.assert_outcomes(failed=16)
+    assert failed.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_entry_granular_mode_makes_each_entry_an_item(pytester):
+    """--entries gives one item per entry, named by its index."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--cases", "small",
+                 "--dtypes", "float64", "--entries", "-v")
+    result.assert_outcomes(passed=4 * 5 + 4 + 3 * 4 + 3)
+    result.stdout.fnmatch_lines(["*numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W1[[]3,4[]]*PASSED*"])
+
+
+def test_soak_repeats_the_matrix_over_extra_seeds(pytester):
+    """--soak 2 runs seeds 0, 1 and 2."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--cases", "chain", "--soak",
+                 "2", "--collect-only", "-q")
+    for seed in (0, 1, 2):
+        result.stdout.fnmatch_lines([f"*-1x1x1-b1-s{seed}-W1*"])
+    result.stdout.fnmatch_lines(["24 tests collected*"])
+
+
+def test_pairs_all_crosses_every_case_with_every_pair(pytester):
+    """--pairs all runs each case with every pair of the catalogue list."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--cases", "chain",
+                 "--pairs", "all", "--dtypes", "float64", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["24 tests collected*"])
+
+
+def test_header_names_framework_versions(pytester):
+    """The pytest header lists each tested framework with its version."""
+    result = run(pytester, "--frameworks", "torch,jax", "--collect-only", "-q", "-v")
+    result.stdout.fnmatch_lines(["frameworks: jax *, torch *"])
