@@ -11,6 +11,11 @@ an object with
 in `dtype` ("float32", "float64") on `device` ("cpu", "cuda"), and returns ∂C/∂W1, ∂C/∂b1,
 ∂C/∂W2, ∂C/∂b2 of the summed cost (19) as NumPy arrays shaped like the parameters. It holds no
 tolerances, compares nothing, prints nothing, and imports its framework only when called.
+
+Optional, for precision studies: `precisions` (the framework's float32 matmul settings the
+adapter can run under, besides leaving the default alone), `gradients(..., precision=name)`
+that runs under one of them, `resolve_precision(device)` naming what the untouched default
+is, and `float32_setting`, the call that restores full float32 products.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ _NAME = re.compile(r"^[a-z0-9_.]+$")
 
 class AdapterError(Exception):
     """An adapter could not be loaded or does not keep the contract."""
+
+
+class DeviceUnavailable(Exception):
+    """The adapter's framework is there but the asked-for device is not (no CUDA, say)."""
 
 
 def load(spec: str):

@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 
+from adapters import DeviceUnavailable
 from reference.case import Case
 
 ACTIVATIONS = {  # catalogue name → attribute of jax.nn (None: identity)
@@ -42,9 +43,18 @@ def _jitted_grad():
     return jax.jit(jax.grad(_cost), static_argnums=(3, 4))
 
 
+def _device(device: str):
+    """Return the first JAX device of a platform, or raise DeviceUnavailable."""
+    jax = _jax()
+    try:
+        return jax.devices(device)[0]
+    except RuntimeError as exc:
+        raise DeviceUnavailable(f"jax: no {device} device ({str(exc).splitlines()[0]})") from None
+
+
 def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
     jax = _jax()
-    dev = jax.devices(device)[0]
+    dev = _device(device)
     put = lambda a: jax.device_put(np.asarray(a, dtype=dtype), dev)  # noqa: E731
     p = {k: put(v) for k, v in case.params.items()}
     g = grad_fn(p, put(case.x), put(case.y), case.sigma1, case.sigma2)
@@ -55,25 +65,45 @@ def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
     return out
 
 
-class JaxEager:
+class _Jax:
+    """What both JAX idioms share: the matmul precision settings and how to restore float32."""
+
+    framework = "jax"
+    # jax_default_matmul_precision's legacy names; its dot-algorithm presets are accepted too.
+    precisions = ("highest", "high", "tensorfloat32", "bfloat16", "float32")
+    float32_setting = (
+        'jax.default_matmul_precision("highest") or JAX_DEFAULT_MATMUL_PRECISION=highest'
+    )
+
+    def resolve_precision(self, device: str) -> str:
+        """Return the untouched setting: None means each backend's DEFAULT precision."""
+        value = _jax().config.jax_default_matmul_precision
+        return "DEFAULT (backend's choice)" if value is None else str(value)
+
+    def gradients(self, case: Case, dtype: str, device: str, precision: str = "default"):
+        """Return the idiom's gradients of the summed cost (19) as NumPy arrays."""
+        jax = _jax()
+        if precision == "default":
+            return self._gradients(case, dtype, device)
+        with jax.default_matmul_precision(precision):
+            return self._gradients(case, dtype, device)
+
+
+class JaxEager(_Jax):
     """jax.grad, dispatched op by op."""
 
     name = "jax_eager"
-    framework = "jax"
 
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return jax.grad of the summed cost, run eagerly."""
+    def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         jax = _jax()
         with jax.disable_jit():
             return _run(jax.grad(_cost), case, dtype, device)
 
 
-class JaxJit:
-    """jax.jit(jax.grad(cost)), compiled per shape, dtype and σ pair."""
+class JaxJit(_Jax):
+    """jax.jit(jax.grad(cost)), compiled per shape, dtype, σ pair and precision setting."""
 
     name = "jax"
-    framework = "jax"
 
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return the jitted jax.grad of the summed cost."""
+    def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         return _run(_jitted_grad(), case, dtype, device)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
+from adapters import DeviceUnavailable
 from reference.case import Case
 
 ACTIVATIONS = {  # catalogue name → (functional form, module class name)
@@ -19,6 +22,38 @@ def _torch():
     import torch
 
     return torch
+
+
+@contextlib.contextmanager
+def _setting(device: str, precision: str):
+    """Check the device, and run under a float32 matmul precision, restoring the old one."""
+    torch = _torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("torch: no CUDA device (torch.cuda.is_available() is False)")
+    before = torch.get_float32_matmul_precision()
+    if precision != "default":
+        torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+class _Torch:
+    """What every torch idiom shares: its precision settings and how to restore float32."""
+
+    framework = "torch"
+    precisions = ("highest", "high", "medium")
+    float32_setting = 'torch.set_float32_matmul_precision("highest")'
+
+    def resolve_precision(self, device: str) -> str:
+        """Return what the untouched default float32 matmul precision is."""
+        return _torch().get_float32_matmul_precision()
+
+    def gradients(self, case: Case, dtype: str, device: str, precision: str = "default"):
+        """Return the idiom's gradients of the summed cost (19) as NumPy arrays."""
+        with _setting(device, precision):
+            return self._gradients(case, dtype, device)
 
 
 def _functional(name: str):
@@ -48,13 +83,12 @@ def _cost(p: dict, x, y, s1, s2):
     return ((a2 - y) ** 2).sum()  # (19), summed over the batch
 
 
-class TorchAutograd:
+class TorchAutograd(_Torch):
     """Raw tensors, the cost written out, `backward()`."""
 
     name = "torch"
-    framework = "torch"
 
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+    def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the autograd gradients of the summed cost."""
         t = _tensors(case, dtype, device, grad=True)
         p = {k: t[k] for k in ("W1", "b1", "W2", "b2")}
@@ -62,13 +96,12 @@ class TorchAutograd:
         return _numpy({k: v.grad for k, v in p.items()})
 
 
-class TorchNN:
+class TorchNN(_Torch):
     """nn.Sequential of nn.Linear and activation modules, nn.MSELoss(reduction="sum")."""
 
     name = "torch_nn"
-    framework = "torch"
 
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+    def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the gradients of a Sequential model whose weights are copied from the case."""
         torch = _torch()
         nn = torch.nn
@@ -79,8 +112,8 @@ class TorchNN:
         ).to(device=device, dtype=dt)
         with torch.no_grad():
             for layer, W, b in ((model[0], case.W1, case.b1), (model[2], case.W2, case.b2)):
-                layer.weight.copy_(torch.tensor(W, dtype=dt))
-                layer.bias.copy_(torch.tensor(b, dtype=dt))
+                layer.weight.copy_(torch.tensor(W, dtype=dt, device=device))
+                layer.bias.copy_(torch.tensor(b, dtype=dt, device=device))
         t = _tensors(case, dtype, device, grad=False)
         nn.MSELoss(reduction="sum")(model(t["x"]), t["y"]).backward()
         grads = {"W1": model[0].weight.grad, "b1": model[0].bias.grad}
@@ -88,13 +121,12 @@ class TorchNN:
         return _numpy(grads)
 
 
-class TorchFunc:
+class TorchFunc(_Torch):
     """torch.func.grad of the cost as a pure function of the parameters."""
 
     name = "torch_func"
-    framework = "torch"
 
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+    def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return torch.func.grad of the summed cost."""
         torch = _torch()
         t = _tensors(case, dtype, device, grad=False)

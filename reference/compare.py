@@ -108,16 +108,48 @@ def fingerprint(
     got: dict[str, np.ndarray],
     ref: dict[str, np.ndarray],
     bounds_of: Callable[[str], dict[str, np.ndarray]],
+    simulate_of: Callable[[str], dict[str, np.ndarray]],
 ) -> str:
-    """Return the most precise arithmetic whose bounds hold every entry, or 'wrong gradient'.
+    """Return the arithmetic the errors are consistent with, or 'wrong gradient'.
 
-    `bounds_of(arithmetic)` returns the case's bounds, e.g. `lambda a: bounds(case, a)`.
+    float64 and float32 are told apart from each other and from the reduced arithmetics by
+    their bounds alone (2^29 and 2^13 apart, far more than a bound's slack). tf32 and bf16
+    are only 8× apart, less than that slack, and a first-order bound at u = 2^-8 is loose
+    enough to admit an O(1) error, so past float32 the error *level* decides: the RMS of
+    |g − ref| / float32 bound against the same case simulated with round-to-nearest
+    operands (`reference.simulate`). Up to the geometric middle of the tf32 and bf16 levels
+    it reads tf32; up to one more half-step (√8) past bf16's it reads bf16; beyond, wrong.
+    Operands *truncated* to 10 bits err as much as rounded bf16 ones and read bfloat16.
+    `bounds_of(a)` and `simulate_of(a)` return the case's bounds and simulated gradients.
     """
-    for arithmetic in ARITHMETICS:
+
+    def holds(arithmetic: str) -> bool:
         b = bounds_of(arithmetic)
-        if all(compare(k, got[k], ref[k], b[k], arithmetic).passed for k in ref):
+        return all(compare(k, got[k], ref[k], b[k], arithmetic).passed for k in ref)
+
+    for arithmetic in ("float64", "float32"):
+        if holds(arithmetic):
             return arithmetic
-    return WRONG
+    if not holds("bfloat16"):
+        return WRONG
+    norm = bounds_of("float32")
+    level = error_level(got, ref, norm)
+    tf32, bf16 = (error_level(simulate_of(a), ref, norm) for a in ("tf32", "bfloat16"))
+    if holds("tf32") and level * level <= tf32 * bf16:
+        return "tf32"
+    return "bfloat16" if level * level <= 8 * bf16 * bf16 else WRONG
 
 
-__all__ = ["ARITHMETICS", "U", "WRONG", "Comparison", "Entry", "compare", "fingerprint"]
+def error_level(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], norm: dict) -> float:
+    """Return the RMS over all entries of |g − ref| / norm (entries with norm 0 left out)."""
+    parts = []
+    for k in ref:
+        d, n = np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]), norm[k]
+        parts.append((d[n > 0] / n[n > 0]).ravel())
+    e = np.concatenate(parts)
+    return float(np.sqrt(np.mean(e * e))) if e.size else 0.0
+
+
+__all__ = [
+    "ARITHMETICS", "U", "WRONG", "Comparison", "Entry", "compare", "error_level", "fingerprint",
+]

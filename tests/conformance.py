@@ -13,6 +13,8 @@ from reference.bounds import bounds
 from reference.case import Case, make_case
 from reference.compare import Comparison, compare, fingerprint
 from reference.network import gradients
+from reference.simulate import simulate
+from adapters import DeviceUnavailable
 from tests.matrix import Item, Spec
 
 MAX_LISTED = 5  # worst entries a failure message lists
@@ -23,7 +25,7 @@ class AdapterFailed(Exception):
 
 
 class FrameworkMissing(Exception):
-    """The adapter's framework cannot be imported."""
+    """The adapter's framework cannot be imported, or the device asked for is absent."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,6 +44,12 @@ def reference_for(spec: Spec) -> dict:
 def bounds_for(spec: Spec, arithmetic: str) -> dict:
     """Return the per-entry bounds of one case for one arithmetic."""
     return bounds(case_for(spec), arithmetic)
+
+
+@functools.lru_cache(maxsize=64)
+def simulated_for(spec: Spec, arithmetic: str) -> dict:
+    """Return the case's gradients simulated in one arithmetic (for the fingerprint)."""
+    return simulate(case_for(spec), arithmetic)
 
 
 class Runner:
@@ -63,7 +71,8 @@ class Runner:
         if item.group not in self._fingerprints:
             got = self.result(item)
             try:
-                fp = fingerprint(got, ref, functools.partial(bounds_for, item.spec))
+                fp = fingerprint(got, ref, functools.partial(bounds_for, item.spec),
+                                 functools.partial(simulated_for, item.spec))
             except (KeyError, ValueError, TypeError, AttributeError):
                 fp = None
             self._fingerprints = {item.group: fp}
@@ -72,10 +81,13 @@ class Runner:
     def _call(self, item: Item):
         adapter = self.adapters[item.config.adapter]
         c = item.config
+        setting = {} if c.precision == "default" else {"precision": c.precision}
         try:
-            return adapter.gradients(case_for(item.spec), c.dtype, c.device)
+            return adapter.gradients(case_for(item.spec), c.dtype, c.device, **setting)
         except ImportError as exc:
             return FrameworkMissing(f"{adapter.framework} cannot be imported: {exc}")
+        except DeviceUnavailable as exc:
+            return FrameworkMissing(str(exc))
         except Exception as exc:  # noqa: BLE001 - the adapter's failure is the finding
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
@@ -86,7 +98,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     """Fail, skip or pass one item; leave what was compared on `node.conformance` for reports."""
     __tracebackhide__ = True
     name, tensor = item.config.adapter, item.tensor
-    node.conformance = {"item": item, "adapter": runner.adapters[name]}
+    adapter = runner.adapters[name]
+    node.conformance = {"item": item, "adapter": adapter}
     got = runner.result(item)
     if isinstance(got, FrameworkMissing):
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
@@ -99,10 +112,27 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
         cmp = _entry_only(cmp, item.entry)
     node.conformance["comparison"] = cmp
     node.conformance["fingerprint"] = runner.fingerprint(item, ref)
+    node.conformance["precision_resolved"] = _resolved(adapter, item)
     if not cmp.passed:
-        pytest.fail(_message(item, cmp, node.conformance["fingerprint"], node.nodeid),
-                    pytrace=False)
+        fp = node.conformance["fingerprint"]
+        pytest.fail(_message(item, cmp, fp, node.nodeid, adapter), pytrace=False)
     return cmp
+
+
+def _resolved(adapter, item: Item) -> str:
+    """Return the precision setting the item ran under, the default resolved to its value."""
+    if item.config.precision != "default" or not hasattr(adapter, "resolve_precision"):
+        return item.config.precision
+    return f"default: {adapter.resolve_precision(item.config.device)}"
+
+
+def _advice(item: Item, fp: str, adapter) -> str:
+    """Say which setting restores float32 when float32 products ran at lower precision."""
+    if item.config.dtype != "float32" or fp not in ("tf32", "bfloat16"):
+        return ""
+    setting = getattr(adapter, "float32_setting", None)
+    restore = f"; {setting} restores float32" if setting else ""
+    return f" (float32 was asked: its matrix products ran in {fp}{restore})"
 
 
 def _quiet(require: bool) -> dict:
@@ -142,7 +172,7 @@ def _entry_only(cmp: Comparison, entry: tuple[int, ...]) -> Comparison:
     return compare(cmp.tensor, pick(cmp.got), pick(cmp.ref), pick(cmp.bound), cmp.dtype)
 
 
-def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str) -> str:
+def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str, adapter) -> str:
     """Say which entries are out of bound, by how much, what arithmetic fits, how to rerun."""
     bad = int(cmp.failing.sum())
     lines = [
@@ -156,6 +186,6 @@ def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str) -> str:
     if bad > MAX_LISTED:
         lines.append(f"  … and {bad - MAX_LISTED} more")
     if fp is not None:
-        lines.append(f"errors consistent with: {fp}")
+        lines.append(f"errors consistent with: {fp}{_advice(item, fp, adapter)}")
     lines.append(f"reproduce: python -m pytest '{nodeid}'")
     return "\n".join(lines)

@@ -26,9 +26,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--all-idioms", action="store_true",
                 help="also run the slow idioms (eager JAX) of the chosen frameworks")
     g.addoption("--require-frameworks", action="store_true",
-                help="fail, not skip, items whose framework cannot be imported (for CI)")
+                help="fail, not skip, items whose framework cannot be imported or whose device "
+                     "is absent (for CI)")
     g.addoption("--dtypes", default=",".join(KNOWN_DTYPES), help="comma-separated dtypes")
-    g.addoption("--devices", default=",".join(matrix.DEVICES), help="comma-separated devices")
+    g.addoption("--devices", default=",".join(matrix.DEVICES),
+                help=f"comma-separated devices (known: {', '.join(matrix.KNOWN_DEVICES)}); an "
+                     "absent one is skipped, or failed under --require-frameworks")
+    g.addoption("--precisions", default="default",
+                help="float32 matmul settings: 'default' (untouched), 'all' (each adapter's "
+                     "own), or names, e.g. highest,high (each adapter runs those it offers)")
     g.addoption("--cases", default=",".join(matrix.CASES),
                 help=f"comma-separated cases (known: {', '.join(matrix.CASES)})")
     g.addoption("--pairs", default="default",
@@ -66,6 +72,16 @@ def _pairs(config: pytest.Config) -> list[tuple[str, str]] | None:
         raise pytest.UsageError(
             f"--pairs {value}: expected σ1-σ2 pairs of {', '.join(CATALOGUE)}, 'default' or 'all'")
     return pairs
+
+
+def _precisions(value: str, adapter) -> list[str]:
+    """Return the settings one adapter runs under: those asked for that it offers."""
+    offered = list(getattr(adapter, "precisions", ()))
+    if value == "all":
+        return ["default", *offered]
+    asked = _split(value)
+    chosen = [p for p in asked if p == "default" or p in offered]
+    return chosen or ["default"]
 
 
 def _adapters(config: pytest.Config) -> dict:
@@ -109,10 +125,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     dtypes = _choose(config, "dtypes", KNOWN_DTYPES)
-    devices = _choose(config, "devices", matrix.DEVICES)
+    devices = _choose(config, "devices", matrix.KNOWN_DEVICES)
     cases = _choose(config, "cases", list(matrix.CASES))
-    configs = [matrix.Config(a, dev, dt) for a in config.conformance_adapters
-               for dev in devices for dt in dtypes]
+    configs = [matrix.Config(name, dev, dt, p)
+               for name, adapter in config.conformance_adapters.items()
+               for dev in devices for dt in dtypes
+               for p in _precisions(config.getoption("precisions"), adapter)]
     specs = matrix.specs(cases, _pairs(config), range(config.getoption("soak") + 1))
     items = matrix.items(configs, specs, config.getoption("entries"))
     metafunc.parametrize("conformance_item", [

@@ -27,6 +27,7 @@ ALL_PAIRS = (
 )
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu",)
+KNOWN_DEVICES = ("cpu", "cuda")
 
 
 class Spec(NamedTuple):
@@ -46,16 +47,18 @@ class Spec(NamedTuple):
 
 
 class Config(NamedTuple):
-    """How one adapter is run: dtype and device."""
+    """How one adapter is run: device, dtype and float32 matmul precision setting."""
 
     adapter: str
     device: str
     dtype: str
+    precision: str = "default"  # "default": the framework's setting left untouched
 
     @property
     def id(self) -> str:
-        """Return `torch-cpu-float64`."""
-        return f"{self.adapter}-{self.device}-{self.dtype}"
+        """Return `torch-cpu-float64`, or `torch-cuda-float32.high` under a setting."""
+        base = f"{self.adapter}-{self.device}-{self.dtype}"
+        return base if self.precision == "default" else f"{base}.{self.precision.lower()}"
 
 
 class Item(NamedTuple):

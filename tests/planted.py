@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adapters.example import SIGMA, NumpyAdapter
-
-
-def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
-    """Round float32 values to `bits` explicit mantissa bits, to nearest even (tf32: 10, bf16: 7)."""
-    drop = 23 - bits
-    u = np.asarray(a, dtype=np.float32).view(np.uint32)
-    half = np.uint32((1 << (drop - 1)) - 1)
-    u = (u + half + ((u >> np.uint32(drop)) & np.uint32(1))) & ~np.uint32((1 << drop) - 1)
-    return u.view(np.float32)
+from reference.simulate import round_mantissa
 
 
 class MissingPrime(NumpyAdapter):
@@ -66,6 +58,7 @@ class RoundedOperands(NumpyAdapter):
 
     name = "planted_tf32"
     bits = 10
+    float32_setting = "RoundedOperands.bits = 23"
 
     def matmul(self, a, b):
         if a.dtype != np.float32:

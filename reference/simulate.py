@@ -1,0 +1,42 @@
+"""The network run in a chosen arithmetic, in NumPy: what each arithmetic's errors look like."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference.activations import activation
+from reference.case import Case
+
+MATMUL_BITS = {"tf32": 10, "bfloat16": 7}
+"""Explicit mantissa bits that matrix-product operands keep under each reduced arithmetic."""
+
+
+def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
+    """Round float32 values to `bits` explicit mantissa bits, to nearest even."""
+    drop = 23 - bits
+    u = np.asarray(a, dtype=np.float32).view(np.uint32)
+    half = np.uint32((1 << (drop - 1)) - 1)
+    u = (u + half + ((u >> np.uint32(drop)) & np.uint32(1))) & ~np.uint32((1 << drop) - 1)
+    return u.view(np.float32)
+
+
+def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
+    """Return (15)–(29) computed in float64, float32, or float32 with tf32/bf16 products."""
+    dtype = np.float64 if arithmetic == "float64" else np.float32
+    bits = MATMUL_BITS.get(arithmetic)
+
+    def mm(a, b):
+        return a @ b if bits is None else round_mantissa(a, bits) @ round_mantissa(b, bits)
+
+    s1, s2 = activation(case.sigma1), activation(case.sigma2)
+    W1, b1, W2, b2, x, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2",
+                                                                      "x", "y"))
+    z1 = mm(x, W1.T) + b1  # (15)
+    a1 = s1.f(z1).astype(dtype)  # (16)
+    z2 = mm(a1, W2.T) + b2  # (17)
+    a2 = s2.f(z2).astype(dtype)  # (18)
+    delta2 = s2.df(z2).astype(dtype) * (2 * (a2 - y))  # (22)/(24)
+    delta1 = s1.df(z1).astype(dtype) * mm(delta2, W2)  # (26), (28)–(29)
+    g = {"W1": mm(delta1.T, x), "b1": delta1.sum(axis=0), "W2": mm(delta2.T, a1),
+         "b2": delta2.sum(axis=0)}
+    return {k: v.astype(np.float64) for k, v in g.items()}
