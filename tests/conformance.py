@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
+import time
 import traceback
 
 import numpy as np
@@ -55,8 +57,10 @@ def simulated_for(spec: Spec, arithmetic: str) -> dict:
 class Runner:
     """Calls each adapter once per (config, case) and keeps the outcome for the group's items."""
 
-    def __init__(self, adapters: dict):
+    def __init__(self, adapters: dict, repeats: int = 0):
         self.adapters = adapters
+        self.repeats = repeats
+        self.timing: dict[str, dict] = {}
         self._results: dict[str, object] = {}
         self._fingerprints: dict[str, str | None] = {}
 
@@ -82,8 +86,13 @@ class Runner:
         adapter = self.adapters[item.config.adapter]
         c = item.config
         setting = {} if c.precision == "default" else {"precision": c.precision}
+        call = functools.partial(adapter.gradients, case_for(item.spec), c.dtype, c.device,
+                                 **setting)
         try:
-            return adapter.gradients(case_for(item.spec), c.dtype, c.device, **setting)
+            got = call()
+            if self.repeats:
+                self.timing = {item.group: _time(call, self.repeats)}
+            return got
         except ImportError as exc:
             return FrameworkMissing(f"{adapter.framework} cannot be imported: {exc}")
         except DeviceUnavailable as exc:
@@ -92,6 +101,22 @@ class Runner:
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
             return AdapterFailed(f"{type(exc).__name__}: {exc}{where}")
+
+
+def _time(call, repeats: int) -> dict:
+    """Time `repeats` calls after the first (the warm-up, already done).
+
+    Each call ends by copying the gradients to NumPy, which waits for the device: on CUDA
+    the times are synchronised without an explicit synchronize.
+    """
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return {"repeats": repeats, "median_s": statistics.median(times), "min_s": times[0],
+            "max_s": times[-1]}
 
 
 def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> Comparison:
@@ -113,6 +138,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     node.conformance["comparison"] = cmp
     node.conformance["fingerprint"] = runner.fingerprint(item, ref)
     node.conformance["precision_resolved"] = _resolved(adapter, item)
+    if item.group in runner.timing:
+        node.conformance["timing"] = runner.timing[item.group]
     if not cmp.passed:
         fp = node.conformance["fingerprint"]
         pytest.fail(_message(item, cmp, fp, node.nodeid, adapter), pytrace=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import zlib
 
 import pytest
 
@@ -37,6 +38,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "own), or names, e.g. highest,high (each adapter runs those it offers)")
     g.addoption("--cases", default=",".join(matrix.CASES),
                 help=f"comma-separated cases (known: {', '.join(matrix.CASES)})")
+    g.addoption("--sizes", default=None, metavar="N0xN1xN2,…",
+                help="run these network sizes (with --batches) instead of the named cases")
+    g.addoption("--batches", default=None, metavar="B,…",
+                help="batch sizes for --sizes (default 1; alone, with the 784x16x10 net)")
+    g.addoption("--seeds", type=int, default=None, metavar="N",
+                help="run seeds 0…N−1 (default: seed 0 and the --soak extras)")
+    g.addoption("--shard", default=None, metavar="I/N",
+                help="run only shard I of N (1-based); whole adapter calls stay together")
+    g.addoption("--timing", type=int, default=0, metavar="R",
+                help="time each adapter call R more times after a warm-up; report the median")
     g.addoption("--pairs", default="default",
                 help="σ pairs: 'default' (each case's own), 'all', or e.g. relu-tanh,sigmoid-identity")
     g.addoption("--entries", action="store_true",
@@ -74,6 +85,60 @@ def _pairs(config: pytest.Config) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def _shapes(config: pytest.Config) -> list:
+    """Return the cases: the named ones, or the --sizes × --batches grid."""
+    sizes, batches = config.getoption("sizes"), config.getoption("batches")
+    if sizes is None and batches is None:
+        return matrix.named(_choose(config, "cases", list(matrix.CASES)))
+    try:
+        n = [tuple(int(v) for v in s.split("x")) for s in _split(sizes or "784x16x10")]
+        b = [int(v) for v in _split(batches or "1")]
+    except ValueError:
+        n, b = [], []
+    if not n or not b or any(len(t) != 3 or min(t) < 1 for t in n) or min(b) < 1:
+        raise pytest.UsageError(f"--sizes {sizes} --batches {batches}: expected e.g. "
+                                "--sizes 784x16x10,784x64x10 --batches 1,32")
+    return matrix.grid(n, b)
+
+
+def _seeds(config: pytest.Config) -> range:
+    """Return the seeds: 0…N−1 with --seeds N, else 0 and the --soak extras."""
+    seeds, soak = config.getoption("seeds"), config.getoption("soak")
+    if seeds is not None and soak:
+        raise pytest.UsageError("--seeds and --soak both set the seeds; give one")
+    if seeds is not None and seeds < 1:
+        raise pytest.UsageError("--seeds must be 1 or more")
+    return range(seeds) if seeds is not None else range(soak + 1)
+
+
+def _shard(config: pytest.Config) -> tuple[int, int] | None:
+    """Return (i, n) of --shard i/n, 1-based, or None."""
+    value = config.getoption("shard")
+    if value is None:
+        return None
+    i, _, n = value.partition("/")
+    if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise pytest.UsageError(f"--shard {value}: expected I/N with 1 ≤ I ≤ N, e.g. 1/2")
+    return int(i), int(n)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only this shard's items; an adapter call's items share a shard."""
+    shard = _shard(config)
+    if shard is None:
+        return
+    i, n = shard
+    keep, drop = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        ci = spec.params.get("conformance_item") if spec else None
+        key = ci.group if ci is not None else item.nodeid
+        (keep if zlib.crc32(key.encode()) % n == i - 1 else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _precisions(value: str, adapter) -> list[str]:
     """Return the settings one adapter runs under: those asked for that it offers."""
     offered = list(getattr(adapter, "precisions", ()))
@@ -107,7 +172,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("soak") < 0:
         raise pytest.UsageError("--soak must be 0 or more")
     config.conformance_adapters = _adapters(config)
-    config.conformance_runner = Runner(config.conformance_adapters)
+    if config.getoption("timing") < 0:
+        raise pytest.UsageError("--timing must be 0 or more")
+    _shard(config)
+    config.conformance_matrix = _matrix(config)
+    config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -120,18 +189,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"frameworks: {', '.join(versions) or 'none'}"]
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "conformance_item" not in metafunc.fixturenames:
-        return
-    config = metafunc.config
+def _matrix(config: pytest.Config) -> tuple[list, list]:
+    """Return the configs and specs the options ask for, or stop with a usage error."""
     dtypes = _choose(config, "dtypes", KNOWN_DTYPES)
     devices = _choose(config, "devices", matrix.KNOWN_DEVICES)
-    cases = _choose(config, "cases", list(matrix.CASES))
     configs = [matrix.Config(name, dev, dt, p)
                for name, adapter in config.conformance_adapters.items()
                for dev in devices for dt in dtypes
                for p in _precisions(config.getoption("precisions"), adapter)]
-    specs = matrix.specs(cases, _pairs(config), range(config.getoption("soak") + 1))
+    return configs, matrix.specs(_shapes(config), _pairs(config), _seeds(config))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_item" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    configs, specs = config.conformance_matrix
     items = matrix.items(configs, specs, config.getoption("entries"))
     metafunc.parametrize("conformance_item", [
         pytest.param(i, id=i.id, marks=[pytest.mark.conformance, pytest.mark.xdist_group(i.group)])

@@ -81,11 +81,24 @@ class Item(NamedTuple):
         return f"{self.group}-{self.tensor}{tail}"
 
 
-def specs(cases: list[str], pairs: list[tuple[str, str]] | None, seeds: range) -> list[Spec]:
+Shape = tuple[tuple[int, int, int], int, tuple[tuple[str, str], ...]]  # sizes, batch, pairs
+
+
+def named(cases: list[str]) -> list[Shape]:
+    """Return the named cases with their own σ pairs."""
+    return [(*CASES[name], PAIRS[name]) for name in cases]
+
+
+def grid(sizes: list[tuple[int, int, int]], batches: list[int]) -> list[Shape]:
+    """Return every sizes × batch case, with (sigmoid, sigmoid) as the pair unless overridden."""
+    return [(s, b, (("sigmoid", "sigmoid"),)) for s in sizes for b in batches]
+
+
+def specs(shapes: list[Shape], pairs: list[tuple[str, str]] | None, seeds: range) -> list[Spec]:
     """Return every (case, σ pair, seed) of the matrix; pairs None means each case's own."""
     return [
-        Spec(*CASES[name], seed, s1, s2)
-        for name in cases for (s1, s2) in (pairs or PAIRS[name]) for seed in seeds
+        Spec(sizes, batch, seed, s1, s2)
+        for sizes, batch, own in shapes for (s1, s2) in (pairs or own) for seed in seeds
     ]
 
 

@@ -103,3 +103,44 @@ def test_header_names_framework_versions(pytester):
     """The pytest header lists each tested framework with its version."""
     result = run(pytester, "--frameworks", "torch,jax", "--collect-only", "-q", "-v")
     result.stdout.fnmatch_lines(["frameworks: jax *, torch *"])
+
+
+def collected(result: pytest.RunResult) -> set[str]:
+    """Return the item ids a --collect-only -q run listed."""
+    return {ln.split("[", 1)[1][:-1] for ln in result.stdout.lines if "::test_gradient[" in ln}
+
+
+def test_shards_partition_the_matrix_keeping_adapter_calls_whole(pytester):
+    """--shard 1/2 and 2/2 are disjoint, together the whole run, and split no group."""
+    base = ("--adapter", "adapters.example:adapter", "--collect-only", "-q", "--seeds", "3")
+    whole = collected(run(pytester, *base))
+    shards = [collected(run(pytester, *base, "--shard", f"{i}/2")) for i in (1, 2)]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]
+    assert shards[0] | shards[1] == whole
+    groups = [{k.rsplit("-", 1)[0] for k in s} for s in shards]
+    assert not groups[0] & groups[1]
+
+
+@pytest.mark.parametrize("args,says", [
+    (("--shard", "0/2"), "--shard 0/2: expected I/N"),
+    (("--shard", "x"), "--shard x: expected I/N"),
+    (("--sizes", "784x16"), "--sizes 784x16 --batches None: expected e.g."),
+    (("--seeds", "2", "--soak", "1"), "--seeds and --soak both set the seeds"),
+    (("--pairs", "relu-nope"), "--pairs relu-nope: expected σ1-σ2 pairs"),
+    (("--dtypes", "float16"), "--dtypes float16: unknown; known: float32, float64"),
+])
+def test_bad_matrix_options_are_one_line_usage_errors(pytester, args, says):
+    """Each malformed matrix option stops the run with one line naming it."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{says}*"])
+
+
+def test_sizes_and_batches_make_a_grid(pytester):
+    """--sizes × --batches replaces the named cases, every seed of --seeds."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--sizes", "4x3x2,6x5x4",
+                 "--batches", "1,7", "--seeds", "2", "--dtypes", "float64", "--collect-only",
+                 "-q")
+    ids = collected(result)
+    assert len(ids) == 2 * 2 * 2 * 4
+    assert "numpy-cpu-float64-sigmoid-sigmoid-6x5x4-b7-s1-b2" in ids
