@@ -83,7 +83,8 @@ def check(adapter, spec: str):
     """Return the adapter if it keeps the contract's shape, else raise saying what is missing."""
     name = getattr(adapter, "name", None)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise AdapterError(f"adapter {spec!r}: name must be a lowercase -k-safe string, got {name!r}")
+        raise AdapterError(
+            f"adapter {spec!r}: name must be a lowercase -k-safe string, got {name!r}")
     if not isinstance(getattr(adapter, "framework", None), str):
         raise AdapterError(f"adapter {spec!r}: framework must be a string")
     if not callable(getattr(adapter, "gradients", None)):

@@ -68,7 +68,8 @@ def _tensors(case: Case, dtype: str, device: str, grad: bool) -> dict:
     dt = getattr(torch, dtype)
     names = ("W1", "b1", "W2", "b2", "x", "y")
     return {
-        k: torch.tensor(getattr(case, k), dtype=dt, device=device, requires_grad=grad and k[0] in "Wb")
+        k: torch.tensor(getattr(case, k), dtype=dt, device=device,
+                        requires_grad=grad and k[0] in "Wb")
         for k in names
     }
 

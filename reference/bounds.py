@@ -83,7 +83,7 @@ def magnitude_pass(case: Case, u: float) -> dict[str, np.ndarray]:
 
 
 def bounds(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
-    """Return each gradient entry's allowed |g − ref|: the framework's error plus the reference's."""
+    """Return each entry's allowed |g − ref|: the framework's error plus the reference's own."""
     framework = magnitude_pass(case, U[arithmetic])
     own = magnitude_pass(case, U["float64"])  # the float64 reference rounds too
     return {k: GROWTH * (framework[k] + own[k]) for k in framework}

@@ -56,7 +56,7 @@ def literal_gradients(case: Case) -> dict[str, np.ndarray]:
     n0, n1, n2 = case.sizes
     W1, b1, W2, b2 = case.W1, case.b1, case.W2, case.b2
     g = {k: np.zeros_like(v) for k, v in case.params.items()}
-    for x, y in zip(case.x, case.y):
+    for x, y in zip(case.x, case.y, strict=True):
         z1 = [sum(W1[j, k] * x[k] for k in range(n0)) + b1[j] for j in range(n1)]  # (13), (15)
         a1 = [float(s1.f(np.float64(z))) for z in z1]  # (16)
         z2 = [sum(W2[j, k] * a1[k] for k in range(n1)) + b2[j] for j in range(n2)]  # (17), (20)

@@ -11,12 +11,12 @@ import traceback
 import numpy as np
 import pytest
 
+from adapters import DeviceUnavailable
 from reference.bounds import bounds
 from reference.case import Case, make_case
 from reference.compare import Comparison, compare, fingerprint
 from reference.network import gradients
 from reference.simulate import simulate
-from adapters import DeviceUnavailable
 from tests.matrix import Item, Spec
 
 MAX_LISTED = 5  # worst entries a failure message lists

@@ -49,7 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--timing", type=int, default=0, metavar="R",
                 help="time each adapter call R more times after a warm-up; report the median")
     g.addoption("--pairs", default="default",
-                help="σ pairs: 'default' (each case's own), 'all', or e.g. relu-tanh,sigmoid-identity")
+                help="σ pairs: 'default' (each case's own), 'all', or e.g. "
+                     "relu-tanh,sigmoid-identity")
     g.addoption("--entries", action="store_true",
                 help="make every gradient entry its own test item (small nets, bisecting)")
     g.addoption("--soak", type=int, default=0, metavar="N",
@@ -156,7 +157,8 @@ def _adapters(config: pytest.Config) -> dict:
     if frameworks is None:
         frameworks = "" if specs else ",".join(adapters.BUILTIN)
     try:
-        chosen = adapters.builtin(_split(frameworks), config.getoption("all_idioms")) + [adapters.load(s) for s in specs]
+        chosen = adapters.builtin(_split(frameworks), config.getoption("all_idioms"))
+        chosen += [adapters.load(s) for s in specs]
     except adapters.AdapterError as exc:
         raise pytest.UsageError(str(exc)) from None
     by_name = {}

@@ -118,7 +118,8 @@ def items(configs: list[Config], specs_: list[Spec], entries: bool) -> list[Item
         for spec in specs_:
             for tensor in TENSORS:
                 if entries:
-                    out += [Item(config, spec, tensor, e) for e in entry_indices(spec.sizes, tensor)]
+                    entries_ = entry_indices(spec.sizes, tensor)
+                    out += [Item(config, spec, tensor, e) for e in entries_]
                 else:
                     out.append(Item(config, spec, tensor))
     return out

@@ -21,23 +21,27 @@ def _mp(a: np.ndarray) -> list:
     return [_mp(r) for r in a] if a.ndim else mp.mpf(float(a))
 
 
+def _dot(w: list, v: list):
+    return mp.fsum(a * b for a, b in zip(w, v, strict=True))
+
+
 def _forward(p: dict, x: list, s1, s2) -> tuple[list, list, list, list]:
     n1, n2 = len(p["b1"]), len(p["b2"])
-    z1 = [mp.fsum(w * xk for w, xk in zip(p["W1"][j], x)) + p["b1"][j] for j in range(n1)]
+    z1 = [_dot(p["W1"][j], x) + p["b1"][j] for j in range(n1)]
     a1 = [s1(z) for z in z1]
-    z2 = [mp.fsum(w * ak for w, ak in zip(p["W2"][j], a1)) + p["b2"][j] for j in range(n2)]
+    z2 = [_dot(p["W2"][j], a1) + p["b2"][j] for j in range(n2)]
     return z1, a1, z2, [s2(z) for z in z2]
 
 
 def cost(case: Case, p: dict | None = None, dps: int = 50) -> mp.mpf:
-    """Return (19) summed over the batch, at `dps` digits, for parameters p (default: the case's)."""
+    """Return (19) summed over the batch at `dps` digits, for parameters p (default: theirs)."""
     with mp.workdps(dps):
         p = p or {k: _mp(v) for k, v in case.params.items()}
         (f1, _), (f2, _) = SIGMA[case.sigma1], SIGMA[case.sigma2]
         total = mp.mpf(0)
-        for x, y in zip(case.x, case.y):
+        for x, y in zip(case.x, case.y, strict=True):
             a2 = _forward(p, _mp(x), f1, f2)[3]
-            total += mp.fsum((a - mp.mpf(float(t))) ** 2 for a, t in zip(a2, y))
+            total += mp.fsum((a - mp.mpf(float(t))) ** 2 for a, t in zip(a2, y, strict=True))
         return +total
 
 
@@ -48,7 +52,7 @@ def gradients(case: Case, dps: int = 50) -> dict[str, np.ndarray]:
         (f1, d1), (f2, d2) = SIGMA[case.sigma1], SIGMA[case.sigma2]
         n0, n1, n2 = case.sizes
         g = {k: np.zeros(v.shape, dtype=object) for k, v in case.params.items()}
-        for x, y in zip(case.x, case.y):
+        for x, y in zip(case.x, case.y, strict=True):
             x = _mp(x)
             z1, a1, z2, a2 = _forward(p, x, f1, f2)
             delta2 = [d2(z2[m]) * 2 * (a2[m] - mp.mpf(float(y[m]))) for m in range(n2)]

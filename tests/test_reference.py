@@ -53,7 +53,8 @@ def test_literal_loops_agree_with_vectorised(spec):
     assert_within_own_bound(literal_gradients(case), case)
 
 
-@pytest.mark.parametrize("pair", [("sigmoid", "sigmoid"), ("tanh", "relu"), ("softplus", "identity")])
+@pytest.mark.parametrize("pair", [("sigmoid", "sigmoid"), ("tanh", "relu"),
+                                  ("softplus", "identity")])
 def test_chain_1_to_12_is_the_network_at_sizes_1_1_1(pair):
     """The scalar chain (1)–(11) gives the cost and gradients of the network at (1, 1, 1)."""
     case = make_case((1, 1, 1), 1, 0, *pair)

@@ -59,7 +59,7 @@ def main() -> None:
 
     worst = defaultdict(float)  # (case, dtype) → greatest ratio of any correct item
     for a in correct:
-        for c, s, t, r in item_ratios(a, specs):
+        for c, s, _, r in item_ratios(a, specs):
             key = (case_name(s), c.dtype)
             worst[key] = max(worst[key], r)
     least = defaultdict(lambda: float("inf"))  # (bug, case, dtype) → smallest broken item
@@ -85,7 +85,7 @@ def report(worst, least, tf32_case, n_specs) -> None:
         print(f"{case:<16}{dtype:<9}{w:>9.3g}" +
               "".join(f"{'—' if v is None else f'{v:.3g}':>14}" for v in cells))
     by_case = defaultdict(lambda: float("inf"))
-    for (spec, dtype), r in tf32_case.items():
+    for (spec, _), r in tf32_case.items():
         by_case[case_name(spec)] = min(by_case[case_name(spec)], r)
     print("tf32, smallest over σ pairs and seeds of a case's greatest ratio: " +
           ", ".join(f"{k} {v:.3g}" for k, v in sorted(by_case.items())))
