@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from adapters import DeviceUnavailable
 from reference.case import Case
 
 SIGMA = {  # σ and σ′ in the dtype of z; σ′ from the output where frameworks do the same
@@ -34,7 +35,7 @@ class NumpyAdapter:
     def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the gradients of the summed cost (19) computed in `dtype`."""
         if device != "cpu":
-            raise ValueError(f"numpy runs on the cpu only, not {device!r}")
+            raise DeviceUnavailable(f"numpy runs on the cpu only, not on {device!r}")
         p = {k: np.asarray(v, dtype=dtype) for k, v in case.params.items()}
         x, y = case.x.astype(dtype), case.y.astype(dtype)
         (f1, df1), (f2, df2) = SIGMA[case.sigma1], SIGMA[case.sigma2]

@@ -144,3 +144,13 @@ def test_sizes_and_batches_make_a_grid(pytester):
     ids = collected(result)
     assert len(ids) == 2 * 2 * 2 * 4
     assert "numpy-cpu-float64-sigmoid-sigmoid-6x5x4-b7-s1-b2" in ids
+
+
+def test_absent_device_skips_locally_and_fails_under_require(pytester):
+    """An adapter without the asked-for device is skipped with the reason, failed under CI."""
+    args = ("--adapter", "adapters.example:adapter", "--devices", "cuda", "--cases", "chain",
+            "-rs")
+    skipped = run(pytester, *args)
+    skipped.assert_outcomes(skipped=8)
+    skipped.stdout.fnmatch_lines(["*numpy runs on the cpu only, not on 'cuda'*"])
+    run(pytester, *args, "--require-frameworks").assert_outcomes(failed=8)
