@@ -30,6 +30,8 @@ def _setting(device: str, precision: str):
     torch = _torch()
     if device == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable("torch: no CUDA device (torch.cuda.is_available() is False)")
+    if precision not in ("default", *_Torch.precisions):  # torch itself would ignore a typo
+        raise ValueError(f"torch: unknown float32 matmul precision {precision!r}")
     before = torch.get_float32_matmul_precision()
     if precision != "default":
         torch.set_float32_matmul_precision(precision)

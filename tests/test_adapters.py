@@ -1,0 +1,54 @@
+"""The adapters' own promises: importable without frameworks, thin, dtype and device honest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import adapters
+from reference.case import make_case
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_FRAMEWORKS = (
+    "import sys\n"
+    "sys.modules['torch'] = sys.modules['jax'] = None  # any import of them now fails\n"
+    "import adapters, adapters.torch, adapters.jax, adapters.example\n"
+    "print(sorted(a.name for a in adapters.builtin(['torch', 'jax'], slow=True)))\n"
+)
+
+
+def test_adapters_import_with_neither_framework_installed():
+    """`import adapters` and every built-in adapter load with torch and jax unimportable."""
+    done = subprocess.run([sys.executable, "-c", NO_FRAMEWORKS], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["['jax',", "'jax_eager',", "'torch',", "'torch_func',",
+                                   "'torch_nn']"]
+
+
+@pytest.mark.parametrize("name", ["torch", "torch_nn", "torch_func", "jax", "jax_eager"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_builtin_adapters_return_the_asked_dtype_and_shapes(name, dtype):
+    """Every built-in adapter returns the four tensors, shaped like the parameters, in dtype."""
+    framework = "jax" if name.startswith("jax") else "torch"
+    pytest.importorskip(framework)
+    adapter = {a.name: a for a in adapters.builtin([framework], slow=True)}[name]
+    case = make_case((5, 4, 3), 2, 0, "tanh", "sigmoid")
+    got = adapter.gradients(case, dtype, "cpu")
+    assert set(got) == {"W1", "b1", "W2", "b2"}
+    for k, v in got.items():
+        assert isinstance(v, np.ndarray) and v.dtype == np.dtype(dtype), k
+        assert v.shape == case.params[k].shape, k
+
+
+def test_unknown_precision_setting_is_the_framework_error():
+    """A setting the framework does not know fails loudly, never runs at some default."""
+    torch = pytest.importorskip("torch")
+    adapter = adapters.load("adapters.torch:TorchAutograd")
+    with pytest.raises((RuntimeError, ValueError)):
+        adapter.gradients(make_case((2, 2, 2), 1, 0, "relu", "relu"), "float32", "cpu",
+                          precision="sloppy")
+    assert torch.get_float32_matmul_precision() == "highest"  # restored after the error
