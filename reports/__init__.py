@@ -1,0 +1,1 @@
+"""Results as data (JSON with provenance), merged across runs, rendered as one HTML page."""

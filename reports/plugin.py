@@ -1,1 +1,306 @@
-"""Records every conformance item as data (results JSON) and writes the HTML report."""
+"""Records every conformance item as data (results JSON) and writes the HTML report.
+
+Workers (and a run without xdist) summarise each item in `pytest_runtest_makereport` and ship
+the summary in `report.user_properties`; only the controller collects, so `-n auto` loses
+nothing. Items that were collected but never reported (a worker died) come out as crashed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from reports import provenance, record, results
+
+PROPERTY = "backprop_conformance"
+"""The user_properties name of an item's summary."""
+RANK = {"passed": 0, "xpassed": 1, "xfailed": 1, "skipped": 1, "failed": 2, "error": 2,
+        "crashed": 3}
+"""A later phase's outcome replaces an earlier one's only when it ranks higher (a teardown
+error after a pass; a worker crash (xdist reports it as phase '???') after anything)."""
+MESSAGE_CHARS = 20000
+KNOWN_OPTIONS = ("frameworks", "adapter", "all_idioms", "require_frameworks", "dtypes", "devices",
+                 "cases", "pairs", "entries", "soak")
+"""The conformance options, used when pytest's parser cannot be asked for its group."""
+RUN_OPTIONS = ("keyword", "markexpr", "maxfail", "numprocesses", "dist", "maxworkerrestart")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("reports", "conformance results and report")
+    g.addoption("--results", metavar="PATH", default=None,
+                help="write every conformance item with its provenance as JSON to PATH "
+                     "(e.g. reports/out/results.json)")
+    g.addoption("--report", metavar="PATH", default=None,
+                help="write the self-contained HTML report to PATH (e.g. reports/out/report.html)")
+
+
+def recording(config: pytest.Config) -> bool:
+    """Say whether this run writes results or a report."""
+    return bool(config.getoption("results", None) or config.getoption("report", None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if recording(config) and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Recorder(config), "reports-recorder")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if recording(item.config) and call.when in ("setup", "call"):
+        data = capture(item, call.when)
+        if data is not None:
+            report.user_properties.append((PROPERTY, data))
+    return report
+
+
+def capture(node: pytest.Item, when: str) -> dict | None:
+    """Return a conformance item's parameters, or after its call what was compared."""
+    item = record.conformance_param(node)
+    if item is None:
+        return None
+    seen = getattr(node, "conformance", None) or {}
+    adapters = getattr(node.config, "conformance_adapters", None) or {}
+    adapter = seen.get("adapter") or adapters.get(getattr(item.config, "adapter", None))
+    if when != "call":  # the setup report carries the parameters, the call's what was compared
+        return {"params": record.params(item, adapter)}
+    data = {"fingerprint": seen.get("fingerprint"),
+            "details": {k: record.jsonable_or_text(v) for k, v in seen.items()
+                        if k not in ("item", "adapter", "comparison", "fingerprint")}}
+    if seen.get("comparison") is not None:
+        try:
+            data["comparison"] = record.summarize(seen["comparison"], getattr(item, "entry", None))
+        except Exception as exc:  # noqa: BLE001 - a bug here must cost the summary only
+            data["details"]["reports_error"] = f"{type(exc).__name__}: {exc}"
+    return data
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Tell each xdist worker where to leave its collected items' parameters."""
+    recorder = node.config.pluginmanager.get_plugin("reports-recorder")
+    if recorder is not None:
+        node.workerinput["reports_dir"] = recorder.scratch()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On a worker, write what each collected item is, for items its crash leaves unreported."""
+    where = getattr(session.config, "workerinput", {}).get("reports_dir")
+    if where and recording(session.config):
+        name = f"{session.config.workerinput.get('workerid', 'gw')}.json"
+        results.write_text(Path(where) / name, json.dumps(collected(session.items)))
+
+
+def collected(items: list[pytest.Item]) -> dict[str, dict]:
+    """Return {nodeid: parameters} of the conformance items among these."""
+    out = {}
+    for node in items:
+        data = capture(node, "collect")
+        if data is not None:
+            out[node.nodeid] = data["params"]
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a worker, hand the controller the accelerators this process saw."""
+    if hasattr(session.config, "workeroutput") and recording(session.config):
+        session.config.workeroutput["reports_accelerators"] = provenance.accelerators()
+
+
+class Recorder:
+    """The controller's side: gathers reports into items, writes results and the report."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.started = provenance.now()
+        self.records: dict[str, dict] = {}
+        self.order: list[str] = []
+        self.params: dict[str, dict] = {}
+        self.accelerators: dict[str, list] = {}
+        self.collection_errors: list[str] = []
+        self.written: list[tuple[str, Path]] = []
+        self.failed: list[str] = []
+        self._scratch: str | None = None
+
+    def scratch(self) -> str:
+        """Return a private directory that workers write their collections to."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="bpc-reports-")
+        return self._scratch
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.order = [i.nodeid for i in session.items]
+        self.params.update(collected(session.items))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        if not self.order:
+            self.order = list(ids)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        for kind, names in (getattr(node, "workeroutput", None) or {}).get(
+                "reports_accelerators", {}).items():
+            self.accelerators[kind] = sorted({*self.accelerators.get(kind, []), *names})
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append(f"{report.nodeid}: {one_line(report)}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rec = self._record(report.nodeid)
+        rec["duration"] = rec.get("duration", 0.0) + (report.duration or 0.0)
+        for name, value in report.user_properties:
+            if name == PROPERTY and isinstance(value, dict):
+                rec.update({k: v for k, v in value.items() if k != "params"})
+                if value.get("params"):
+                    self.params.setdefault(report.nodeid, value["params"])
+        verdict = phase_outcome(report)
+        if verdict and ("outcome" not in rec or RANK[verdict[0]] > RANK[rec["outcome"]]):
+            rec["outcome"], rec["reason"], rec["message"] = verdict
+
+    def _record(self, nodeid: str) -> dict:
+        return self.records.setdefault(nodeid, {})
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        doc = self.document(session, int(exitstatus))
+        try:
+            self.write(doc)
+        finally:
+            if self._scratch:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def document(self, session: pytest.Session, exitstatus: int) -> dict:
+        """Return this run's results document."""
+        self._read_worker_collections()
+        run = {"id": provenance.run_id(self.started),
+               "provenance": self.provenance(exitstatus)}
+        stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(
+            session.shouldstop or session.shouldfail or self.config.getoption("collectonly"))
+        items = [self._item(run["id"], n, stopped) for n in self._nodeids()]
+        run["provenance"]["seeds"] = sorted({i["spec"].get("seed") for i in items
+                                             if isinstance(i.get("spec"), dict)} - {None})
+        return results.document([run], items)
+
+    def _read_worker_collections(self) -> None:
+        """Add the parameters workers wrote at collection (the only trace of unrun items)."""
+        for path in sorted(Path(self._scratch).glob("*.json")) if self._scratch else []:
+            try:
+                for nodeid, params in json.loads(path.read_text()).items():
+                    self.params.setdefault(nodeid, params)
+            except (OSError, ValueError):
+                continue
+
+    def _nodeids(self) -> list[str]:
+        """Return the conformance items in collection order, then any reported beyond it."""
+        ids = [n for n in self.order if n in self.params]
+        known = set(ids)
+        return ids + sorted(n for n in self.records if n in self.params and n not in known)
+
+    def _item(self, run_id: str, nodeid: str, stopped: bool) -> dict:
+        """Return one item of the results: parameters, outcome, comparison, timing."""
+        rec = self.records.get(nodeid, {})
+        outcome, reason = rec.get("outcome"), rec.get("reason")
+        if outcome is None:
+            outcome = "not run" if stopped else "crashed"
+            reason = ("the run stopped before it" if stopped
+                      else "never reported: the worker running it died")
+        item = {"run": run_id, "nodeid": nodeid, **self.params[nodeid], "outcome": outcome,
+                "reason": reason, "message": rec.get("message"),
+                "fingerprint": rec.get("fingerprint"), "details": rec.get("details") or {},
+                "comparison": rec.get("comparison"),
+                "duration": round(rec.get("duration", 0.0), 6)}
+        return item
+
+    def provenance(self, exitstatus: int) -> dict:
+        """Return where, when and how this run happened."""
+        frameworks = {str(p.get("framework")) for p in self.params.values() if p.get("framework")}
+        adapters = getattr(self.config, "conformance_adapters", None) or {}
+        frameworks |= {str(getattr(a, "framework", "")) for a in adapters.values()} - {""}
+        return {
+            "started": self.started, "finished": provenance.now(), "exitstatus": exitstatus,
+            "argv": list(sys.argv), "args": [str(a) for a in self.config.invocation_params.args],
+            "versions": provenance.versions(frameworks), "machine": provenance.machine(),
+            "devices": {"cpu": provenance.cpu_model(), **self.accelerators,
+                        **provenance.accelerators()},
+            "git": provenance.git(), "options": options(self.config),
+            "collection_errors": self.collection_errors,
+        }
+
+    def write(self, doc: dict) -> None:
+        """Write the results and the report the options ask for (each atomically)."""
+        base = self.config.invocation_params.dir
+        for kind in ("results", "report"):
+            if self.config.getoption(kind):
+                path = base / self.config.getoption(kind)
+                try:
+                    self.written.append((kind, results.write_text(path, self._text(kind, doc))))
+                except OSError as exc:
+                    self.failed.append(f"conformance {kind}: cannot write {path}: {exc}")
+
+    @staticmethod
+    def _text(kind: str, doc: dict) -> str:
+        if kind == "results":
+            return results.dumps(doc)
+        from reports.html import render  # Jinja2 only when a page is asked for
+
+        return render(doc)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        for kind, path in self.written:
+            terminalreporter.write_line(f"conformance {kind}: {path.resolve()}")
+        for line in self.failed:
+            terminalreporter.write_line(line, red=True)
+
+
+def phase_outcome(report: pytest.TestReport) -> tuple[str, str | None, str | None] | None:
+    """Return (outcome, one-line reason, full message) a phase's report settles, if any."""
+    if report.when not in ("setup", "call", "teardown"):
+        return "crashed", one_line(report), _message(report)
+    if report.passed:
+        if report.when != "call":
+            return None
+        wasxfail = getattr(report, "wasxfail", None)
+        return ("xpassed", wasxfail or None, None) if wasxfail is not None else ("passed", None,
+                                                                                 None)
+    if report.skipped:
+        if hasattr(report, "wasxfail"):
+            return "xfailed", report.wasxfail or None, None
+        return "skipped", skip_reason(report), None
+    if report.when == "call":
+        return "failed", one_line(report), _message(report)
+    return "error", f"error in {report.when}: {one_line(report)}", _message(report)
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """Return why an item was skipped, without pytest's `Skipped: ` prefix."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+def one_line(report) -> str:
+    """Return a failure's first meaningful line: the exception's message or the text's first."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = (crash.message if crash is not None else "") or str(report.longrepr)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first.removeprefix("Failed: ")
+
+
+def _message(report: pytest.TestReport) -> str:
+    """Return the failure's text as pytest shows it, less xdist's `[gw0] …` worker line."""
+    return str(report.longrepr)[:MESSAGE_CHARS]
+
+
+def options(config: pytest.Config) -> dict:
+    """Return the conformance options of the run (all of its group) and the run's shape."""
+    group = next((g for g in getattr(getattr(config, "_parser", None), "_groups", [])
+                  if g.name == "conformance"), None)
+    names = [o.dest for o in group.options] if group is not None else list(KNOWN_OPTIONS)
+    return {n: record.plain(config.getoption(n, None)) for n in [*names, *RUN_OPTIONS]}

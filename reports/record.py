@@ -1,0 +1,177 @@
+"""Turn one conformance item into JSON-able data: its parameters and a compact tensor summary."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.metadata
+import json
+import math
+
+import numpy as np
+
+from reference.compare import MANTISSA_BITS, Comparison
+
+WORST = 10
+"""Entries kept exactly per tensor, greatest ratio first, whatever the tensor's size."""
+EXACT_ENTRIES = 4096
+"""Tensors up to this many entries keep every got/ref/bound value (the page recomputes ratios)."""
+HEAT_ROWS, HEAT_COLS = 128, 1024
+"""A 2-D heatmap is max-pooled to at most this many rows and columns of cells."""
+HEAT_CELLS_1D, RASTER = 16384, 256
+"""A 1-D tensor is pooled to at most HEAT_CELLS_1D cells, drawn RASTER cells a row."""
+DECADES = 6
+"""Codes 1…254 span ratios 10^-DECADES … 10^DECADES on a log scale; 0 is exact, 255 is inf."""
+STEPS = 21
+"""Codes per decade: 12 decades × 21 = 252 steps, so code 127 ends exactly at ratio 1."""
+PASS_MAX = 1 + DECADES * STEPS  # 127: the greatest code of an entry inside its bound
+
+
+def plain(value):
+    """Return a NamedTuple, tuple or NumPy scalar as plain dicts, lists and Python numbers."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def jsonable_or_text(value):
+    """Return the value as plain JSON data, or as its text when it is something else."""
+    value = plain(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return value
+
+
+@functools.cache
+def version_of(distribution: str) -> str | None:
+    """Return an installed distribution's version, None when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except Exception:  # noqa: BLE001 - any odd name (third-party frameworks) means "unknown"
+        return None
+
+
+def conformance_param(node) -> object | None:
+    """Return the node's conformance Item (a NamedTuple with config and spec), None if none."""
+    recorded = getattr(node, "conformance", None)
+    if isinstance(recorded, dict) and recorded.get("item") is not None:
+        return recorded["item"]
+    callspec = getattr(node, "callspec", None)
+    for value in getattr(callspec, "params", {}).values():
+        if hasattr(getattr(value, "config", None), "_asdict") and hasattr(value, "spec"):
+            return value
+    return None
+
+
+def params(item, adapter=None) -> dict:
+    """Return an Item's parameters generically: every field of its config and spec, and ids."""
+    out = plain(item)
+    out["id"], out["group"] = item.id, item.group
+    out["config_id"] = getattr(item.config, "id", None)
+    out["spec_id"] = getattr(item.spec, "id", None)
+    if adapter is not None:
+        framework = str(getattr(adapter, "framework", ""))
+        out["framework"], out["framework_version"] = framework, version_of(framework)
+    return out
+
+
+def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
+    """Return one tensor's verdict in brief: counts, greatest ratio, bits, worst entries, map."""
+    ratio, bits = cmp.ratio, cmp.bits
+    worst = [_entry(cmp, e, entry) for e in cmp.worst(WORST, failing_only=False)]
+    return {
+        "shape": list(cmp.ref.shape) if entry is None else [],
+        "dtype": cmp.dtype,
+        "entries": int(ratio.size),
+        "failing": int(cmp.failing.sum()),
+        "max_ratio": cmp.max_ratio,
+        "max": worst[0] if worst else None,
+        "bits": {"min": float(bits.min()) if bits.size else None,
+                 "median": float(np.median(bits)) if bits.size else None,
+                 "of": MANTISSA_BITS.get(cmp.dtype, 53)},
+        "worst": worst,
+        "heatmap": heatmap(ratio),
+        "values": exact_values(cmp) if ratio.size <= EXACT_ENTRIES else None,
+    }
+
+
+def _entry(cmp: Comparison, e, entry: tuple[int, ...] | None) -> dict:
+    """Return one worst entry with its bits of agreement; an entry item keeps its own index."""
+    return {"index": list(e.index if entry is None else entry), "got": e.got, "ref": e.ref,
+            "bound": e.bound, "ratio": e.ratio, "bits": float(cmp.bits[e.index])}
+
+
+def quantize(ratio: np.ndarray) -> np.ndarray:
+    """Return one byte per entry: 0 exact, 1…127 inside the bound, 128…254 outside, 255 inf/NaN."""
+    r = np.asarray(ratio, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.ceil((np.log10(r) + DECADES) * STEPS)
+    code = 1 + np.clip(np.nan_to_num(steps, nan=0.0, posinf=0.0, neginf=0.0), 0, 253)
+    # Rounding in log10 must never move an entry across its bound: r ≤ 1 ⇔ code ≤ 127.
+    code = np.where(r > 1, np.maximum(code, PASS_MAX + 1), np.minimum(code, PASS_MAX))
+    code = np.where(np.isfinite(r), code, 255)
+    return np.where(r == 0, 0, code).astype(np.uint8)
+
+
+def heatmap(ratio: np.ndarray) -> dict:
+    """Return the quantized ratios max-pooled to a drawable grid, base64-encoded."""
+    return pooled(quantize(ratio))
+
+
+def pooled(codes: np.ndarray) -> dict:
+    """Return quantized codes max-pooled to a drawable grid, base64-encoded."""
+    if codes.ndim >= 2:
+        return _heatmap_2d(codes.reshape(codes.shape[0], -1))
+    return _heatmap_1d(codes.reshape(-1))
+
+
+def _heatmap_2d(codes: np.ndarray) -> dict:
+    """Pool a (rows, cols) map by blocks so that it fits HEAT_ROWS × HEAT_COLS cells."""
+    (n, m), br, bc = codes.shape, math.ceil(codes.shape[0] / HEAT_ROWS), 1
+    bc = max(bc, math.ceil(m / HEAT_COLS))
+    rows, cols = math.ceil(n / br), math.ceil(m / bc)
+    grid = _pad(codes, (rows * br, cols * bc)).reshape(rows, br, cols, bc).max(axis=(1, 3))
+    return {"layout": "2d", "block": [br, bc], "rows": rows, "cols": cols, "cells": rows * cols,
+            "codes": _b64(grid)}
+
+
+def _heatmap_1d(codes: np.ndarray) -> dict:
+    """Pool a vector into contiguous blocks of at most HEAT_CELLS_1D cells, rastered in rows."""
+    b = max(1, math.ceil(codes.size / HEAT_CELLS_1D))
+    cells = math.ceil(codes.size / b)
+    grid = _pad(codes, (cells * b,)).reshape(cells, b).max(axis=1)
+    cols = max(1, min(cells, RASTER))
+    return {"layout": "1d", "block": [b], "rows": math.ceil(cells / cols), "cols": cols,
+            "cells": cells, "codes": _b64(grid)}
+
+
+def _pad(codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad with 0 (exact) to the shape; padding never raises a pooled maximum."""
+    return np.pad(codes, [(0, s - n) for s, n in zip(shape, codes.shape, strict=True)])
+
+
+def exact_values(cmp: Comparison) -> dict:
+    """Return got, ref and bound as little-endian float64, base64-encoded."""
+    return {k: _b64(np.asarray(getattr(cmp, k), dtype="<f8")) for k in ("got", "ref", "bound")}
+
+
+def codes_of(heatmap_: dict) -> np.ndarray:
+    """Return a heatmap's pooled codes as bytes."""
+    return np.frombuffer(base64.b64decode(heatmap_["codes"]), dtype=np.uint8)
+
+
+def b64_floats(values: list[float]) -> str:
+    """Return floats as base64 little-endian float64, as `values` stores them."""
+    return _b64(np.asarray(values, dtype="<f8"))
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")

@@ -1,0 +1,153 @@
+"""The HTML report in a real browser: headless Chromium opens a run with failures, offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.test_reports import HOSTILE, SMALL, run_suite, third_party
+
+pytestmark = pytest.mark.xdist_group("report_browser")
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "chrome")
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-extensions", "--disable-default-apps", "--window-size=1400,1000")
+
+
+def chromium() -> tuple[str, str]:
+    """Return the Chromium binary and its driver, or skip saying which is missing."""
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
+    browser = next((p for p in map(shutil.which, CHROMIUM) if p), None)
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        missing = " and ".join(n for n, p in (("chromium", browser), ("chromedriver", driver))
+                               if p is None)
+        pytest.skip(f"{missing} not found (Debian: apt-get install chromium chromium-driver)")
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Start headless Chromium with console and network logging, a fresh profile, no network."""
+    binary, driver = chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    """Run a small matrix with a planted wrong entry and a hostile adapter; return the page."""
+    chromium()  # skip before spending the run
+    where = tmp_path_factory.mktemp("report")
+    proc = run_suite(where, "run", *SMALL, "--adapter", third_party(where, "Hostile"))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    doc = json.loads((where / "run.json").read_text())
+    return {"url": (where / "run.html").resolve().as_uri(), "doc": doc}
+
+
+def open_page(browser, url: str) -> dict:
+    """Load the page; return its load time, console messages and every URL it requested."""
+    browser.get_log("browser"), browser.get_log("performance")  # drop what came before
+    start = time.perf_counter()
+    browser.get(url)
+    seconds = time.perf_counter() - start
+    requests = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+            requests.append(message["params"].get("request", message["params"])["url"])
+    return {"seconds": seconds, "console": browser.get_log("browser"), "requests": requests}
+
+
+def shown(browser, selector: str) -> list:
+    from selenium.webdriver.common.by import By
+
+    return [e for e in browser.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()]
+
+
+def test_opens_offline_without_console_errors(browser, report):
+    """The page loads in under 2 s, logs nothing to the console and requests only itself."""
+    loaded = open_page(browser, report["url"])
+    assert loaded["console"] == []
+    assert loaded["requests"] == [report["url"]]
+    assert loaded["seconds"] < 2.0
+    assert browser.execute_script("return document.querySelectorAll('canvas.heat').length") == \
+        sum(1 for i in report["doc"]["items"] if i["comparison"])
+
+
+def test_failing_entries_are_visible(browser, report):
+    """The wrong entry shows in its tensor's worst-entries table, and its matrix cell is red."""
+    open_page(browser, report["url"])
+    failing = [i for i in report["doc"]["items"] if i["comparison"] and i["outcome"] == "failed"]
+    assert failing
+    rows = " ".join(e.text for e in shown(browser, "tr.failing"))
+    for item in failing:
+        worst = item["comparison"]["worst"][0]
+        assert f"W1[{', '.join(map(str, worst['index']))}] {worst['got']!r}" in rows
+    assert len(shown(browser, "td.cell.fail")) == 3  # 2 cases of the planted bug, 1 hostile
+
+
+def test_hovering_a_failing_cell_shows_its_values(browser, report):
+    """Hovering the failing entry's heatmap cell names its index, both values and the ratio."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, report["url"])
+    items = report["doc"]["items"]
+    k, item = next((k, i) for k, i in enumerate(items) if i["outcome"] == "failed"
+                   and i["comparison"] and i["comparison"]["shape"] == [4, 5])
+    row, col = item["comparison"]["worst"][0]["index"]
+    canvas = browser.find_element(By.CSS_SELECTOR, f'canvas.heat[data-k="{k}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    w, h = canvas.size["width"], canvas.size["height"]
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, int((col + 0.5) * w / 5 - w / 2), int((row + 0.5) * h / 4 - h / 2)).perform()
+    tip = browser.find_element(By.ID, "tip").text
+    assert tip.startswith(f"W1[{row}, {col}]") and "OUTSIDE its bound" in tip
+    assert f"got {item['comparison']['worst'][0]['got']!r}" in tip
+
+
+def test_filters_change_what_is_shown(browser, report):
+    """Unticking 'passed' leaves the failed tensors only; unticking a framework hides its rows."""
+    open_page(browser, report["url"])
+    items = report["doc"]["items"]
+    assert len(shown(browser, "div.item")) == len(items)
+    box = browser.find_element("css selector", '#filters input[data-dim="status"][value="passed"]')
+    box.click()
+    visible = shown(browser, "div.item")
+    assert len(visible) == sum(i["outcome"] == "failed" for i in items)
+    assert all("failed" in e.get_attribute("class").split() for e in visible)
+    rows = len(shown(browser, "tr.mrow"))
+    hostile = browser.execute_script(
+        "return [...document.querySelectorAll('#filters input[data-dim=framework]')]"
+        ".find((b) => b.value === arguments[0])", HOSTILE)
+    hostile.click()
+    assert len(shown(browser, "tr.mrow")) < rows
+    assert len(shown(browser, "div.item")) == sum(
+        i["outcome"] == "failed" and i["framework"] != HOSTILE for i in items)
+
+
+def test_hostile_strings_render_as_text(browser, report):
+    """The framework `<img src=x onerror=…>` and an error message with </script> show as text."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    loaded = open_page(browser, report["url"])
+    text = browser.execute_script("return document.body.innerText")
+    assert HOSTILE in text and "</script><script>alert(2)</script>" in text
+    assert browser.execute_script("return document.getElementsByTagName('img').length") == 0
+    assert browser.execute_script("return document.scripts.length") == 2
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 - the access is the check
+    assert loaded["console"] == []

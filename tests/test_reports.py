@@ -1,0 +1,358 @@
+"""The results and the report: data from real runs, -n 0 equals -n 2, crashes, merges, escaping."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reference.case import TENSORS
+from reference.compare import compare
+from reports import html, record, results
+from reports.__main__ import main as reports_cli
+from tests import matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
+HOSTILE = "<img src=x onerror=alert(1)>"
+THIRD_PARTY = f'''"""Third-party adapters: HTML in a framework and a message; a dying worker."""
+import os
+
+from adapters.example import NumpyAdapter
+
+
+class Hostile(NumpyAdapter):
+    name = "hostile"
+    framework = {HOSTILE!r}
+
+    def gradients(self, case, dtype, device):
+        if case.sizes == (5, 4, 3) and dtype == "float32":
+            raise RuntimeError("</script><script>alert(2)</script> & <b>bold</b>")
+        return super().gradients(case, dtype, device)
+
+
+class Dies(NumpyAdapter):
+    name = "dies"
+
+    def gradients(self, case, dtype, device):
+        if os.environ.get("PYTEST_XDIST_WORKER") and case.sizes == (1, 1, 1):
+            os._exit(3)
+        return super().gradients(case, dtype, device)
+'''
+SMALL = ("--adapter", "adapters.example:adapter", "--adapter", "tests.planted:OffByOneEntry",
+         "--cases", "chain,small")
+
+pytestmark = pytest.mark.xdist_group("reports")  # one worker runs the shared suite runs once
+
+
+def run_suite(where: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run the conformance suite in a fresh process, writing NAME.json and NAME.html there."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS", "PYTEST_CURRENT"))}
+    cmd = [sys.executable, "-m", "pytest", CONFORMANCE, "-q", "-p", "no:cacheprovider",
+           "--results", f"{name}.json", "--report", f"{name}.html", *args]
+    return subprocess.run(cmd, cwd=where, env=env, capture_output=True, text=True, timeout=600)
+
+
+def third_party(where: Path, adapter: str) -> str:
+    """Write the third-party adapters' file; return the --adapter spec of one of them."""
+    path = where / "third_party.py"
+    path.write_text(THIRD_PARTY)
+    return f"{path}:{adapter}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Run one small matrix with failures and a hostile adapter, without and with xdist."""
+    where = tmp_path_factory.mktemp("runs")
+    args = (*SMALL, "--adapter", third_party(where, "Hostile"))
+    done = {n: run_suite(where, f"n{n}", "-n", str(n), *args) for n in (0, 2)}
+    for proc in done.values():
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    docs = {n: json.loads((where / f"n{n}.json").read_text()) for n in done}
+    return {"where": where, "proc": done, "doc": docs}
+
+
+def by_id(doc: dict) -> dict[str, dict]:
+    return {i["id"]: i for i in doc["items"]}
+
+
+def expected_ids(adapters: list[str], dtypes: list[str], cases: list[str]) -> set[str]:
+    """Return the ids the default pairs of these cases give."""
+    specs = [matrix.Spec(*matrix.CASES[c], 0, *pair) for c in cases for pair in matrix.PAIRS[c]]
+    return {matrix.Item(matrix.Config(a, "cpu", d), s, t).id
+            for a in adapters for d in dtypes for s in specs for t in TENSORS}
+
+
+def test_every_item_is_recorded_with_its_parameters(runs):
+    """Each item of the matrix is in the results, with config, spec, tensor and framework."""
+    doc = runs["doc"][0]
+    assert (doc["schema"], doc["version"]) == (results.SCHEMA, results.VERSION)
+    items = by_id(doc)
+    assert set(items) == expected_ids(["numpy", "planted_off_entry", "hostile"],
+                                      ["float32", "float64"], ["chain", "small"])
+    item = items["numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W2"]
+    assert item["config"] == matrix.Config("numpy", "cpu", "float64")._asdict()
+    assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0, "sigma1": "tanh",
+                            "sigma2": "softplus"}
+    assert (item["tensor"], item["entry"], item["outcome"]) == ("W2", None, "passed")
+    assert (item["framework"], item["framework_version"]) == ("numpy", np.__version__)
+    assert item["fingerprint"] == "float64" and item["run"] == doc["runs"][0]["id"]
+
+
+def test_a_failing_tensor_keeps_its_worst_entry_exactly(runs):
+    """The planted entry is named with its index, both values, bound, ratio and bits."""
+    item = by_id(runs["doc"][0])["planted_off_entry-cpu-float64-tanh-softplus-5x4x3-b3-s0-W1"]
+    assert item["outcome"] == "failed"
+    assert re.fullmatch(r"planted_off_entry-cpu-float64 W1: 1 of 20 entries .* ratio \S+",
+                        item["reason"])
+    assert "reproduce: python -m pytest" in item["message"]
+    c = item["comparison"]
+    assert (c["shape"], c["entries"], c["failing"]) == ([4, 5], 20, 1)
+    worst = c["worst"][0]
+    assert worst == c["max"] and worst["ratio"] == c["max_ratio"] > 1
+    assert worst["got"] != worst["ref"] and worst["bound"] > 0 and len(worst["index"]) == 2
+    assert 0 <= c["bits"]["min"] <= c["bits"]["median"] <= c["bits"]["of"] == 53
+    codes = base64.b64decode(c["heatmap"]["codes"])
+    assert len(codes) == 20 and sum(b > record.PASS_MAX for b in codes) == 1
+    got = np.frombuffer(base64.b64decode(c["values"]["got"]), "<f8")
+    assert got[worst["index"][0] * 5 + worst["index"][1]] == worst["got"]
+
+
+def test_outcomes_and_reasons_of_contract_failures(runs):
+    """An adapter that raises fails its items, with its message (HTML included) as the reason."""
+    items = by_id(runs["doc"][0])
+    hostile = [i for i in items.values() if i["config"]["adapter"] == "hostile"]
+    assert {i["framework"] for i in hostile} == {HOSTILE}
+    failed = [i for i in hostile if i["outcome"] == "failed"]
+    assert {i["spec_id"] for i in failed} == {"tanh-softplus-5x4x3-b3-s0"}
+    assert all(i["config"]["dtype"] == "float32" and i["comparison"] is None for i in failed)
+    assert all("</script><script>alert(2)</script>" in i["reason"] for i in failed)
+
+
+def test_provenance_is_recorded_once_per_run(runs):
+    """Versions, machine, git, date, command line, options and seeds sit on the run."""
+    (run,) = runs["doc"][0]["runs"]
+    p = run["provenance"]
+    assert p["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert p["versions"]["numpy"] == np.__version__ and p["versions"]["pytest"]
+    assert p["machine"]["cpu"] and p["devices"]["cpu"] == p["machine"]["cpu"]
+    assert p["git"]["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", p["git"]["commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", p["started"])
+    assert "--cases" in p["args"] and p["options"]["cases"] == "chain,small"
+    assert p["options"]["adapter"][:2] == list(SMALL[1:4:2])
+    assert p["seeds"] == [0] and p["exitstatus"] == 1
+
+
+def test_xdist_records_the_same_results(runs):
+    """The same run with -n 0 and -n 2 gives the same items, timings aside."""
+    def items(doc):
+        return [{k: v for k, v in i.items() if k not in ("duration", "run")} for i in doc["items"]]
+
+    assert items(runs["doc"][0]) == items(runs["doc"][2])
+    assert runs["doc"][2]["runs"][0]["provenance"]["options"]["numprocesses"] == 2
+
+
+def test_the_paths_written_are_printed(runs):
+    """The terminal summary names the results and the report, absolute."""
+    out = runs["proc"][2].stdout
+    where = runs["where"].resolve()
+    assert f"conformance results: {where / 'n2.json'}" in out
+    assert f"conformance report: {where / 'n2.html'}" in out
+
+
+def test_a_dead_worker_shows_its_items_as_crashed(tmp_path):
+    """Items of a worker that died are crashed, whether xdist reported them or never ran them."""
+    spec = third_party(tmp_path, "Dies")
+    proc = run_suite(tmp_path, "crash", "-n", "2", "--max-worker-restart", "1", "--adapter",
+                     "adapters.example:adapter", "--adapter", spec, "--cases", "chain,small",
+                     "--dtypes", "float64")
+    items = by_id(json.loads((tmp_path / "crash.json").read_text()))
+    assert set(items) == expected_ids(["numpy", "dies"], ["float64"], ["chain", "small"]), \
+        proc.stdout
+    chain = [i for i in items.values() if i["group"].startswith("dies-cpu-float64-sigmoid-")]
+    assert {i["outcome"] for i in chain} == {"crashed"}
+    reasons = {i["reason"] for i in chain}
+    assert any(r.startswith("worker 'gw") and "crashed while running" in r for r in reasons)
+    assert {i["outcome"] for i in items.values()} <= {"passed", "crashed"}
+
+
+def test_items_a_stopped_run_never_reached_are_not_run(tmp_path):
+    """With -x, the items after the first failure are in the results as not run."""
+    run_suite(tmp_path, "stop", "-x", *SMALL)
+    outcomes = [i["outcome"] for i in json.loads((tmp_path / "stop.json").read_text())["items"]]
+    assert outcomes.count("failed") == 1 and "not run" in outcomes
+    assert outcomes.index("not run") > outcomes.index("failed")
+
+
+@pytest.mark.parametrize("ratio,code", [
+    (0.0, 0), (1e-9, 1), (1e-6, 1), (1.0, 127), (np.nextafter(1.0, 2.0), 128), (1e6, 253),
+    (1e9, 254), (np.inf, 255), (np.nan, 255),
+])
+def test_quantized_ratios_keep_the_bound_exact(ratio, code):
+    """One byte per entry on a log scale; ratio 1 and the next float land on either side."""
+    assert record.quantize(np.array([ratio]))[0] == code
+
+
+def test_big_tensors_are_max_pooled_and_keep_their_worst_entries():
+    """A 3000 × 300 map pools to ≤ 128 × 1024 cells; the one failing entry stays visible."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(3000, 300))
+    bound = np.full_like(ref, 1e-12)
+    got = ref + rng.uniform(-1e-13, 1e-13, ref.shape)
+    got[2345, 123] = ref[2345, 123] + 5e-12
+    s = record.summarize(compare("W1", got, ref, bound, "float64"))
+    m = s["heatmap"]
+    assert m["rows"] <= record.HEAT_ROWS and m["cols"] <= record.HEAT_COLS
+    codes = np.frombuffer(base64.b64decode(m["codes"]), np.uint8).reshape(m["rows"], m["cols"])
+    br, bc = m["block"]
+    assert list(zip(*np.nonzero(codes > record.PASS_MAX), strict=True)) == [(2345 // br, 123 // bc)]
+    assert s["values"] is None and s["worst"][0]["index"] == [2345, 123]
+    assert s["worst"][0]["got"] == got[2345, 123] and s["failing"] == 1
+
+
+def test_small_vectors_keep_every_value_unpooled():
+    """A 4096-entry vector is drawn cell by cell with every got, ref and bound kept."""
+    ref = np.linspace(-1, 1, 4096)
+    s = record.summarize(compare("b1", ref + 1e-17, ref, np.full(4096, 1e-15), "float64"))
+    assert (s["heatmap"]["block"], s["heatmap"]["cells"]) == ([1], 4096)
+    assert np.array_equal(np.frombuffer(base64.b64decode(s["values"]["ref"]), "<f8"), ref)
+
+
+def write_doc(path: Path, doc: dict) -> str:
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.mark.parametrize("damage,problem", [
+    (lambda text: text[: len(text) // 2], r"truncated \(the JSON ends early\)"),
+    (lambda text: "{'schema': 1}", r"not JSON \(line 1 column 2\)"),
+    (lambda text: "", r"empty, not JSON"),
+    (lambda text: text.replace('"version":1', '"version":2', 1),
+     r"schema version 2, this suite reads 1"),
+    (lambda text: '{"schema": "something/else"}', r"not a backprop-conformance/results file"),
+])
+def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path, capsys,
+                                                                 damage, problem):
+    """Truncated, non-JSON or other-version input: one line naming the file, exit code 2."""
+    good = runs["where"] / "n0.json"
+    bad = tmp_path / "bad.json"
+    bad.write_text(damage(good.read_text()))
+    out = tmp_path / "merged.json"
+    assert reports_cli(["merge", str(good), str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"reports: {re.escape(str(bad))}: {problem}\n", err), err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_merged_runs_keep_provenance_and_sit_side_by_side(runs, tmp_path):
+    """Merging keeps every run's provenance and unique ids; the page shows the runs as columns."""
+    n0, n2 = (str(runs["where"] / f"n{n}.json") for n in (0, 2))
+    merged = tmp_path / "merged.json"
+    assert reports_cli(["merge", n0, n2, n0, "-o", str(merged)]) == 0
+    doc = results.load(merged)
+    ids = [r["id"] for r in doc["runs"]]
+    assert len(set(ids)) == 3 and ids[2] == f"{ids[0]}~2"
+    assert [r["provenance"] for r in doc["runs"]] == [
+        runs["doc"][0]["runs"][0]["provenance"], runs["doc"][2]["runs"][0]["provenance"],
+        runs["doc"][0]["runs"][0]["provenance"]]
+    assert len(doc["items"]) == 3 * len(runs["doc"][0]["items"])
+    page = tmp_path / "merged.html"
+    assert reports_cli(["html", str(merged), "-o", str(page)]) == 0
+    text = page.read_text()
+    group = text.split('<article class="group"', 2)[1]
+    assert group.count('class="run-col"') == 3 and '<div class="runs multi">' in group
+    assert all(i in text for i in ids)
+
+
+def hostile_doc() -> dict:
+    """Return a results document whose every string is HTML that would run if not escaped."""
+    h = HOSTILE
+    cmp = record.summarize(compare("W1", np.array([[1.0, 2.5]]), np.array([[1.0, 2.0]]),
+                                   np.array([[1e-9, 1e-9]]), "float64"))
+    item = {"run": h, "nodeid": h, "id": h, "group": h, "config_id": h, "spec_id": h,
+            "config": {"adapter": h, "device": h, "dtype": h, h: h},
+            "spec": {"sizes": [1, 1, 2], "batch": 1, "seed": 0, "sigma1": h, "sigma2": h},
+            "tensor": h, "entry": None, "framework": h, "framework_version": h,
+            "outcome": "failed", "reason": h, "message": f"</script>{h}", "fingerprint": h,
+            "comparison": cmp, "duration": 0.1}
+    return results.document([{"id": h, "provenance": {h: h, "argv": [h, "</script>"]}}], [item])
+
+
+def test_every_string_in_the_page_is_escaped():
+    """A hostile adapter, framework, message and provenance render as text, never as markup."""
+    page = html.render(hostile_doc())
+    assert HOSTILE not in page and "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<script") == 2 and page.count("</script>") == 2
+    blob = page.split('<script type="application/json" id="data">', 1)[1].split("</script>")[0]
+    assert "<" not in blob and ">" not in blob
+    assert json.loads(blob)["items"]["0"]["tensor"] == HOSTILE
+
+
+class Links(HTMLParser):
+    """Collects every tag and every attribute that could make a browser fetch something."""
+
+    FETCHING = {"src", "href", "srcset", "action", "data", "poster", "background", "formaction"}
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls = set(), []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.urls += [v for k, v in attrs if k in self.FETCHING]
+
+
+def test_the_page_is_self_contained(runs):
+    """No URL to fetch anything: no src, only in-page anchors, no link/img tags, a CSP of 'none'."""
+    page = (runs["where"] / "n0.html").read_text()
+    links = Links()
+    links.feed(page)
+    assert links.urls and all(u.startswith("#") for u in links.urls)
+    assert not links.tags & {"img", "link", "iframe", "object", "embed", "video", "audio"}
+    assert not re.search(r"https?://|//cdn|@import|url\(", page)
+    assert "default-src 'none'" in page
+    assert "</script><script>alert(2)" not in page and "<img" not in page
+
+
+def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
+    """Return results of `configs` configs over cases of these (sizes, batch), all passing."""
+    items = []
+    for c in range(configs):
+        config = matrix.Config(f"a{c // 2}", "cpu", ("float32", "float64")[c % 2])
+        for n, (size, batch) in enumerate(sizes):
+            spec = matrix.Spec(size, batch, 0, "sigmoid", f"s{n}")
+            n0, n1, n2 = size
+            for tensor, shape in (("W1", (n1, n0)), ("b1", (n1,)), ("W2", (n2, n1)),
+                                  ("b2", (n2,))):
+                ref = rng.normal(size=shape)
+                cmp = compare(tensor, ref * (1 + rng.uniform(-1e-7, 1e-7, shape)), ref,
+                              np.abs(ref) * 1e-6, config.dtype)
+                item = matrix.Item(config, spec, tensor)
+                items.append({"run": "r", **record.params(item), "framework": "f",
+                              "outcome": "passed", "comparison": record.summarize(cmp)})
+    return results.document([{"id": "r", "provenance": {}}], items)
+
+
+def test_the_default_matrix_report_stays_under_2_mb():
+    """Eight configs × the default six cases (192 tensors): page and results under 2 MB."""
+    sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
+    doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
+    assert len(doc["items"]) == 192
+    assert len(html.render(doc).encode()) <= 2_000_000
+    assert len(results.dumps(doc).encode()) <= 2_000_000
+
+
+def test_a_784_4096_10_report_stays_under_10_mb():
+    """Two configs of the 784-4096-10 net (3.2 M entries in W1): page under 10 MB."""
+    doc = synthetic_doc([((784, 4096, 10), 8)], 2, np.random.default_rng(2))
+    assert len(html.render(doc).encode()) <= 10_000_000
