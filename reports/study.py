@@ -1,0 +1,258 @@
+"""Framework comparison studies: run a matrix through pytest in shards, merge, compare on a page.
+
+    python -m reports.study --frameworks torch,jax --precisions default,highest,high \\
+        --batches 1,8,32 --seeds 5 --timing 3 --shards 2 -o reports/out/study
+    python -m reports.study --shard 1/2 -o out/   # one shard, e.g. on another machine
+    python -m reports.study compare out/shard-*.json -o reports/out/study
+
+The output folder gets results.json (merged), report.html (the standard report) and study.html
+(the comparison page). Failing items are the study's findings, not an error: the exit status is
+0 when every shard ran and wrote its results, 2 on a usage error, else pytest's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reports import results
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = ROOT / "tests" / "test_conformance.py"
+DEFAULT_OUT = ROOT / "reports" / "out" / "study"
+PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "devices", "dtypes",
+                  "precisions", "pairs", "cases", "sizes", "batches", "seeds", "timing")
+"""The conformance options (tests/conftest.py) a study hands to pytest as given."""
+RAN = (0, 1, 5)
+"""pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a study, one shard of it, or (`compare FILES…`) render results already written."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return compare(compare_parser().parse_args(argv[1:]))
+    argv, extra = split_extra(argv)
+    parser = study_parser()
+    args = parser.parse_args(argv)
+    if args.shards < 1:
+        parser.error("--shards must be 1 or more")
+    if args.shard is not None and args.shards != 1:
+        parser.error("give --shards K (run all K here) or --shard I/K (run one), not both")
+    return study(args, extra)
+
+
+def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split off what follows `--`: more pytest arguments, e.g. `-- -k sigmoid`."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
+def study_parser() -> argparse.ArgumentParser:
+    """Return the parser of `python -m reports.study [options] [-- pytest args]`."""
+    p = argparse.ArgumentParser(
+        prog="python -m reports.study", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__)
+    m = p.add_argument_group("the matrix (passed to pytest as the conformance options)")
+    m.add_argument("--frameworks", help="e.g. torch,jax ('' for none, with --adapter)")
+    m.add_argument("--adapter", action="append", metavar="PKG.MODULE:OBJECT",
+                   help="also study this adapter (repeatable)")
+    m.add_argument("--all-idioms", action="store_true", help="add the slow idioms (eager JAX)")
+    m.add_argument("--require-frameworks", action="store_true",
+                   help="fail, not skip, items of a framework or device that is missing")
+    for name, example in (("devices", "cpu,cuda"), ("dtypes", "float32,float64"),
+                          ("precisions", "default,highest,high"), ("pairs", "all"),
+                          ("cases", "seed,small"), ("sizes", "784x16x10,784x64x10"),
+                          ("batches", "1,8,32")):
+        m.add_argument(f"--{name}", help=f"e.g. {example}")
+    m.add_argument("--seeds", type=int, metavar="N", help="seeds 0…N−1")
+    m.add_argument("--timing", type=int, default=3, metavar="R",
+                   help="time each adapter call R more times after a warm-up (default 3; 0: off)")
+    r = p.add_argument_group("how it runs")
+    r.add_argument("-n", "--workers", default="auto",
+                   help="pytest-xdist workers per shard (default auto; 0: no xdist)")
+    r.add_argument("--shards", type=int, default=1, metavar="K",
+                   help="run as K pytest invocations, one --shard i/K each, then merge them")
+    r.add_argument("--shard", metavar="I/K", type=shard_arg,
+                   help="run only shard I of K and write its results, to merge later with "
+                        "`python -m reports.study compare`")
+    r.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)})")
+    return p
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    """Return the parser of `python -m reports.study compare RESULTS.json… -o DIR`."""
+    p = argparse.ArgumentParser(
+        prog="python -m reports.study compare",
+        description="Merge results files (shards, machines, runs) and write results.json, "
+                    "report.html and the comparison page study.html into DIR.")
+    p.add_argument("files", nargs="+", type=Path, metavar="RESULTS.json")
+    p.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, metavar="DIR")
+    return p
+
+
+def shard_arg(value: str) -> tuple[int, int]:
+    """Parse `I/K` with 1 ≤ I ≤ K."""
+    i, _, k = value.partition("/")
+    if not (i.isdigit() and k.isdigit() and 1 <= int(i) <= int(k)):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected I/K with 1 ≤ I ≤ K, e.g. 1/2")
+    return int(i), int(k)
+
+
+def conformance_args(args: argparse.Namespace) -> list[str]:
+    """Return the conformance options the study was given, as pytest arguments."""
+    out = []
+    for name in PASSED_THROUGH:
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            out.append(flag)
+        else:
+            for v in value if isinstance(value, list) else [value]:
+                out.append(f"{flag}={v}")
+    return out
+
+
+def pytest_command(args: argparse.Namespace, extra: list[str], shard: tuple[int, int] | None,
+                   results_path: Path) -> list[str]:
+    """Return the pytest command of one shard (or of the whole study when shard is None)."""
+    cmd = [sys.executable, "-m", "pytest", str(CONFORMANCE), *conformance_args(args),
+           "--results", str(results_path), "--tb=no", "-rN"]
+    if args.workers != "0":
+        cmd += ["-n", str(args.workers), "--dist", "loadgroup"]
+    if shard is not None:
+        cmd += ["--shard", f"{shard[0]}/{shard[1]}"]
+    if sys.stdout.isatty():
+        cmd.append("--color=yes")
+    return cmd + extra
+
+
+def shard_path(output: Path, shard: tuple[int, int]) -> Path:
+    """Return where one shard's results go: DIR/shard-I-of-K.json."""
+    return output / f"shard-{shard[0]}-of-{shard[1]}.json"
+
+
+def plan(args: argparse.Namespace) -> list[tuple[tuple[int, int] | None, Path]]:
+    """Return the shards this invocation runs, each with its results file."""
+    out = args.output.resolve()
+    if args.shard is not None:
+        return [(args.shard, shard_path(out, args.shard))]
+    if args.shards == 1:
+        return [(None, out / "results.json")]
+    return [((i, args.shards), shard_path(out, (i, args.shards)))
+            for i in range(1, args.shards + 1)]
+
+
+def study(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the planned shards one after another, then merge and render unless one shard only."""
+    shards, walls = plan(args), []
+    if args.timing and args.workers not in ("0", "1"):
+        print(f"study: timing with -n {args.workers}: the workers share the cores, so the times "
+              "are a loaded machine's, often many times slower; -n 0 times cleanly", flush=True)
+    for shard, path in shards:
+        cmd = pytest_command(args, extra, shard, path)
+        name = "study" if shard is None else f"shard {shard[0]}/{shard[1]}"
+        path.unlink(missing_ok=True)  # a stale file must not pass for this shard's results
+        start = time.perf_counter()
+        status = run_streamed(cmd, name)
+        walls.append(time.perf_counter() - start)
+        if status not in RAN or not path.is_file():
+            print(f"study: {name} stopped (pytest exit status {status}); nothing merged",
+                  file=sys.stderr)
+            return status or 1
+        print(f"== {name}: {walls[-1]:.1f} s, results {path}", flush=True)
+    if args.shard is not None:
+        print(f"merge it with the other shards: python -m reports.study compare "
+              f"{args.output}/shard-*-of-{args.shard[1]}.json -o DIR")
+        return 0
+    doc = results.merge([results.load(p) for _, p in shards])
+    print(f"study: {len(shards)} pytest run(s), {sum(walls):.1f} s in all")
+    return finish(doc, args.output)
+
+
+def run_streamed(cmd: list[str], name: str) -> int:
+    """Run one pytest command, streaming its output line by line under a header."""
+    print(f"== {name}: {shlex.join(['python', *cmd[1:]])}", flush=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return proc.returncode
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Merge existing results files and write the study's outputs from them."""
+    try:
+        doc = results.merge([results.load(p) for p in args.files])
+    except results.ResultsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return finish(doc, args.output)
+
+
+def finish(doc: dict, output: Path) -> int:
+    """Write results.json, report.html and study.html into the folder; print a summary."""
+    from reports import html, study_page  # Jinja2 only when a page is written
+
+    pages = {"results.json": results.dumps, "report.html": html.render,
+             "study.html": study_page.render}
+    try:
+        for name, render in pages.items():
+            results.write_text(output / name, render(doc))
+    except OSError as exc:
+        print(f"study: {output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    print(summary(doc))
+    print(f"study: {len(doc['runs'])} run(s), {len(doc['items'])} items → "
+          f"{(output / 'study.html').resolve()}")
+    return 0
+
+
+def summary(doc: dict) -> str:
+    """Return one line per config: outcomes, effective precision, greatest ratio."""
+    from reports.study_page import view
+
+    lines = []
+    for c in view(results.jsonable(doc))["configs"]:
+        ratio = "–" if c["max_ratio"] is None else f"{c['max_ratio']:.3g}"
+        lines.append(f"  {c['label']:<36} {c['passed']:>5} passed {c['failed']:>5} failed  "
+                     f"{c['fingerprints']:<16} greatest ratio {ratio}")
+    return "\n".join(lines)
+
+
+def content(doc: dict) -> dict[str, dict]:
+    """Return the items by id without what differs between runs of one study.
+
+    Left out: run ids, durations and timing; and the `@group` suffix that pytest-xdist's
+    loadgroup adds to node ids (and so to messages), so `-n 0` and `-n 2` compare equal.
+    """
+    out = {}
+    for item in doc["items"]:
+        key = item.get("id") or item.get("nodeid")
+        if key in out:
+            raise ValueError(f"item {key!r} appears twice; compare one study at a time")
+        suffix = f"]@{item.get('group')}"
+        kept = {k: v.replace(suffix, "]") if isinstance(v, str) else v
+                for k, v in item.items() if k not in ("run", "duration")}
+        details = kept.get("details")
+        if isinstance(details, dict):
+            kept["details"] = {k: v for k, v in details.items() if k != "timing"}
+        out[key] = kept
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

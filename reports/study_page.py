@@ -1,0 +1,361 @@
+"""The study comparison page: one row per config, error and timing plots as inline SVG."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from reports.html import csp_hash, num
+from reports.results import jsonable
+
+TEMPLATES = Path(__file__).parent / "templates"
+FAILED = ("failed", "error", "crashed")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+DASHES = ("", "6 3", "2 3", "9 3 2 3")
+"""Line styles: ten colours, then the same colours dashed, so 40 configs stay apart."""
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 62, 14, 12, 42
+"""A plot's size in pixels and its margins for the axes' labels."""
+FLOOR = 1e-6
+"""Plotted in place of an exact (zero) ratio, the bottom of the log scale."""
+CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1em 2em; color: #222; }
+h1 { font-size: 1.5em; margin: 0.2em 0; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 0.15em 0.5em; text-align: left; vertical-align: top;
+  white-space: nowrap; }
+thead th { background: #f4f4f4; white-space: normal; } table { font-size: 13px; }
+td.num { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; }
+td.mono, th.mono { font-family: ui-monospace, monospace; white-space: nowrap; }
+td.mono.wrap { white-space: normal; min-width: 12em; }
+.bad { color: #b30000; font-weight: bold; } .good { color: #1a7f37; }
+.note { color: #555; font-size: 0.9em; max-width: 70em; }
+.plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
+figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; max-width: 640px; }
+svg.plot { border: 1px solid #ccc; background: #fff; }
+ul.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.2em 1.2em;
+  font: 12px ui-monospace, monospace; }
+ul.runs { font-size: 0.9em; } code { font-size: 0.9em; } .scroll { overflow-x: auto; }
+"""
+
+
+def render(doc: dict) -> str:
+    """Return the comparison page of a results document (one run or a merge of many)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update(num=num, ms=ms)
+    return env.get_template("study.html.j2").render(
+        **view(jsonable(doc)), css=Markup(CSS), style_hash=csp_hash(CSS))
+
+
+def view(doc: dict) -> dict:
+    """Return what the template shows: runs, config rows, timing cells and the plots."""
+    provenance = {r.get("id"): r.get("provenance") or {} for r in doc.get("runs", [])}
+    configs = group_configs(doc.get("items", []), provenance)
+    cases = sorted({g["case"] for c in configs for g in c["groups"].values()}, key=_case_order)
+    return {
+        "hardware": _hardware(configs),
+        "runs": [_run(r) for r in doc.get("runs", [])], "configs": configs, "cases": cases,
+        "items": sum(c["total"] for c in configs), "timed": any(c["timing"] for c in configs),
+        "timing": [_timing_row(c, cases) for c in configs],
+        "plots": _plots(configs),
+    }
+
+
+def _hardware(configs: list[dict]) -> dict[str, str]:
+    """Return each device's hardware names; mark the configs of a device with several."""
+    names: dict[str, dict] = {}
+    for c in configs:
+        names.setdefault(c["device"], {})[c["hardware"]] = True
+    for c in configs:
+        c["show_hardware"] = len(names[c["device"]]) > 1
+    return {d: " / ".join(h for h in hw if h) for d, hw in names.items()}
+
+
+def _run(run: dict) -> dict:
+    """Return a run's id, host, start, commit and how it was run (workers, shard)."""
+    prov = run.get("provenance") or {}
+    options, git = prov.get("options") or {}, prov.get("git") or {}
+    return {"id": str(run.get("id")), "host": str((prov.get("machine") or {}).get("hostname", "")),
+            "started": str(prov.get("started", "")), "commit": str(git.get("commit") or "")[:12],
+            "workers": f"{options['numprocesses']} xdist worker(s)"
+            if options.get("numprocesses") else "no xdist",
+            "shard": str(options.get("shard") or "—")}
+
+
+def number(value) -> float | None:
+    """Return a recorded number as a float ('inf' strings included), None if it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    return None
+
+
+def hardware_of(device: str, provenance: dict) -> str:
+    """Return the name of the hardware a device ran on, from its run's provenance."""
+    devices = provenance.get("devices") or {}
+    names = devices.get(device)
+    if isinstance(names, list):
+        return ", ".join(map(str, names))
+    return str(names) if names else ""
+
+
+def config_key(item: dict, provenance: dict) -> tuple[str, ...]:
+    """Return what makes one config: adapter, framework version, device, dtype, setting."""
+    c = item.get("config") if isinstance(item.get("config"), dict) else {}
+    device = str(c.get("device", "?"))
+    return (str(c.get("adapter", "?")), str(item.get("framework") or "?"),
+            str(item.get("framework_version") or "?"), device, hardware_of(device, provenance),
+            str(c.get("dtype", "?")), str(c.get("precision", "default")))
+
+
+def group_configs(items: list[dict], provenance: dict) -> list[dict]:
+    """Return one summary per config, in the order configs first appear."""
+    members: dict[tuple, list[dict]] = {}
+    for item in items:
+        if isinstance(item, dict):
+            key = config_key(item, provenance.get(item.get("run"), {}))
+            members.setdefault(key, []).append(item)
+    labels = Counter(_label(k) for k in members)
+    return [_config(n, k, v, labels[_label(k)] > 1) for n, (k, v) in enumerate(members.items())]
+
+
+def _label(key: tuple) -> str:
+    """Return `torch-cpu-float32`, `.high` added under a precision setting."""
+    adapter, _, _, device, _, dtype, precision = key
+    base = f"{adapter}-{device}-{dtype}"
+    return base if precision == "default" else f"{base}.{precision}"
+
+
+def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:
+    """Return one config's row: outcomes, fingerprints, bits, greatest ratio, groups, timing."""
+    adapter, framework, version, device, hardware, dtype, precision = key
+    label = _label(key) + (f" ({framework} {version}, {hardware})" if ambiguous else "")
+    outcomes = Counter(str(i.get("outcome")) for i in items)
+    cmps = [i["comparison"] for i in items if isinstance(i.get("comparison"), dict)]
+    bits = [c.get("bits") if isinstance(c.get("bits"), dict) else {} for c in cmps]
+    ratios = [r for r in (number(c.get("max_ratio")) for c in cmps) if r is not None]
+    groups = _groups(items)
+    return {
+        "label": label, "adapter": adapter, "framework": framework, "version": version,
+        "device": device, "hardware": hardware, "dtype": dtype, "precision": precision,
+        "resolved": _resolved(items, precision), "fingerprints": _fingerprints(items),
+        "total": len(items), "passed": outcomes["passed"],
+        "failed": sum(outcomes[o] for o in FAILED),
+        "other": {o: k for o, k in outcomes.items() if o not in ("passed", *FAILED)},
+        "bits_min": _extreme(min, [number(b.get("min")) for b in bits]),
+        "bits_median": _median([number(b.get("median")) for b in bits]),
+        "bits_of": _extreme(max, [number(b.get("of")) for b in bits]),
+        "max_ratio": max(ratios, default=None), "groups": groups,
+        "timing": [g for g in groups.values() if g["timing"]],
+        "color": PALETTE[n % len(PALETTE)], "dash": DASHES[n // len(PALETTE) % len(DASHES)],
+    }
+
+
+def _extreme(pick, values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return pick(present) if present else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(present) if present else None
+
+
+def _resolved(items: list[dict], setting: str) -> str:
+    """Return what the precision setting resolved to (`highest`), `` when nothing more is known."""
+    seen = dict.fromkeys(str(d["precision_resolved"]).removeprefix("default: ")
+                         for d in (i.get("details") for i in items)
+                         if isinstance(d, dict) and d.get("precision_resolved") is not None)
+    seen.pop(setting, None)
+    return " / ".join(seen)
+
+
+def _fingerprints(items: list[dict]) -> str:
+    """Return the distinct effective precisions of a config's groups, `–` when none is known."""
+    seen = dict.fromkeys(str(i["fingerprint"]) for i in items if i.get("fingerprint"))
+    return " / ".join(seen) or "–"
+
+
+def _groups(items: list[dict]) -> dict[str, dict]:
+    """Return a config's groups (one adapter call each): case, greatest ratio, timing."""
+    groups: dict[str, dict] = {}
+    for i in items:
+        spec = i.get("spec") if isinstance(i.get("spec"), dict) else {}
+        g = groups.setdefault(json.dumps(spec, sort_keys=True), {
+            "spec": str(i.get("spec_id") or ""), "case": _case(spec), "ratios": [],
+            "timing": None})
+        cmp = i.get("comparison") if isinstance(i.get("comparison"), dict) else {}
+        ratio = number(cmp.get("max_ratio"))
+        if ratio is not None:
+            g["ratios"].append(ratio)
+        timing = (i.get("details") or {}).get("timing") if isinstance(i.get("details"),
+                                                                      dict) else None
+        if isinstance(timing, dict) and number(timing.get("median_s")) is not None:
+            g["timing"] = timing
+    for g in groups.values():
+        g["ratio"] = max(g["ratios"], default=None)
+    return groups
+
+
+def _case(spec: dict) -> tuple[str, int, int]:
+    """Return (sizes as `784x16x10`, n1, batch) of a spec; 0 for what is not recorded."""
+    sizes = spec.get("sizes") if isinstance(spec.get("sizes"), list) else []
+    n1 = sizes[1] if len(sizes) == 3 and isinstance(sizes[1], int) else 0
+    batch = spec.get("batch") if isinstance(spec.get("batch"), int) else 0
+    return ("x".join(map(str, sizes)) or "?", n1, batch)
+
+
+def _case_order(case: tuple[str, int, int]) -> tuple:
+    return (case[1], case[0], case[2])
+
+
+def ms(seconds) -> str:
+    """Format seconds as milliseconds with three significant digits."""
+    value = number(seconds)
+    return "–" if value is None else f"{value * 1e3:.3g}"
+
+
+def _timing_row(config: dict, cases: list[tuple]) -> dict:
+    """Return a config's timing per case: the median of its groups' medians, min and max."""
+    cells = []
+    for case in cases:
+        timed = [g["timing"] for g in config["timing"] if g["case"] == case]
+        medians = [number(t.get("median_s")) for t in timed]
+        cells.append(None if not timed else {
+            "median": _median(medians), "groups": len(timed),
+            "min": _extreme(min, [number(t.get("min_s")) for t in timed]),
+            "max": _extreme(max, [number(t.get("max_s")) for t in timed]),
+            "repeats": _extreme(max, [number(t.get("repeats")) for t in timed])})
+    return {"config": config, "cells": cells}
+
+
+def _plots(configs: list[dict]) -> list[dict]:
+    """Return the figures: greatest ratio against batch and against width; time against batch."""
+    batch, width = (lambda g: g["case"][2]), (lambda g: g["case"][1])
+    figures = [
+        ("error against batch size", "batch size", batch, _ratio_of, max),
+        ("error against width n1", "width n1 (hidden units)", width, _ratio_of, max),
+        ("gradient time against batch size", "batch size", batch, _time_of, statistics.median),
+    ]
+    out = []
+    for title, xlabel, x_of, y_of, line in figures:
+        series = [_series(c, x_of, y_of, line) for c in configs]
+        xs = {x for s in series for x, _, _ in s["points"]}
+        if len(xs) == 1:
+            out.append({"title": title, "svg": None, "line": "",
+                        "only": f"one {xlabel.split(' (')[0]} only: {num(xs.pop())}"})
+        elif xs:
+            error = y_of is _ratio_of
+            ylabel = "greatest |g − ref| / bound" if error else "median time per call (ms)"
+            out.append({"title": title, "svg": plot(series, xlabel, ylabel, bound=error),
+                        "line": "the worst call" if line is max else "the median call"})
+    return out
+
+
+def _ratio_of(group: dict) -> float | None:
+    return group["ratio"]
+
+
+def _time_of(group: dict) -> float | None:
+    t = group["timing"]
+    value = number(t.get("median_s")) if t else None
+    return None if value is None else value * 1e3
+
+
+def _series(config: dict, x_of, y_of, line) -> dict:
+    """Return one config's points (one per group) and its line through line(ys) at each x."""
+    points, at = [], {}
+    for g in config["groups"].values():
+        x, y = x_of(g), y_of(g)
+        if isinstance(x, int) and x > 0 and y is not None and not math.isnan(y):
+            points.append((x, y, f"{config['label']} · {g['spec']}: {num(y)}"))
+            at.setdefault(x, []).append(y)
+    return {"label": config["label"], "color": config["color"], "dash": config["dash"],
+            "points": points, "line": [(x, line(ys)) for x, ys in sorted(at.items())]}
+
+
+def log_range(values: list[float], pad: float = 0.0) -> tuple[float, float]:
+    """Return log10 of a range covering the positive values, whole decades, at least one."""
+    logs = [math.log10(v) for v in values if v > 0 and math.isfinite(v)]
+    if not logs:
+        return -1.0, 1.0
+    lo, hi = math.floor(min(logs) - pad), math.ceil(max(logs) + pad)
+    return (lo, hi) if hi > lo else (lo - 1, hi + 1)
+
+
+def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False) -> Markup:
+    """Return a log–log line plot as an inline SVG; every text in it is escaped."""
+    xs = sorted({x for s in series for x, _, _ in s["points"]})
+    ys = [y for s in series for _, y, _ in s["points"]]
+    finite = [max(y, FLOOR) for y in ys if math.isfinite(y)] + ([1.0] if bound else [])
+    ylo, yhi = log_range(finite)
+    xlo, xhi = math.log10(xs[0]), math.log10(xs[-1])
+    xlo, xhi = (xlo - 0.3, xhi + 0.3) if xhi == xlo else (xlo - 0.05 * (xhi - xlo),
+                                                          xhi + 0.05 * (xhi - xlo))
+    px = lambda x: LEFT + (math.log10(x) - xlo) / (xhi - xlo) * (WIDTH - LEFT - RIGHT)  # noqa: E731
+
+    def py(y: float) -> float:
+        y = 10.0 ** yhi if not math.isfinite(y) else max(y, FLOOR)
+        return TOP + (yhi - math.log10(y)) / (yhi - ylo) * (HEIGHT - TOP - BOTTOM)
+
+    parts = _axes(xs, px, (ylo, yhi), py, xlabel, ylabel)
+    if bound:
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(1.0):.1f}" '
+                     f'y2="{py(1.0):.1f}" stroke="#b30000" stroke-dasharray="4 3"/>'
+                     f'<text x="{WIDTH - RIGHT - 4}" y="{py(1.0) - 4:.1f}" text-anchor="end" '
+                     f'fill="#b30000">bound</text>')
+    for s in series:
+        parts += _draw(s, px, py)
+    body = "".join(parts)
+    return Markup(f'<svg class="plot" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} '
+                  f'{HEIGHT}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
+
+
+def _axes(xs: list[float], px, yrange: tuple[float, float], py, xlabel: str,
+          ylabel: str) -> list[str]:
+    """Return the frame, the ticks (each x value; each decade of y) and the axis labels."""
+    ylo, yhi = yrange
+    parts = [f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
+             f'height="{HEIGHT - TOP - BOTTOM}" fill="none" stroke="#999"/>']
+    step = max(1, math.ceil((yhi - ylo) / 8))
+    for e in range(int(ylo), int(yhi) + 1, step):
+        y = py(10.0 ** e)
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="#eee"/><text x="{LEFT - 4}" y="{y + 4:.1f}" '
+                     f'text-anchor="end">1e{e}</text>')
+    ticks = xs if len(xs) <= 12 else [x for x in xs if math.log10(x).is_integer()] or xs[::4]
+    for x in ticks:
+        parts.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{HEIGHT - BOTTOM}" '
+                     f'y2="{HEIGHT - BOTTOM + 4}" stroke="#999"/><text x="{px(x):.1f}" '
+                     f'y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(num(x))}</text>')
+    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" '
+                 f'text-anchor="middle">{escape(xlabel)}</text>')
+    parts.append(f'<text transform="translate(14 {(TOP + HEIGHT - BOTTOM) / 2}) rotate(-90)" '
+                 f'text-anchor="middle">{escape(ylabel)}</text>')
+    return parts
+
+
+def _draw(series: dict, px, py) -> list[str]:
+    """Return one config's line (through each x's greatest value) and its points."""
+    color, dash = escape(series["color"]), escape(series["dash"])
+    parts = []
+    if len(series["line"]) > 1:
+        pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in series["line"])
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.8" '
+                     f'stroke-dasharray="{dash}"><title>{escape(series["label"])}</title>'
+                     f'</polyline>')
+    for x, y, title in series["points"]:
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}" '
+                     f'fill-opacity="0.45"><title>{escape(title)}</title></circle>')
+    return parts

@@ -1,0 +1,244 @@
+"""The study command: it runs, two shards merge to the unsharded items, the page is safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from reports import results, study, study_page
+from reports.html import csp_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ("--frameworks=", "--adapter", "adapters.example:adapter", "--sizes", "5x4x3,5x8x3",
+         "--batches", "1,3", "--seeds", "2", "--timing", "1")
+"""64 items: the NumPy example adapter, 2 dtypes × 2 sizes × 2 batches × 2 seeds × 4 tensors."""
+HOSTILE = '<img src=x onerror=alert(1)>"\'&'
+pytestmark = pytest.mark.xdist_group("study")  # one worker runs the module's studies once
+
+
+def run_study(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m reports.study` on the small matrix in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    cmd = [sys.executable, "-m", "reports.study", *SMALL, *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> dict:
+    """Run the small study unsharded (with two xdist workers) and as two shards (without)."""
+    where = tmp_path_factory.mktemp("study")
+    done = {"one": run_study("-n", "2", "-o", str(where / "one")),
+            "two": run_study("--shards", "2", "-n", "0", "-o", str(where / "two"))}
+    for proc in done.values():
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    docs = {k: results.load(where / k / "results.json") for k in done}
+    return {"where": where, "proc": done, "doc": docs}
+
+
+class Tags(HTMLParser):
+    """Collect every start tag with its attributes, and the text of <style>."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.style, self._in_style = "", False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.style += data
+
+
+def tags_of(page: str) -> Tags:
+    parser = Tags()
+    parser.feed(page)
+    return parser
+
+
+def test_the_study_streams_progress_and_writes_its_outputs(studies):
+    """One run: a header, pytest's progress lines, results, the standard report and the page."""
+    out = studies["proc"]["one"].stdout
+    assert re.search(r"^== study: python -m pytest .*--adapter=adapters.example:adapter.* -n 2 "
+                     r"--dist loadgroup", out, re.M)
+    assert re.search(r"\[100%\]$", out, re.M) and "64 passed" in out
+    assert re.search(r"^  numpy-cpu-float32 +32 passed +0 failed +float32", out, re.M)
+    doc = studies["doc"]["one"]
+    assert len(doc["items"]) == 64 and {i["outcome"] for i in doc["items"]} == {"passed"}
+    assert all(i["details"]["timing"]["repeats"] == 1 for i in doc["items"])
+    where = studies["where"] / "one"
+    assert "backprop-conformance report" in (where / "report.html").read_text()
+    assert "backprop-conformance study" in (where / "study.html").read_text()
+
+
+def test_two_shards_merge_to_the_unsharded_items(studies):
+    """Sharded 2 ways and merged, the study has the same items, run ids and timing aside."""
+    out, two = studies["proc"]["two"].stdout, studies["doc"]["two"]
+    assert re.search(r"^== shard 1/2: .*--shard 1/2$", out, re.M)
+    assert re.search(r"^== shard 2/2: .*--shard 2/2$", out, re.M)
+    shards = [results.load(studies["where"] / "two" / f"shard-{i}-of-2.json") for i in (1, 2)]
+    ids = [{i["id"] for i in s["items"]} for s in shards]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert [r["provenance"]["options"]["shard"] for r in two["runs"]] == ["1/2", "2/2"]
+    assert study.content(two) == study.content(studies["doc"]["one"])
+
+
+def test_compare_merges_existing_results_files(studies, tmp_path):
+    """`compare` renders the outputs from the shards' files, merged on the fly."""
+    files = [str(studies["where"] / "two" / f"shard-{i}-of-2.json") for i in (1, 2)]
+    assert study.main(["compare", *files, "-o", str(tmp_path)]) == 0
+    merged = results.load(tmp_path / "results.json")
+    assert study.content(merged) == study.content(studies["doc"]["one"])
+    assert (tmp_path / "study.html").read_text().count("<svg class=\"plot\"") == 3
+
+
+def test_compare_stops_on_an_unusable_file(tmp_path, capsys):
+    """A truncated results file stops `compare` with one line and exit status 2."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "backprop-conformance/results", "runs": [')
+    assert study.main(["compare", str(bad), "-o", str(tmp_path / "out")]) == 2
+    assert "truncated" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_page_has_a_row_per_config_plots_and_timing(studies):
+    """The page shows each config's row and the error and timing plots."""
+    page = (studies["where"] / "one" / "study.html").read_text()
+    rows = re.findall(r'<tr class="config">\s*<th class="mono">([^<]+)</th>', page)
+    assert rows == ["numpy-cpu-float32", "numpy-cpu-float64"]
+    assert page.count('<svg class="plot"') == 3 and page.count("<polyline") == 6
+    for title in ("error against batch size", "error against width n1",
+                  "gradient time against batch size"):
+        assert title in page
+    assert page.count("<circle") == 3 * 16  # one dot per adapter call, in each plot
+    assert "<b>float32</b>" in page and "<b>float64</b>" in page
+    assert re.search(r"5x8x3 b3</th>", page) and "ms <span" in page
+    assert "CUDA times are synchronised" in page
+
+
+def test_the_page_needs_no_network(studies):
+    """No src or href leaves the page, nothing is loaded, and the CSP admits only its style."""
+    page = (studies["where"] / "one" / "study.html").read_text()
+    parsed = tags_of(page)
+    links = [v for _, attrs in parsed.tags for k, v in attrs.items() if k in ("src", "href")]
+    assert not [v for v in links if re.match(r"\s*(https?:|//)", v or "")]
+    assert not {t for t, _ in parsed.tags} & {"script", "link", "img", "iframe", "object"}
+    csp = next(a["content"] for t, a in parsed.tags if a.get("http-equiv") ==
+               "Content-Security-Policy")
+    assert "default-src 'none'" in csp and csp_hash(parsed.style) in csp
+
+
+def item(adapter: str, dtype: str, batch: int, n1: int, seed: int, **extra) -> dict:
+    """Return a hand-built results item of one tensor, W1, passed unless told otherwise."""
+    spec = {"sizes": [784, n1, 10], "batch": batch, "seed": seed, "sigma1": "sigmoid",
+            "sigma2": "sigmoid"}
+    spec_id = f"sigmoid-sigmoid-784x{n1}x10-b{batch}-s{seed}"
+    base = {
+        "run": "r1", "id": f"{adapter}-cpu-{dtype}-{spec_id}-W1", "tensor": "W1",
+        "config": {"adapter": adapter, "device": "cpu", "dtype": dtype, "precision": "default"},
+        "spec": spec, "spec_id": spec_id, "framework": "numpy", "framework_version": "2",
+        "outcome": "passed", "fingerprint": dtype,
+        "details": {"precision_resolved": "default: highest",
+                    "timing": {"repeats": 3, "median_s": 1e-3 * batch, "min_s": 9e-4 * batch,
+                               "max_s": 2e-3 * batch}},
+        "comparison": {"max_ratio": 0.01 * batch, "bits": {"min": 20.0, "median": 23.0,
+                                                           "of": 24}},
+    }
+    return {**base, **extra}
+
+
+def hostile_doc() -> dict:
+    """Return results whose every string a page shows is hostile, with odd numbers too."""
+    details = {"precision_resolved": HOSTILE, "timing": {"repeats": 1, "median_s": "inf"}}
+    items = [item("a", "float32", b, n1, s) for b in (1, 8) for n1 in (16, 64) for s in (0, 1)]
+    items += [
+        item(HOSTILE, HOSTILE, 2, 16, 0, framework=HOSTILE, framework_version=HOSTILE,
+             fingerprint=HOSTILE, spec_id=HOSTILE, details=details,
+             comparison={"max_ratio": "inf", "bits": {"min": HOSTILE}}),
+        item("a", "float32", 4, 16, 0, outcome="skipped", comparison=None, details={},
+             fingerprint=None),
+    ]
+    prov = {"machine": {"hostname": HOSTILE}, "devices": {"cpu": HOSTILE},
+            "git": {"commit": HOSTILE}, "options": {"numprocesses": HOSTILE}}
+    return results.document([{"id": "r1", "provenance": prov}], items)
+
+
+def test_the_page_escapes_every_string():
+    """Hostile adapter names, versions, fingerprints and hosts appear as text only."""
+    page = study_page.render(hostile_doc())
+    assert "<img" not in page and "onerror=alert(1)>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert not {t for t, _ in tags_of(page).tags} & {"img", "script"}
+    rows = re.findall(r'<tr class="config">', page)
+    assert len(rows) == 2 and page.count('<svg class="plot"') == 3
+    assert '<td class="num bad">inf</td>' in page  # a non-finite ratio fails, shown as such
+    assert "1 skipped" in page
+
+
+def test_configs_group_items_and_summarise_them():
+    """A config's row: its outcomes, bits, greatest ratio and one point per adapter call."""
+    doc = hostile_doc()
+    configs = study_page.view(doc)["configs"]
+    a = next(c for c in configs if c["adapter"] == "a")
+    assert (a["passed"], a["failed"], a["other"]) == (8, 0, {"skipped": 1})
+    assert (a["bits_min"], a["bits_median"], a["bits_of"]) == (20.0, 23.0, 24.0)
+    assert a["max_ratio"] == 0.08 and a["resolved"] == "highest"
+    assert a["fingerprints"] == "float32" and len(a["groups"]) == 9
+    worst = study_page._series(a, lambda g: g["case"][2], study_page._ratio_of, max)
+    assert worst["line"] == [(1, 0.01), (8, 0.08)]
+
+
+def test_a_single_width_is_said_not_drawn():
+    """A study of one width gets a sentence in place of an error-against-width plot."""
+    items = [item("a", "float32", b, 16, 0) for b in (1, 8)]
+    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    assert page.count('<svg class="plot"') == 2 and "one width n1 only: 16" in page
+
+
+def test_the_commands_pytest_runs():
+    """Options pass through as given; one shard or K shards get their own results files."""
+    args = study.study_parser().parse_args(
+        ["--frameworks", "", "--adapter", "x:y", "--all-idioms", "--batches", "1,8",
+         "--shard", "2/3", "-n", "0", "-o", "/tmp/o"])
+    [(shard, path)] = study.plan(args)
+    assert (shard, path) == ((2, 3), Path("/tmp/o/shard-2-of-3.json"))
+    cmd = study.pytest_command(args, ["-k", "sigmoid"], shard, path)
+    assert cmd[4:9] == ["--frameworks=", "--adapter=x:y", "--all-idioms", "--batches=1,8",
+                        "--timing=3"]
+    assert "-n" not in cmd and cmd[-4:] == ["--shard", "2/3", "-k", "sigmoid"]
+    many = study.study_parser().parse_args(["--shards", "3", "-n", "2"])
+    assert [s for s, _ in study.plan(many)] == [(1, 3), (2, 3), (3, 3)]
+    assert "--dist" in study.pytest_command(many, [], (1, 3), Path("x.json"))
+
+
+def test_usage_errors(tmp_path, capsys):
+    """Both --shards and --shard is a usage error; so is a matrix pytest refuses."""
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--shards", "2", "--shard", "1/2"])
+    assert stop.value.code == 2
+    status = study.main(["--frameworks", "nosuch", "-n", "0", "-o", str(tmp_path)])
+    out = capsys.readouterr()
+    assert status == 4 and "nothing merged" in out.err and "nosuch" in out.out
+
+
+def test_content_ignores_runs_and_timing_only():
+    """Two runs' items compare equal when only run ids, durations and timing differ."""
+    a, b = hostile_doc(), json.loads(json.dumps(hostile_doc()))
+    for i in b["items"]:
+        i.update(run="r2", duration=9.0)
+        if isinstance(i["details"], dict):
+            i["details"].pop("timing", None)
+    assert study.content(a) == study.content(b)
+    b["items"][0]["outcome"] = "failed"
+    assert study.content(a) != study.content(b)
