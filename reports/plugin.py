@@ -25,6 +25,7 @@ RANK = {"passed": 0, "xpassed": 1, "xfailed": 1, "skipped": 1, "failed": 2, "err
 error after a pass; a worker crash (xdist reports it as phase '???') after anything)."""
 MESSAGE_CHARS = 20000
 KNOWN_OPTIONS = ("frameworks", "adapter", "all_idioms", "require_frameworks", "dtypes", "devices",
+                 "precisions", "sizes", "batches", "seeds", "shard", "timing",
                  "cases", "pairs", "entries", "soak")
 """The conformance options, used when pytest's parser cannot be asked for its group."""
 RUN_OPTIONS = ("keyword", "markexpr", "maxfail", "numprocesses", "dist", "maxworkerrestart")

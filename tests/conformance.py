@@ -142,8 +142,15 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
         node.conformance["timing"] = runner.timing[item.group]
     if not cmp.passed:
         fp = node.conformance["fingerprint"]
-        pytest.fail(_message(item, cmp, fp, node.nodeid, adapter), pytrace=False)
+        pytest.fail(_message(item, cmp, fp, _reproduce(node), adapter), pytrace=False)
     return cmp
+
+
+def _reproduce(node: pytest.Item) -> str:
+    """Return the command that runs this one item again (xdist's @group suffix left off)."""
+    rerun = getattr(node.config, "conformance_rerun", "")
+    nodeid = node.nodeid.split("@", 1)[0]
+    return f"python -m pytest '{nodeid}'" + (f" {rerun}" if rerun else "")
 
 
 def _resolved(adapter, item: Item) -> str:
@@ -199,7 +206,7 @@ def _entry_only(cmp: Comparison, entry: tuple[int, ...]) -> Comparison:
     return compare(cmp.tensor, pick(cmp.got), pick(cmp.ref), pick(cmp.bound), cmp.dtype)
 
 
-def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str, adapter) -> str:
+def _message(item: Item, cmp: Comparison, fp: str | None, reproduce: str, adapter) -> str:
     """Say which entries are out of bound, by how much, what arithmetic fits, how to rerun."""
     bad = int(cmp.failing.sum())
     lines = [
@@ -214,5 +221,5 @@ def _message(item: Item, cmp: Comparison, fp: str | None, nodeid: str, adapter) 
         lines.append(f"  … and {bad - MAX_LISTED} more")
     if fp is not None:
         lines.append(f"errors consistent with: {fp}{_advice(item, fp, adapter)}")
-    lines.append(f"reproduce: python -m pytest '{nodeid}'")
+    lines.append(f"reproduce: {reproduce}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shlex
 import zlib
 
 import pytest
@@ -17,8 +18,28 @@ pytest_plugins = ["reports.plugin"]
 KNOWN_DTYPES = ("float32", "float64")
 
 
+MATRIX_OPTIONS: dict[str, tuple[str, object]] = {}
+"""dest → (flag, default) of the options that decide which items exist: a failure's
+reproduce line repeats those that differ from their defaults."""
+NOT_MATRIX = ("require_frameworks", "shard", "timing")
+
+
+class _Group:
+    """An option group that remembers each option's flag and default."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def addoption(self, flag: str, **kw) -> None:
+        self.group.addoption(flag, **kw)
+        dest = flag.lstrip("-").replace("-", "_")
+        if dest not in NOT_MATRIX:
+            default = False if kw.get("action") == "store_true" else kw.get("default")
+            MATRIX_OPTIONS[dest] = (flag, default)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("conformance", "backprop conformance")
+    g = _Group(parser.getgroup("conformance", "backprop conformance"))
     g.addoption("--frameworks", default=None,
                 help=f"comma-separated frameworks to test (known: {', '.join(adapters.BUILTIN)}; "
                      "default: all, or none when --adapter is given)")
@@ -55,6 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="make every gradient entry its own test item (small nets, bisecting)")
     g.addoption("--soak", type=int, default=0, metavar="N",
                 help="repeat the matrix over N extra seeds (1…N) besides seed 0")
+
+
+def rerun_args(config: pytest.Config) -> str:
+    """Return the options, as typed, that this run's items need to be collected again."""
+    args = []
+    for dest, (flag, default) in MATRIX_OPTIONS.items():
+        value = config.getoption(dest)
+        if value == default:
+            continue
+        if value is True:
+            args.append(flag)
+        else:
+            args += [f"{flag} {shlex.quote(str(v))}" for v in (value if isinstance(value, list)
+                                                             else [value])]
+    return " ".join(args)
 
 
 def _split(value: str) -> list[str]:
@@ -178,6 +214,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)
     config.conformance_matrix = _matrix(config)
+    config.conformance_rerun = rerun_args(config)
     config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"))
 
 

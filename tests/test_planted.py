@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,16 @@ def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor
     for k in broken:
         message = run_suite.last.messages[k]
         assert re.fullmatch(reason, message.strip()), message
+
+
+def test_reproduce_line_runs_the_failing_item_again(tmp_path):
+    """The failure's `reproduce:` command, pasted into a shell, runs that one item and fails it."""
+    base = [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "--adapter",
+            "tests.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-n", "2",
+            "--dist", "loadgroup"]
+    first = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
+    line = next(ln for ln in first.stdout.splitlines() if "reproduce: " in ln)
+    command = line.split("reproduce: ", 1)[1]
+    assert "@" not in command and "--adapter tests.planted:OffByOneEntry" in command
+    again = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert "1 failed" in again.stdout and "passed" not in again.stdout.splitlines()[-1]
