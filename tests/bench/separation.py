@@ -1,6 +1,6 @@
 """Print how far correct adapters stay inside their bounds and planted bugs fall outside.
 
-    python tests/bench/separation.py [--soak N] [--all-idioms]
+    python tests/bench/separation.py [--soak N] [--all-idioms] [--cases seed,chain,…]
 
 For every item of the default matrix: the greatest |g − ref| / bound. Correct adapters: the
 largest over all their items (aim ≤ 0.25). Each planted numerical bug: the smallest over the
@@ -52,8 +52,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--soak", type=int, default=0)
     ap.add_argument("--all-idioms", action="store_true")
+    ap.add_argument("--cases", default=",".join(matrix.CASES))
     args = ap.parse_args()
-    specs = matrix.specs(list(matrix.CASES), None, range(args.soak + 1))
+    specs = matrix.specs(matrix.named(args.cases.split(",")), None, range(args.soak + 1))
     correct = adapters.builtin(list(adapters.BUILTIN), args.all_idioms)
     correct.append(adapters.load("adapters.example:adapter"))
 

@@ -1,0 +1,36 @@
+"""The benchmark scripts still run against the code they measure (smallest settings)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "bench" / name), *args],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+def test_separation_prints_the_table_and_a_margin():
+    """separation.py on the chain: correct items inside, planted bugs outside their bounds."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    done = script("separation.py", "--cases", "chain")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    correct = float(last.split("correct ≤ ")[1].split(";")[0])
+    assert last.startswith("separation: ") and correct < 1
+
+
+def test_gpu_check_says_when_there_is_no_cuda():
+    """gpu_check.py on a machine without CUDA exits 2 naming why; with CUDA it checks."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: run tests/bench/gpu_check.py itself")
+    done = script("gpu_check.py", "--quick")
+    assert done.returncode == 2 and "no CUDA" in done.stdout
