@@ -24,10 +24,6 @@ RANK = {"passed": 0, "xpassed": 1, "xfailed": 1, "skipped": 1, "failed": 2, "err
 """A later phase's outcome replaces an earlier one's only when it ranks higher (a teardown
 error after a pass; a worker crash (xdist reports it as phase '???') after anything)."""
 MESSAGE_CHARS = 20000
-KNOWN_OPTIONS = ("frameworks", "adapter", "all_idioms", "require_frameworks", "dtypes", "devices",
-                 "precisions", "sizes", "batches", "seeds", "shard", "timing",
-                 "cases", "pairs", "entries", "soak")
-"""The conformance options, used when pytest's parser cannot be asked for its group."""
 RUN_OPTIONS = ("keyword", "markexpr", "maxfail", "numprocesses", "dist", "maxworkerrestart")
 
 
@@ -303,5 +299,5 @@ def options(config: pytest.Config) -> dict:
     """Return the conformance options of the run (all of its group) and the run's shape."""
     group = next((g for g in getattr(getattr(config, "_parser", None), "_groups", [])
                   if g.name == "conformance"), None)
-    names = [o.dest for o in group.options] if group is not None else list(KNOWN_OPTIONS)
+    names = [o.dest for o in group.options] if group is not None else []
     return {n: record.plain(config.getoption(n, None)) for n in [*names, *RUN_OPTIONS]}

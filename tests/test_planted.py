@@ -15,19 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
 
 
-def run_suite(pytester: pytest.Pytester, *args: str) -> dict[str, str]:
-    """Run the conformance suite in-process; return each item id's outcome."""
+def run_suite(pytester: pytest.Pytester, *args: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Run the conformance suite in-process; return each item's outcome and failure message."""
     result = pytester.runpytest_inprocess(CONFORMANCE, "-p", "no:randomly", "-rA", *args)
-    outcomes = {}
+    outcomes, messages = {}, {}
     for rep in result.reprec.getreports("pytest_runtest_logreport"):
+        item_id = rep.nodeid.split("[", 1)[1][:-1]
         if rep.when == "call" or rep.outcome != "passed":
-            outcomes[rep.nodeid.split("[", 1)[1][:-1]] = rep.outcome
-    result.messages = {
-        rep.nodeid.split("[", 1)[1][:-1]: str(rep.longrepr)
-        for rep in result.reprec.getreports("pytest_runtest_logreport") if rep.failed
-    }
-    run_suite.last = result
-    return outcomes
+            outcomes[item_id] = rep.outcome
+        if rep.failed:
+            messages[item_id] = str(rep.longrepr)
+    return outcomes, messages
 
 
 def failed(outcomes: dict[str, str]) -> set[str]:
@@ -36,41 +34,41 @@ def failed(outcomes: dict[str, str]) -> set[str]:
 
 def test_correct_example_adapter_passes(pytester):
     """The NumPy example adapter, loaded with --adapter, passes the whole default matrix."""
-    outcomes = run_suite(pytester, "--adapter", "adapters.example:adapter")
+    outcomes, _ = run_suite(pytester, "--adapter", "adapters.example:adapter")
     assert outcomes and set(outcomes.values()) == {"passed"}
 
 
 def test_missing_prime_breaks_w2_only(pytester):
     """(22) as printed is flagged on every W2 item and nowhere else."""
-    outcomes = run_suite(pytester, "--adapter", "tests.planted:MissingPrime")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MissingPrime")
     assert failed(outcomes) == {k for k in outcomes if k.endswith("-W2")}
 
 
 def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
     """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum)."""
-    outcomes = run_suite(pytester, "--adapter", "tests.planted:MeanLoss")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MeanLoss")
     assert failed(outcomes) == {k for k in outcomes if "-1x1x1-b1-" not in k}
 
 
 def test_float32_leak_breaks_float64(pytester):
     """float32 arithmetic where float64 was asked fails every float64 item, no float32 one."""
-    outcomes = run_suite(pytester, "--adapter", "tests.planted:Float32Leak")
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.planted:Float32Leak")
     assert failed(outcomes) == {k for k in outcomes if "-float64-" in k}
-    assert "errors consistent with: float32" in next(iter(run_suite.last.messages.values()))
+    assert "errors consistent with: float32" in next(iter(messages.values()))
 
 
 def test_one_entry_off_by_1e9_is_named(pytester):
     """A relative 1e-9 on one float64 entry of W1 fails exactly the float64 W1 items, by index."""
-    outcomes = run_suite(pytester, "--adapter", "tests.planted:OffByOneEntry")
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.planted:OffByOneEntry")
     assert failed(outcomes) == {k for k in outcomes if "-float64-" in k and k.endswith("-W1")}
-    for message in run_suite.last.messages.values():
+    for message in messages.values():
         assert re.search(r"1 of \d+ entries .* outside their bound", message)
         assert re.search(r"W1\[\d+, \d+\]: got .* ref .* bound .* ratio", message)
 
 
 def test_tf32_operands_are_flagged_on_every_float32_case(pytester):
     """TF32-rounded products fail every float32 group and, on the 784-16-10 net, every tensor."""
-    outcomes = run_suite(pytester, "--adapter", "tests.planted:RoundedOperands")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:RoundedOperands")
     bad = failed(outcomes)
     assert not {k for k in bad if "-float64-" in k}
     groups = {k.rsplit("-", 1)[0] for k in outcomes if "-float32-" in k}
@@ -89,14 +87,14 @@ def test_tf32_operands_are_flagged_on_every_float32_case(pytester):
 ])
 def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor, reason):
     """A broken adapter fails its items with a one-line reason; every other item still runs."""
-    outcomes = run_suite(pytester, "--adapter", f"tests.planted:{planted}",
+    outcomes, messages = run_suite(pytester, "--adapter", f"tests.planted:{planted}",
                          "--adapter", "adapters.example:adapter")
     broken = {k for k in outcomes if k.startswith("planted_")
               and (tensor is None or k.endswith(f"-{tensor}"))}
     assert failed(outcomes) == broken and broken
     assert all(v == "passed" for k, v in outcomes.items() if k not in broken)
     for k in broken:
-        message = run_suite.last.messages[k]
+        message = messages[k]
         assert re.fullmatch(reason, message.strip()), message
 
 
