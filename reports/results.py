@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -78,11 +79,18 @@ def load(path: str | os.PathLike) -> dict:
     return doc
 
 
+# What json reports at the failing position when a text is cut short: nothing at all, the
+# start of true/false/null, a number cut after "-", "." or the exponent, or a \u escape cut
+# inside its four digits (an unterminated string is reported by message instead).
+_TOKEN_PREFIX = re.compile(r"|-|[.eE][-+]?\d*|t(ru?)?|f(a(ls?)?)?|n(ul?)?|u[0-9a-fA-F]{0,4}")
+
+
 def _decode_problem(text: str, exc: json.JSONDecodeError) -> str:
     """Say whether the text stops early (truncated) or is not JSON at all, and where."""
     if not text.strip():
         return "empty, not JSON"
-    if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+    if (exc.msg.startswith("Unterminated string")
+            or _TOKEN_PREFIX.fullmatch(text[exc.pos:].rstrip())):
         return "truncated (the JSON ends early)"
     return f"not JSON (line {exc.lineno} column {exc.colno})"
 

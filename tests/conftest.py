@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shlex
 import zlib
 
@@ -14,6 +15,10 @@ from tests import matrix
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
+
+# JAX takes 75 % of a GPU's memory when its CUDA backend starts; with pytest-xdist every worker
+# does, and the second one runs out. The suite's arrays are small: allocate what is used.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 KNOWN_DTYPES = ("float32", "float64")
 

@@ -253,6 +253,25 @@ def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path,
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
+
+def test_every_cut_of_a_results_file_reads_as_truncated(tmp_path):
+    """Wherever a file is cut (inside a number, a literal, a string or an escape), it reads as
+    truncated, and a file with a stray token in the middle does not."""
+    doc = results.document([{"id": "r", "note": "caf\u00e9 \\ \"q\""}],
+                           [{"run": "r", "ratio": -1.5e-300, "ok": True, "bad": False,
+                             "none": None, "values": [1, 2.25, -0.0, 3e+40]}])
+    for indent in (None, 1):
+        text = json.dumps(doc, indent=indent, ensure_ascii=indent is None)
+        path = tmp_path / "cut.json"
+        for end in range(1, len(text)):
+            path.write_text(text[:end], encoding="utf-8")
+            with pytest.raises(results.ResultsError, match=r": truncated \(the JSON ends early\)$"):
+                results.load(path)
+    for stray in ('[1 2]', '[1.x]', '{"a": tru}', '["\\u00zz"]', '[nul, 1]'):
+        path.write_text(stray)
+        with pytest.raises(results.ResultsError, match=r": not JSON \(line 1 column \d+\)$"):
+            results.load(path)
+
 def test_merged_runs_keep_provenance_and_sit_side_by_side(runs, tmp_path):
     """Merging keeps every run's provenance and unique ids; the page shows the runs as columns."""
     n0, n2 = (str(runs["where"] / f"n{n}.json") for n in (0, 2))

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU with torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import adapters  # noqa: E402
