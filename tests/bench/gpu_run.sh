@@ -30,17 +30,17 @@ step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to $out/NAME.
     echo "$name $rc $(( $(date +%s) - start ))" >>"$out/steps.txt"
 }
 
-step env 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
+step env 40 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
   python -V; python -c "import numpy, torch, jax; print(\"numpy\", numpy.__version__);
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"\");
 print(\"jax\", jax.__version__, jax.devices())"'
 cat "$out/env.txt"
 
-step gpu-check 150 python tests/bench/gpu_check.py
+step gpu-check 100 python tests/bench/gpu_check.py
 cat "$out/gpu-check.txt"
 
-step conformance 200 python -m pytest tests/test_conformance.py --devices cuda --precisions all \
+step conformance 140 python -m pytest tests/test_conformance.py --devices cuda --precisions all \
     --require-frameworks -q -n "$workers" --dist loadgroup -p no:cacheprovider \
     --results "$out/results-cuda.json" --report "$out/report-cuda.html" \
     --junitxml "$out/junit-cuda.xml"
@@ -48,7 +48,7 @@ grep -E "^(FAILED|ERROR)" "$out/conformance.txt" | sed -E 's/ - .*//' \
     | sed -E 's/.*\[([a-z_]+-cuda-[a-z0-9.]+)-.*/\1/' | sort | uniq -c
 tail -n 3 "$out/conformance.txt"
 
-step study 200 python -m reports.study --frameworks torch,jax --devices cuda \
+step study 140 python -m reports.study --frameworks torch,jax --devices cuda \
     --dtypes float32,float64 --precisions default,highest,high --batches 1,32,1024 \
     --sizes 784x16x10,784x256x10 --seeds 2 --timing 5 -n "$workers" -o "$out/study"
 tail -n 25 "$out/study.txt"
