@@ -228,8 +228,9 @@ def summary(doc: dict) -> str:
     lines = []
     for c in view(results.jsonable(doc))["configs"]:
         ratio = "–" if c["max_ratio"] is None else f"{c['max_ratio']:.3g}"
+        other = "".join(f", {k} {o}" for o, k in sorted(c["other"].items()))
         lines.append(f"  {c['label']:<36} {c['passed']:>5} passed {c['failed']:>5} failed  "
-                     f"{c['fingerprints']:<16} greatest ratio {ratio}")
+                     f"{c['fingerprints']:<16} greatest ratio {ratio}{other}")
     return "\n".join(lines)
 
 

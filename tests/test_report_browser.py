@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 
@@ -58,17 +57,15 @@ def report(tmp_path_factory) -> dict:
 
 
 def open_page(browser, url: str) -> dict:
-    """Load the page; return its load time, console messages and every URL it requested."""
+    """Load the page; return its console messages and every URL it requested."""
     browser.get_log("browser"), browser.get_log("performance")  # drop what came before
-    start = time.perf_counter()
     browser.get(url)
-    seconds = time.perf_counter() - start
     requests = []
     for entry in browser.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
             requests.append(message["params"].get("request", message["params"])["url"])
-    return {"seconds": seconds, "console": browser.get_log("browser"), "requests": requests}
+    return {"console": browser.get_log("browser"), "requests": requests}
 
 
 def shown(browser, selector: str) -> list:
@@ -78,11 +75,11 @@ def shown(browser, selector: str) -> list:
 
 
 def test_opens_offline_without_console_errors(browser, report):
-    """The page loads in under 2 s, logs nothing to the console and requests only itself."""
+    """The page logs nothing to the console and requests only itself (its load time is
+    measured by tests/bench/report_size.py, not asserted here)."""
     loaded = open_page(browser, report["url"])
     assert loaded["console"] == []
     assert loaded["requests"] == [report["url"]]
-    assert loaded["seconds"] < 2.0
     assert browser.execute_script("return document.querySelectorAll('canvas.heat').length") == \
         sum(1 for i in report["doc"]["items"] if i["comparison"])
 

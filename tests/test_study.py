@@ -199,6 +199,12 @@ def test_configs_group_items_and_summarise_them():
     assert worst["line"] == [(1, 0.01), (8, 0.08)]
 
 
+
+def test_the_console_summary_counts_every_outcome():
+    """The line printed per config counts skipped items too, so all-skipped is not all-zero."""
+    line = next(ln for ln in study.summary(hostile_doc()).splitlines() if "a-cpu-float32" in ln)
+    assert re.search(r"8 passed +0 failed +float32 +greatest ratio 0\.08, 1 skipped$", line), line
+
 def test_a_single_width_is_said_not_drawn():
     """A study of one width gets a sentence in place of an error-against-width plot."""
     items = [item("a", "float32", b, 16, 0) for b in (1, 8)]
