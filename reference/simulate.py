@@ -10,6 +10,15 @@ from reference.case import Case
 MATMUL_BITS = {"tf32": 10, "bfloat16": 7}
 """Explicit mantissa bits that matrix-product operands keep under each reduced arithmetic."""
 
+TRUNCATED = "-truncated"
+"""Suffix of a reduced arithmetic whose operands lose their low bits by truncation: a tensor
+core that reads "only the first 10 bits of the input mantissa" (PyTorch's note on TF32) does
+that, rather than rounding; `tf32-truncated` simulates it."""
+
+
+ARITHMETICS = ("float64", "float32", *MATMUL_BITS, *(k + TRUNCATED for k in MATMUL_BITS))
+"""Every arithmetic `simulate` runs."""
+
 
 def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     """Round float32 values to `bits` explicit mantissa bits, to nearest even."""
@@ -20,13 +29,24 @@ def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     return u.view(np.float32)
 
 
+def truncate_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
+    """Keep the first `bits` explicit mantissa bits of float32 values (toward zero)."""
+    u = np.asarray(a, dtype=np.float32).view(np.uint32)
+    return (u & ~np.uint32((1 << (23 - bits)) - 1)).view(np.float32)
+
+
 def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
-    """Return (15)–(29) computed in float64, float32, or float32 with tf32/bf16 products."""
+    """Return (15)–(29) computed in float64, float32, or float32 with tf32/bf16 products
+    (`tf32`, `bfloat16`: operands rounded to nearest; with `-truncated`: truncated)."""
     dtype = np.float64 if arithmetic == "float64" else np.float32
-    bits = MATMUL_BITS.get(arithmetic)
+    base = arithmetic.removesuffix(TRUNCATED)
+    bits = MATMUL_BITS.get(base)
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"unknown arithmetic {arithmetic!r}")
+    cut = truncate_mantissa if arithmetic.endswith(TRUNCATED) else round_mantissa
 
     def mm(a, b):
-        return a @ b if bits is None else round_mantissa(a, bits) @ round_mantissa(b, bits)
+        return a @ b if bits is None else cut(a, bits) @ cut(b, bits)
 
     s1, s2 = activation(case.sigma1), activation(case.sigma2)
     W1, b1, W2, b2, x, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2",

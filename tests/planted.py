@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adapters.example import SIGMA, NumpyAdapter
-from reference.simulate import round_mantissa
+from reference.simulate import round_mantissa, truncate_mantissa
 
 
 class MissingPrime(NumpyAdapter):
@@ -54,16 +54,29 @@ class OffByOneEntry(NumpyAdapter):
 
 
 class RoundedOperands(NumpyAdapter):
-    """float32 matrix products on operands rounded to fewer mantissa bits (tensor-core style)."""
+    """float32 matrix products on operands rounded to fewer mantissa bits (tensor-core style).
+
+    The products sum the inner dimension in reverse: a device's own summation order, not the
+    one `reference.simulate` uses, so the fingerprint is tested on errors it did not compute.
+    """
 
     name = "planted_tf32"
     bits = 10
+    cut = staticmethod(round_mantissa)
     float32_setting = "RoundedOperands.bits = 23"
 
     def matmul(self, a, b):
         if a.dtype != np.float32:
             return a @ b
-        return round_mantissa(a, self.bits) @ round_mantissa(b, self.bits)
+        return self.cut(a, self.bits)[:, ::-1] @ self.cut(b, self.bits)[::-1, :]
+
+
+class TruncatedOperands(RoundedOperands):
+    """float32 matrix products on operands truncated to tf32's 10 bits, as a tensor core that
+    reads only the first 10 mantissa bits does."""
+
+    name = "planted_tf32_truncated"
+    cut = staticmethod(truncate_mantissa)
 
 
 class BF16Operands(RoundedOperands):
@@ -118,7 +131,7 @@ class MissingTensor(NumpyAdapter):
 
 
 NUMERIC = {a.name: a for a in (MissingPrime, MeanLoss, Float32Leak, OffByOneEntry,
-                               RoundedOperands)}
+                               RoundedOperands, TruncatedOperands)}
 """Bugs that change values: the separation is measured on these."""
 CONTRACT = {a.name: a for a in (Raises, ReturnsNaN, WrongShape, MissingTensor)}
 """Bugs that break the contract: a one-line failure naming adapter and tensor."""

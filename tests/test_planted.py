@@ -66,9 +66,11 @@ def test_one_entry_off_by_1e9_is_named(pytester):
         assert re.search(r"W1\[\d+, \d+\]: got .* ref .* bound .* ratio", message)
 
 
-def test_tf32_operands_are_flagged_on_every_float32_case(pytester):
-    """TF32-rounded products fail every float32 group and, on the 784-16-10 net, every tensor."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:RoundedOperands")
+@pytest.mark.parametrize("planted", ["RoundedOperands", "TruncatedOperands"])
+def test_tf32_operands_are_flagged_on_every_float32_case(pytester, planted):
+    """Products on operands rounded or truncated to TF32 fail every float32 group and, on the
+    784-16-10 net, every tensor."""
+    outcomes, _ = run_suite(pytester, "--adapter", f"tests.planted:{planted}")
     bad = failed(outcomes)
     assert not {k for k in bad if "-float64-" in k}
     groups = {k.rsplit("-", 1)[0] for k in outcomes if "-float32-" in k}
