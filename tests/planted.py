@@ -86,6 +86,20 @@ class BF16Operands(RoundedOperands):
     bits = 7
 
 
+class SequentialSums(NumpyAdapter):
+    """Correct, in the least accurate common order: every matrix product summed one term at a
+    time, each product rounded before it is added (no FMA, no blocking, no pairwise tree).
+    Not a bug: a device free to order its sums any way must still pass."""
+
+    name = "sequential_sums"
+
+    def matmul(self, a, b):
+        acc = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
+        for k in range(a.shape[1]):
+            acc += a[:, k : k + 1] * b[k : k + 1, :]
+        return acc
+
+
 class Raises(NumpyAdapter):
     """Raises inside gradients; every item of its groups must fail, the run must go on."""
 

@@ -38,6 +38,15 @@ def test_correct_example_adapter_passes(pytester):
     assert outcomes and set(outcomes.values()) == {"passed"}
 
 
+
+def test_sums_in_the_least_accurate_order_pass(pytester):
+    """Matrix products summed term by term without FMA (the order with the largest rounding
+    error a device may choose) pass the default matrix, all pairs, and batch 1024."""
+    for matrix_args in ((), ("--pairs", "all", "--sizes", "784x16x10", "--batches", "1024")):
+        outcomes, messages = run_suite(pytester, "--frameworks=", "--adapter",
+                                       "tests.planted:SequentialSums", *matrix_args)
+        assert outcomes and set(outcomes.values()) == {"passed"}, messages
+
 def test_missing_prime_breaks_w2_only(pytester):
     """(22) as printed is flagged on every W2 item and nowhere else."""
     outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MissingPrime")

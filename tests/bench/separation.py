@@ -2,8 +2,9 @@
 
     python tests/bench/separation.py [--soak N] [--all-idioms] [--cases seed,chain,…]
 
-For every item of the default matrix: the greatest |g − ref| / bound. Correct adapters: the
-largest over all their items (aim ≤ 0.25). Each planted numerical bug: the smallest over the
+For every item of the default matrix: the greatest |g − ref| / bound. Correct adapters (the
+built-in ones, the NumPy example, and NumPy summing term by term): the largest over all their
+items (aim ≤ 0.25). Each planted numerical bug: the smallest over the
 items it breaks (aim ≥ 4), and for TF32 the smallest per-case maximum (a case's tensors
 together), since one rounding may by chance leave a single tensor of a tiny net unchanged.
 """
@@ -58,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     specs = matrix.specs(matrix.named(args.cases.split(",")), None, range(args.soak + 1))
     correct = adapters.builtin(list(adapters.BUILTIN), args.all_idioms)
-    correct.append(adapters.load("adapters.example:adapter"))
+    correct += [adapters.load("adapters.example:adapter"), planted.SequentialSums()]
 
     worst = defaultdict(float)  # (case, dtype) → greatest ratio of any correct item
     for a in correct:
