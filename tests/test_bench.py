@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,11 @@ def test_separation_prints_the_table_and_a_margin():
     done = script("separation.py", "--cases", "chain")
     assert done.returncode == 0, done.stderr
     last = done.stdout.splitlines()[-1]
-    correct = float(last.split("correct ≤ ")[1].split(";")[0])
-    assert last.startswith("separation: ") and correct < 1
+    found = re.fullmatch(r"separation: correct ≤ (\S+); planted bugs ≥ (\S+) per item "
+                         r"\(tf32 aside\), tf32 ≥ (\S+) per case", last)
+    assert found, last
+    correct, planted, tf32 = map(float, found.groups())
+    assert correct < 1 < min(planted, tf32)
 
 
 def test_gpu_check_says_when_there_is_no_cuda():

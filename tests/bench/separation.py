@@ -95,8 +95,9 @@ def report(worst, least, tf32_case, n_specs) -> None:
     for name in TF32:
         print(f"{name[8:]}, smallest over σ pairs and seeds of a case's greatest ratio: " +
               ", ".join(f"{k} {v:.3g}" for (b, k), v in sorted(by_case.items()) if b == name))
-    print(f"separation: correct ≤ {max(worst.values()):.3g}; planted bugs ≥ "
-          f"{min(least.values()):.3g} per item, tf32 ≥ {min(by_case.values()):.3g} per case")
+    per_item = min(v for (b, *_), v in least.items() if b not in TF32)
+    print(f"separation: correct ≤ {max(worst.values()):.3g}; planted bugs ≥ {per_item:.3g} "
+          f"per item (tf32 aside), tf32 ≥ {min(by_case.values()):.3g} per case")
 
 
 if __name__ == "__main__":
