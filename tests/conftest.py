@@ -138,8 +138,9 @@ def _shapes(config: pytest.Config) -> list:
     except ValueError:
         n, b = [], []
     if not n or not b or any(len(t) != 3 or min(t) < 1 for t in n) or min(b) < 1:
-        raise pytest.UsageError(f"--sizes {sizes} --batches {batches}: expected e.g. "
-                                "--sizes 784x16x10,784x64x10 --batches 1,32")
+        given = " ".join(f"--{k} {v}" for k, v in (("sizes", sizes), ("batches", batches)) if v)
+        raise pytest.UsageError(f"{given}: expected e.g. --sizes 784x16x10,784x64x10 "
+                                "--batches 1,32 (three sizes ≥ 1, batches ≥ 1)")
     return matrix.grid(n, b)
 
 
@@ -191,6 +192,22 @@ def _precisions(value: str, adapter) -> list[str]:
     return chosen or ["default"]
 
 
+def _check_precisions(value: str, chosen: dict) -> None:
+    """Stop with a usage error on a setting that no adapter of the run offers (a typo would
+    otherwise run each adapter's default, silently)."""
+    if value == "all":
+        return
+    offered: dict[tuple, list[str]] = {}  # settings → the adapters offering exactly those
+    for a in chosen.values():
+        offered.setdefault(("default", *getattr(a, "precisions", ())), []).append(a.name)
+    unknown = [p for p in _split(value) if not any(p in names for names in offered)]
+    if unknown:
+        known = "; ".join(f"{', '.join(who)}: {', '.join(names)}"
+                          for names, who in offered.items())
+        raise pytest.UsageError(f"--precisions {','.join(unknown)}: no adapter of this run offers "
+                                f"it ({known or 'no adapters'}; or 'all')")
+
+
 def _adapters(config: pytest.Config) -> dict:
     """Return the adapters to test by name, or stop the run with a one-line usage error."""
     specs = config.getoption("adapter")
@@ -237,6 +254,7 @@ def _matrix(config: pytest.Config) -> tuple[list, list]:
     """Return the configs and specs the options ask for, or stop with a usage error."""
     dtypes = _choose(config, "dtypes", KNOWN_DTYPES)
     devices = _choose(config, "devices", matrix.KNOWN_DEVICES)
+    _check_precisions(config.getoption("precisions"), config.conformance_adapters)
     configs = [matrix.Config(name, dev, dt, p)
                for name, adapter in config.conformance_adapters.items()
                for dev in devices for dt in dtypes

@@ -124,10 +124,13 @@ def test_shards_partition_the_matrix_keeping_adapter_calls_whole(pytester):
 @pytest.mark.parametrize("args,says", [
     (("--shard", "0/2"), "--shard 0/2: expected I/N"),
     (("--shard", "x"), "--shard x: expected I/N"),
-    (("--sizes", "784x16"), "--sizes 784x16 --batches None: expected e.g."),
+    (("--sizes", "784x16"), "--sizes 784x16: expected e.g."),
+    (("--batches", "0"), "--batches 0: expected e.g."),
     (("--seeds", "2", "--soak", "1"), "--seeds and --soak both set the seeds"),
     (("--pairs", "relu-nope"), "--pairs relu-nope: expected σ1-σ2 pairs"),
     (("--dtypes", "float16"), "--dtypes float16: unknown; known: float32, float64"),
+    (("--precisions", "default,hihg"),
+     "--precisions hihg: no adapter of this run offers it (numpy: default; or 'all')"),
 ])
 def test_bad_matrix_options_are_one_line_usage_errors(pytester, args, says):
     """Each malformed matrix option stops the run with one line naming it."""
