@@ -172,6 +172,10 @@ class Recorder:
         finally:
             if self._scratch:
                 shutil.rmtree(self._scratch, ignore_errors=True)
+        if self.failed and session.exitstatus in (pytest.ExitCode.OK,
+                                                  pytest.ExitCode.NO_TESTS_COLLECTED):
+            # The tests passed, but what was asked for is not there: CI must not go green.
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
     def document(self, session: pytest.Session, exitstatus: int) -> dict:
         """Return this run's results document."""

@@ -169,6 +169,20 @@ def test_the_paths_written_are_printed(runs):
     assert f"conformance report: {where / 'n2.html'}" in out
 
 
+
+def test_a_file_that_cannot_be_written_fails_the_run_and_keeps_the_other(tmp_path):
+    """An unwritable --report path: one line naming it, exit status 4 (usage error) although
+    every test passed, and the results file is written all the same."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    proc = run_suite(tmp_path, "ok", "--adapter", "adapters.example:adapter", "--cases", "chain",
+                     "--report", "taken/report.html")
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout
+    assert re.search(r"^conformance report: cannot write \S*taken/report\.html: .+$",
+                     proc.stdout, re.MULTILINE), proc.stdout
+    assert "passed" in proc.stdout and "failed" not in proc.stdout
+    assert {i["outcome"] for i in json.loads((tmp_path / "ok.json").read_text())["items"]} == \
+        {"passed"}
+
 def test_a_dead_worker_shows_its_items_as_crashed(tmp_path):
     """Items of a worker that died are crashed, whether xdist reported them or never ran them."""
     spec = third_party(tmp_path, "Dies")
