@@ -1,4 +1,5 @@
-"""Adapters with planted bugs: each breaks a known set of tensors, and the suite must say so."""
+"""Adapters with planted bugs: each breaks a known set of tensors, and the suite must say so;
+and one correct adapter that sums in the least accurate order, which must pass."""
 
 from __future__ import annotations
 
