@@ -132,9 +132,10 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
         pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
     ref, bound = reference_for(item.spec), bounds_for(item.spec, item.config.dtype)
     g = _checked_tensor(got, name, tensor, ref[tensor].shape, item.config.dtype)
-    cmp = compare(tensor, g, ref[tensor], bound[tensor], item.config.dtype)
-    if item.entry is not None:
-        cmp = _entry_only(cmp, item.entry)
+    arrays = (g, ref[tensor], bound[tensor])
+    if item.entry is not None:  # entry-granular mode: compare this one entry, not the tensor
+        arrays = tuple(np.asarray(a)[item.entry].reshape(1) for a in arrays)
+    cmp = compare(tensor, *arrays, item.config.dtype)
     node.conformance["comparison"] = cmp
     node.conformance["fingerprint"] = runner.fingerprint(item, ref)
     node.conformance["precision_resolved"] = _resolved(adapter, item)
@@ -198,12 +199,6 @@ def _checked_tensor(got, name: str, tensor: str, shape: tuple, dtype: str) -> np
         pytest.fail(f"adapter {name!r} returned {tensor} with {int(bad.sum())} NaN/Inf of "
                     f"{g.size} entries (first at {tensor}[{first}])", pytrace=False)
     return g
-
-
-def _entry_only(cmp: Comparison, entry: tuple[int, ...]) -> Comparison:
-    """Narrow a tensor's comparison to one entry (entry-granular mode)."""
-    pick = lambda a: np.asarray(a)[entry].reshape(1)  # noqa: E731
-    return compare(cmp.tensor, pick(cmp.got), pick(cmp.ref), pick(cmp.bound), cmp.dtype)
 
 
 def _message(item: Item, cmp: Comparison, fp: str | None, reproduce: str, adapter) -> str:

@@ -241,11 +241,6 @@ def test_small_vectors_keep_every_value_unpooled():
     assert np.array_equal(np.frombuffer(base64.b64decode(s["values"]["ref"]), "<f8"), ref)
 
 
-def write_doc(path: Path, doc: dict) -> str:
-    path.write_text(json.dumps(doc))
-    return str(path)
-
-
 @pytest.mark.parametrize("damage,problem", [
     (lambda text: text[: len(text) // 2], r"truncated \(the JSON ends early\)"),
     (lambda text: "{'schema': 1}", r"not JSON \(line 1 column 2\)"),
