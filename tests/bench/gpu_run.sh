@@ -16,7 +16,7 @@ set -u
 cd "$(dirname "$0")/../.."
 out="${1:-${OUT:-reports/out/gpu}}"
 mkdir -p "$out"
-export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONDONTWRITEBYTECODE=1
+export PYTHONDONTWRITEBYTECODE=1  # (the suite itself keeps JAX from preallocating the GPU)
 workers="${GPU_WORKERS:-4}"
 
 step() {  # step NAME LIMIT COMMAND...: run with a time limit, log to $out/NAME.txt, time it
