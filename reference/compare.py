@@ -104,77 +104,187 @@ def compare(tensor: str, got: np.ndarray, ref: np.ndarray, bound: np.ndarray, dt
     return Comparison(tensor, np.asarray(got), ref, bound, dtype)
 
 
-MATCH = 8
-"""The errors *are* a simulated arithmetic's when the gradients lie within 1/MATCH of their
-error level from its simulation. Measured with the planted tf32 (rounded and truncated) and
-bf16 adapters of tests/planted.py, which sum in another order than the simulation, on the
-784-16-10 net at batch 1, 32, 256 and 1024, 5-4-3 and 1-1-1, three seeds each: the matching
-simulation lay within 0.006 of the level, every other one 0.82 or more away; 1/8 sits between,
-a factor of 20 and of 6.6 from either."""
+Z = 6.0
+"""How many standard errors the fitted share of a reduced arithmetic's simulated error must
+stand above zero before the errors are read as that arithmetic (see `fit`): with independent,
+sign-symmetric noise per row the chance of a false reading is at most exp(−Z²/2) ≈ 1.5·10⁻⁸
+per arithmetic and group; tests/bench/separation.py measures it on correct adapters that sum
+in every order."""
+BETA = (0.5, 2.0)
+"""The fitted share must also lie in this range: the errors have that arithmetic's size, not
+an eighth of it (bf16 against a tf32 run) or eight times (tf32 against a bf16 run)."""
+LEAK = 1 / 16
+"""A float64 request reads float32 when its median entry errs between LEAK and 1/LEAK times
+what a float32 computation of the case errs (a float32 leak errs about as much; float64 2⁻²⁹
+of it; a wrong gradient far more)."""
 
 REDUCED = {"tf32": "tf32", "tf32-truncated": "tf32", "bfloat16": "bfloat16",
            "bfloat16-truncated": "bfloat16"}
-"""Each simulated reduced arithmetic (`reference.simulate`) and the name the fingerprint reads."""
+"""Each simulated reduced arithmetic (`reference.simulate`) and the name the diagnosis reads."""
 
 
-def fingerprint(
-    got: dict[str, np.ndarray],
-    ref: dict[str, np.ndarray],
-    bounds_of: Callable[[str], dict[str, np.ndarray]],
-    simulate_of: Callable[[str], dict[str, np.ndarray]],
-) -> str:
-    """Return the arithmetic the errors are consistent with, or 'wrong gradient'.
+@dataclass(frozen=True)
+class Fit:
+    """How much of a simulated arithmetic's error field the framework's errors contain.
 
-    float64 and float32 are told apart from each other and from the reduced arithmetics by
-    their bounds alone (2^29 and 2^13 apart, far more than a bound's slack). Past float32:
-
-    1. A reduced arithmetic whose simulation (`reference.simulate`: the case run with matrix
-       product operands rounded, or truncated, to tf32's 10 or bf16's 7 bits) the gradients
-       match to within 1/MATCH of their error level is read. Operand rounding is the same on
-       any device; only the summation order differs, and that is a float32-sized difference.
-       Truncated tf32 matters: it errs like bf16 in level (its error is biased, so it grows
-       with the sum's length), and a level test alone reads it as bf16 or worse.
-    2. Otherwise the error *level* decides, as for an arithmetic not simulated: the RMS of
-       |g − ref| / float32 bound against the same case's rounded tf32 and bf16 simulations.
-       Up to the geometric middle of the two levels it reads tf32 (if within the tf32 bound);
-       up to one more half-step (√8) past bf16's, bf16 (if within the bf16 bound); beyond,
-       wrong gradient.
-    `bounds_of(a)` and `simulate_of(a)` return the case's bounds and simulated gradients.
+    The errors d = got − ref are regressed on the simulated effect s = sim − sim_float32 (the
+    arithmetic's operand rounding, with the simulation's own float32 noise taken out), every
+    entry weighted by 1/(its float32 bound). `beta` is the least-squares share of s in d;
+    `z` is beta over its standard error, with the residuals summed per row (a row of W and
+    its bias entry share their upstream errors, so rows, not entries, are the independent
+    units). `expected_z` is the z a framework running that arithmetic would reach, with the
+    simulation's float32 noise standing in for its own: below Z it cannot be seen here.
     """
 
-    def holds(arithmetic: str) -> bool:
-        b = bounds_of(arithmetic)
-        return all(compare(k, got[k], ref[k], b[k], arithmetic).passed for k in ref)
+    arithmetic: str
+    beta: float
+    z: float
+    expected_z: float
+    rows: int
 
-    for arithmetic in ("float64", "float32"):
-        if holds(arithmetic):
-            return arithmetic
-    norm = bounds_of("float32")
-    level = error_level(got, ref, norm)
-    sims = {a: simulate_of(a) for a in REDUCED}
-    distance = {a: error_level(got, sim, norm) for a, sim in sims.items()}
-    nearest = min(distance, key=distance.get)
-    if MATCH * distance[nearest] <= level:
-        return REDUCED[nearest]
-    if not holds("bfloat16"):
-        return WRONG
-    tf32, bf16 = (error_level(sims[a], ref, norm) for a in ("tf32", "bfloat16"))
-    if holds("tf32") and level * level <= tf32 * bf16:
-        return "tf32"
-    return "bfloat16" if level * level <= 8 * bf16 * bf16 else WRONG
+    @property
+    def matches(self) -> bool:
+        """Say whether the errors are that arithmetic's."""
+        return self.z >= Z and BETA[0] <= self.beta <= BETA[1]
+
+    @property
+    def detectable(self) -> bool:
+        """Say whether that arithmetic would be seen at this size."""
+        return self.expected_z >= Z
 
 
-def error_level(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], norm: dict) -> float:
-    """Return the RMS over all entries of |g − ref| / norm (entries with norm 0 left out)."""
-    parts = []
-    for k in ref:
-        d, n = np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]), norm[k]
-        parts.append((d[n > 0] / n[n > 0]).ravel())
-    e = np.concatenate(parts)
-    return float(np.sqrt(np.mean(e * e))) if e.size else 0.0
+def fit(arithmetic: str, got: dict, ref: dict, sim: dict, base: dict, norm: dict) -> Fit:
+    """Return the fit of the errors got − ref on the simulated effect sim − base."""
+    d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in ref}
+    s = {k: sim[k] - base[k] for k in ref}
+    beta, z, rows = _regress(d, s, norm)
+    _, expected, _ = _regress({k: s[k] + base[k] - ref[k] for k in ref}, s, norm)
+    return Fit(arithmetic, beta, z, expected, rows)
+
+
+def _regress(d: dict, s: dict, norm: dict) -> tuple[float, float, int]:
+    """Return (beta, z, rows) of the row-clustered weighted regression of d on s."""
+    dots, sqs = {}, {}
+    for k in d:
+        w2 = np.zeros_like(norm[k])
+        np.divide(1.0, norm[k] ** 2, out=w2, where=norm[k] > 0)
+        row = k[1:]  # W2 and b2 are layer 2: entry j of b2 joins row j of W2
+        p, q = w2 * d[k] * s[k], w2 * s[k] * s[k]
+        if p.ndim > 1:
+            p, q = p.reshape(len(p), -1).sum(axis=1), q.reshape(len(q), -1).sum(axis=1)
+        dots[row] = dots.get(row, 0.0) + p.reshape(-1)
+        sqs[row] = sqs.get(row, 0.0) + q.reshape(-1)
+    P, Q = np.concatenate(list(dots.values())), np.concatenate(list(sqs.values()))
+    total = float(Q.sum())
+    if not total > 0:
+        return 0.0, 0.0, int(P.size)
+    beta = float(P.sum()) / total
+    se = float(np.sqrt(np.sum((P - beta * Q) ** 2))) / total
+    z = beta / se if se > 0 else (np.inf if beta > 0 else 0.0)
+    return beta, float(z), int(P.size)
+
+
+def leak_level(got: dict, ref: dict, sim32: dict, norm: dict) -> float:
+    """Return the median entry error over the median error of the float32 simulation."""
+    mine = _median_level(got, ref, norm)
+    theirs = _median_level(sim32, ref, norm)
+    return mine / theirs if theirs > 0 else (np.inf if mine > 0 else 0.0)
+
+
+def _median_level(got: dict, ref: dict, norm: dict) -> float:
+    parts = [np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])[norm[k] > 0]
+             / norm[k][norm[k] > 0] for k in ref]
+    e = np.concatenate([p.ravel() for p in parts])
+    if not e.size:
+        return 0.0
+    m = float(np.median(e))
+    return m if m > 0 else float(np.mean(e))
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What a group's errors are consistent with, and whether that fails it.
+
+    `reads` is float64, float32, tf32, bfloat16 or wrong gradient; `field` is set when the
+    whole field of errors matched an arithmetic other than the one asked for (the group fails
+    even where every entry is inside its bound); `failing` counts entries outside the bound.
+    """
+
+    reads: str
+    failing: int
+    field: str | None = None
+    fits: tuple[Fit, ...] = ()
+    leak: float | None = None
+
+    def __str__(self) -> str:
+        if self.reads == WRONG:
+            return f"{WRONG}: {self.failing} {'entry' if self.failing == 1 else 'entries'}"
+        return self.reads
+
+    @property
+    def fails(self) -> bool:
+        """Say whether the group fails as a whole."""
+        return self.field is not None or self.failing > 0
+
+    def evidence(self) -> str:
+        """Return the statistic behind a field reading, for the failure message."""
+        if self.field is None:
+            return ""
+        if self.leak is not None and self.field == "float32":
+            return f"median entry error {self.leak:.2g}× a float32 computation's"
+        best = next((f for f in self.fits if f.matches and REDUCED[f.arithmetic] == self.field),
+                    None)
+        if best is None:
+            return ""
+        return (f"errors fit the simulated {best.arithmetic} products: share {best.beta:.3g}, "
+                f"z {best.z:.3g} over {best.rows} rows")
+
+
+def diagnose(
+    got: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    dtype: str,
+    bounds_of: Callable[[str], dict[str, np.ndarray]],
+    simulate_of: Callable[[str], dict[str, np.ndarray]],
+) -> Diagnosis:
+    """Return what a group's errors are consistent with, judged on the whole field of errors.
+
+    1. float32 asked: each reduced arithmetic's simulated error field is fitted (`fit`); one
+       that matches (z ≥ Z, share in BETA) is read, the best fitting first, and fails the
+       group, in bound or not. Operand rounding is reproducible; a summation order is not,
+       and only adds noise to the fit.
+    2. float64 asked: a median entry error within a factor 1/LEAK of a float32 computation's
+       is a float32 leak, read as float32, and fails the group.
+    3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
+       their size: no arithmetic is named without its field matching.
+    `bounds_of(a)` and `simulate_of(a)` return the case's bounds and simulated gradients.
+    """
+    own = bounds_of(dtype)
+    failing = sum(int(compare(k, got[k], ref[k], own[k], dtype).failing.sum()) for k in ref)
+    norm = own if dtype == "float32" else bounds_of("float32")
+    base = simulate_of("float32")
+    if dtype == "float32":
+        fits = tuple(fit(a, got, ref, simulate_of(a), base, norm) for a in REDUCED)
+        matching = [f for f in fits if f.matches]
+        if matching:
+            best = min(matching, key=lambda f: abs(np.log(f.beta)))
+            return Diagnosis(REDUCED[best.arithmetic], failing, REDUCED[best.arithmetic], fits)
+        return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
+    leak = leak_level(got, ref, base, norm)
+    if LEAK <= leak <= 1 / LEAK:
+        return Diagnosis("float32", failing, "float32", (), leak)
+    return Diagnosis(dtype if not failing else WRONG, failing, None, (), leak)
+
+
+def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None) -> str:
+    """Return what the errors are consistent with, as text (`diagnose`, for scripts)."""
+    if dtype is None:
+        dtype = "float64" if all(np.asarray(g).dtype == np.float64 for g in got.values()) \
+            else "float32"
+    return str(diagnose(got, ref, dtype, bounds_of, simulate_of))
 
 
 __all__ = [
-    "ARITHMETICS", "MATCH", "REDUCED", "U", "WRONG", "Comparison", "Entry", "compare",
-    "error_level", "fingerprint",
+    "ARITHMETICS", "BETA", "LEAK", "REDUCED", "U", "WRONG", "Z", "Comparison", "Diagnosis",
+    "Entry", "Fit", "compare", "diagnose", "fingerprint", "fit",
 ]

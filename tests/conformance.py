@@ -14,8 +14,8 @@ import pytest
 from adapters import DeviceUnavailable
 from reference.bounds import bounds
 from reference.case import Case, make_case
-from reference.compare import Comparison, compare, fingerprint
-from reference.network import gradients
+from reference.compare import Comparison, Diagnosis, compare, diagnose
+from reference.network import Forward, forward, gradients
 from reference.simulate import simulate
 from tests.matrix import Item, Spec
 
@@ -36,6 +36,12 @@ def case_for(spec: Spec) -> Case:
     return make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
 
 
+@functools.lru_cache(maxsize=8)
+def forward_for(spec: Spec) -> Forward:
+    """Return the reference forward pass of one case (the bounds reuse it)."""
+    return forward(case_for(spec))
+
+
 @functools.lru_cache(maxsize=64)
 def reference_for(spec: Spec) -> dict:
     """Return the reference gradients of one case."""
@@ -45,7 +51,7 @@ def reference_for(spec: Spec) -> dict:
 @functools.lru_cache(maxsize=256)
 def bounds_for(spec: Spec, arithmetic: str) -> dict:
     """Return the per-entry bounds of one case for one arithmetic."""
-    return bounds(case_for(spec), arithmetic)
+    return bounds(case_for(spec), arithmetic, forward_for(spec))
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,7 +68,7 @@ class Runner:
         self.repeats = repeats
         self.timing: dict[str, dict] = {}
         self._results: dict[str, object] = {}
-        self._fingerprints: dict[str, str | None] = {}
+        self._diagnoses: dict[str, Diagnosis | None] = {}
 
     def result(self, item: Item):
         """Return the adapter's gradients for the item's group, or the exception it raised."""
@@ -70,17 +76,20 @@ class Runner:
             self._results = {item.group: self._call(item)}  # one group alive at a time
         return self._results[item.group]
 
-    def fingerprint(self, item: Item, ref: dict) -> str | None:
-        """Return what arithmetic the group's errors fit, None if a tensor is unusable."""
-        if item.group not in self._fingerprints:
+    def diagnosis(self, item: Item, ref: dict) -> Diagnosis | None:
+        """Return what the group's errors are consistent with, None if a tensor is unusable."""
+        if item.group not in self._diagnoses:
             got = self.result(item)
             try:
-                fp = fingerprint(got, ref, functools.partial(bounds_for, item.spec),
-                                 functools.partial(simulated_for, item.spec))
+                if not _well_formed(got, ref):
+                    raise ValueError("a tensor is missing, misshapen or not finite")
+                diag = diagnose(got, ref, item.config.dtype,
+                                functools.partial(bounds_for, item.spec),
+                                functools.partial(simulated_for, item.spec))
             except (KeyError, ValueError, TypeError, AttributeError):
-                fp = None
-            self._fingerprints = {item.group: fp}
-        return self._fingerprints[item.group]
+                diag = None
+            self._diagnoses = {item.group: diag}
+        return self._diagnoses[item.group]
 
     def _call(self, item: Item):
         adapter = self.adapters[item.config.adapter]
@@ -101,6 +110,14 @@ class Runner:
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
             return AdapterFailed(f"{type(exc).__name__}: {exc}{where}")
+
+
+def _well_formed(got, ref: dict) -> bool:
+    """Say whether every tensor is there, shaped like the reference's, and finite: only then
+    is the field of errors worth diagnosing (each broken tensor fails on its own line)."""
+    return isinstance(got, dict) and all(
+        isinstance(got.get(k), np.ndarray) and got[k].shape == v.shape
+        and bool(np.isfinite(got[k]).all()) for k, v in ref.items())
 
 
 def _time(call, repeats: int) -> dict:
@@ -136,15 +153,30 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     if item.entry is not None:  # entry-granular mode: compare this one entry, not the tensor
         arrays = tuple(np.asarray(a)[item.entry].reshape(1) for a in arrays)
     cmp = compare(tensor, *arrays, item.config.dtype)
+    diag = runner.diagnosis(item, ref)
     node.conformance["comparison"] = cmp
-    node.conformance["fingerprint"] = runner.fingerprint(item, ref)
+    node.conformance["fingerprint"] = None if diag is None else str(diag)
+    node.conformance["sensitivity"] = sensitivity(cmp, diag)
     node.conformance["precision_resolved"] = _resolved(adapter, item)
     if item.group in runner.timing:
         node.conformance["timing"] = runner.timing[item.group]
-    if not cmp.passed:
-        fp = node.conformance["fingerprint"]
-        pytest.fail(_message(item, cmp, fp, _reproduce(node), adapter), pytrace=False)
+    if not cmp.passed or (diag is not None and diag.field is not None):
+        pytest.fail(_message(item, cmp, diag, _reproduce(node), adapter), pytrace=False)
     return cmp
+
+
+def sensitivity(cmp: Comparison, diag: Diagnosis | None) -> dict:
+    """Return what the item could have caught: the smallest relative change of one entry that
+    fails it, and whether each reduced arithmetic would be seen at this size."""
+    ref = np.abs(cmp.ref)
+    nonzero = ref > 0
+    entry = float(np.min(cmp.bound[nonzero] / ref[nonzero])) if nonzero.any() else None
+    out = {"entry_change": entry}
+    for f in (diag.fits if diag is not None else ()):
+        if f.arithmetic in ("tf32", "bfloat16"):
+            out[f.arithmetic] = ("detectable" if f.detectable else "not detectable") + \
+                f" (z≈{f.expected_z:.3g})"
+    return out
 
 
 def _reproduce(node: pytest.Item) -> str:
@@ -161,13 +193,15 @@ def _resolved(adapter, item: Item) -> str:
     return f"default: {adapter.resolve_precision(item.config.device)}"
 
 
-def _advice(item: Item, fp: str, adapter) -> str:
-    """Say which setting restores float32 when float32 products ran at lower precision."""
-    if item.config.dtype != "float32" or fp not in ("tf32", "bfloat16"):
+def _advice(item: Item, diag: Diagnosis, adapter) -> str:
+    """Say which setting restores float32 when the field matched lower-precision products."""
+    if diag.field == "float32" and item.config.dtype == "float64":
+        return " (float64 was asked: it was computed in float32)"
+    if item.config.dtype != "float32" or diag.field not in ("tf32", "bfloat16"):
         return ""
     setting = getattr(adapter, "float32_setting", None)
     restore = f"; {setting} restores float32" if setting else ""
-    return f" (float32 was asked: its matrix products ran in {fp}{restore})"
+    return f" (float32 was asked: its matrix products ran in {diag.field}{restore})"
 
 
 def _quiet(require: bool) -> dict:
@@ -201,20 +235,26 @@ def _checked_tensor(got, name: str, tensor: str, shape: tuple, dtype: str) -> np
     return g
 
 
-def _message(item: Item, cmp: Comparison, fp: str | None, reproduce: str, adapter) -> str:
+def _message(item: Item, cmp: Comparison, diag: Diagnosis | None, reproduce: str,
+             adapter) -> str:
     """Say which entries are out of bound, by how much, what arithmetic fits, how to rerun."""
     bad = int(cmp.failing.sum())
     lines = [
         f"{item.config.id} {cmp.tensor}: {bad} of {cmp.ref.size} entries "
         f"({100 * bad / cmp.ref.size:.3g}%) outside their bound; greatest ratio {cmp.max_ratio:.3g}"
     ]
+    if not bad and diag is not None and diag.field is not None:
+        lines[0] = (f"{item.config.id} {cmp.tensor}: every entry inside its bound (greatest "
+                    f"ratio {cmp.max_ratio:.3g}), but the group's {diag.evidence()}")
     worst = cmp.worst(MAX_LISTED)
     if item.entry is not None:  # the narrowed comparison indexes its one entry as (0,)
         worst = [dataclasses.replace(e, index=item.entry) for e in worst]
     lines += ["  " + e.describe(item.tensor) for e in worst]
     if bad > MAX_LISTED:
         lines.append(f"  … and {bad - MAX_LISTED} more")
-    if fp is not None:
-        lines.append(f"errors consistent with: {fp}{_advice(item, fp, adapter)}")
+    if bad and diag is not None and diag.field is not None:
+        lines.append(f"the group's {diag.evidence()}")
+    if diag is not None:
+        lines.append(f"errors consistent with: {diag}{_advice(item, diag, adapter)}")
     lines.append(f"reproduce: {reproduce}")
     return "\n".join(lines)

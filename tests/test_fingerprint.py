@@ -11,7 +11,7 @@ import pytest
 from adapters.example import NumpyAdapter
 from reference.bounds import bounds
 from reference.case import make_case
-from reference.compare import fingerprint
+from reference.compare import compare, diagnose, fingerprint
 from reference.network import gradients
 from reference.simulate import simulate
 from tests import planted
@@ -42,21 +42,75 @@ class OneSideBF16(OneSideTF32):
     (planted.RoundedOperands, "float32", "tf32"),
     (planted.TruncatedOperands, "float32", "tf32"),
     (planted.BF16Operands, "float32", "bfloat16"),
-    (OneSideTF32, "float32", "tf32"),
-    (OneSideBF16, "float32", "bfloat16"),
     (planted.Float32Leak, "float64", "float32"),
     (planted.MissingPrime, "float64", "wrong gradient"),
     (planted.MissingPrime, "float32", "wrong gradient"),
 ], ids=lambda v: v if isinstance(v, str) else v.__name__)
 def test_fingerprint_reads_the_arithmetic(spec, adapter, dtype, reads):
-    """Each planted arithmetic is read as what it is, on every case: those simulated by
-    matching their simulation (each sums in another order than it does), the one-sided ones
-    by their error level."""
+    """Each planted arithmetic is read as what it is, on every case, by matching its simulated
+    error field (each sums in another order than the simulation does); a wrong gradient reads
+    as one, with its count of entries."""
     case = make_case(spec[0], spec[1], 0, spec[2], spec[3])
     got = adapter().gradients(case, dtype, "cpu")
     fp = fingerprint(got, gradients(case), functools.partial(bounds, case),
                      functools.partial(simulate, case))
-    assert fp == reads
+    assert fp.split(":")[0] == reads
+
+
+@pytest.mark.parametrize("spec", CASES, ids=IDS)
+@pytest.mark.parametrize("adapter,named", [(OneSideTF32, "tf32"), (OneSideBF16, "bfloat16")],
+                         ids=["tf32", "bf16"])
+def test_an_arithmetic_no_simulation_matches_is_never_named_as_another(spec, adapter, named):
+    """Reduced precision on one operand only is no simulated arithmetic: the diagnosis names
+    it by the one it resembles when the field fits well enough, else calls it a wrong
+    gradient; never the other arithmetic, whose setting advice would mislead."""
+    case = make_case(spec[0], spec[1], 0, spec[2], spec[3])
+    got = adapter().gradients(case, "float32", "cpu")
+    fp = fingerprint(got, gradients(case), functools.partial(bounds, case),
+                     functools.partial(simulate, case))
+    assert fp == named or fp.startswith("wrong gradient: ")
+
+
+def _diagnose(got, case, dtype):
+    return diagnose(got, gradients(case), dtype, functools.partial(bounds, case),
+                    functools.partial(simulate, case))
+
+
+@pytest.mark.parametrize("spec", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("tensor", ["W1", "b2"])
+def test_one_wrong_entry_reads_wrong_gradient_never_an_arithmetic(spec, dtype, tensor):
+    """The largest entry moved by 4× its bound (float64: also by a relative 1e-9, when that is
+    more) is a wrong gradient in one entry: no arithmetic errs in one entry only."""
+    case = make_case(spec[0], spec[1], 0, spec[2], spec[3])
+    got = NumpyAdapter().gradients(case, dtype, "cpu")
+    g = got[tensor].reshape(-1)
+    i = np.argmax(np.abs(g))
+    relative = 1e-9 * abs(g[i]) if dtype == "float64" else 0.0
+    g[i] += max(4 * bounds(case, dtype)[tensor].reshape(-1)[i], relative)
+    diag = _diagnose(got, case, dtype)
+    assert str(diag) == "wrong gradient: 1 entry" and diag.field is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_wrong_bias_gradient_reads_wrong_gradient(seed):
+    """b1 of a relu case doubled is a wrong gradient, whatever bound a reduced arithmetic
+    would allow it."""
+    case = make_case((784, 16, 10), 32, seed, "relu", "sigmoid")
+    got = NumpyAdapter().gradients(case, "float32", "cpu")
+    got["b1"] = 2 * got["b1"]
+    assert str(_diagnose(got, case, "float32")).startswith("wrong gradient: ")
+
+
+def test_tf32_inside_every_bound_still_fails_as_tf32():
+    """At a batch where every entry of the tf32 run is inside its float32 bound, the field of
+    errors still matches the tf32 simulation, and the group fails with that reading."""
+    case = make_case((784, 16, 10), 256, 0, "tanh", "identity")
+    got = planted.RoundedOperands().gradients(case, "float32", "cpu")
+    ref, b = gradients(case), bounds(case, "float32")
+    assert all(compare(k, got[k], ref[k], b[k], "float32").passed for k in ref)
+    diag = _diagnose(got, case, "float32")
+    assert diag.field == "tf32" and diag.failing == 0 and diag.fails
 
 
 def test_tf32_failure_names_the_setting_that_restores_float32(pytester):
