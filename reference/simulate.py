@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference.activations import activation
+from reference.bounds import tmm
 from reference.case import Case
 
 MATMUL_BITS = {"tf32": 10, "bfloat16": 7}
@@ -45,18 +46,23 @@ def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
         raise ValueError(f"unknown arithmetic {arithmetic!r}")
     cut = truncate_mantissa if arithmetic.endswith(TRUNCATED) else round_mantissa
 
+    def rounded(a):
+        return a if bits is None else cut(a, bits)
+
     def mm(a, b):
-        return a @ b if bits is None else cut(a, bits) @ cut(b, bits)
+        return rounded(a) @ rounded(b)
 
     s1, s2 = activation(case.sigma1), activation(case.sigma2)
     W1, b1, W2, b2, x, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2",
                                                                       "x", "y"))
-    z1 = mm(x, W1.T) + b1  # (15)
+    xr = rounded(x)  # the largest operand, rounded once for (15) and (26)
+    z1 = xr @ rounded(W1).T + b1  # (15)
     a1 = s1.f(z1).astype(dtype)  # (16)
     z2 = mm(a1, W2.T) + b2  # (17)
     a2 = s2.f(z2).astype(dtype)  # (18)
     delta2 = s2.df(z2).astype(dtype) * (2 * (a2 - y))  # (22)/(24)
     delta1 = s1.df(z1).astype(dtype) * mm(delta2, W2)  # (26), (28)–(29)
-    g = {"W1": mm(delta1.T, x), "b1": delta1.sum(axis=0), "W2": mm(delta2.T, a1),
+    g = {"W1": tmm(rounded(delta1), xr), "b1": delta1.sum(axis=0),
+         "W2": tmm(rounded(delta2), rounded(a1)),
          "b2": delta2.sum(axis=0)}
     return {k: v.astype(np.float64) for k, v in g.items()}
