@@ -11,7 +11,7 @@ import pytest
 
 import adapters
 from reference.activations import CATALOGUE
-from tests import matrix
+from tests import matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -238,6 +238,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.conformance_matrix = _matrix(config)
     config.conformance_rerun = rerun_args(config)
     config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Keep each adapter call's items on one worker, whatever --dist load mode was given."""
+    return scheduling.make(config, log)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,0 +1,139 @@
+"""Parallel runs: a group's items share one worker, and a worker crash ends the run, recorded."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import scheduling
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
+MATRIX = ("--cases", "chain,small", "--seeds", "2")
+"""8 groups of 4 items: 2 cases × 2 dtypes × 2 seeds, one adapter call each."""
+HANG_GUARD = 180  # seconds: a hung run fails the test instead of hanging the suite
+
+ADAPTERS = '''
+import ctypes, os
+from adapters.example import NumpyAdapter
+
+class Counting(NumpyAdapter):
+    """Append `pid group` to $BPC_CALLS on every call."""
+    name = "counting"
+
+    def gradients(self, case, dtype, device):
+        with open(os.environ["BPC_CALLS"], "a") as f:
+            f.write(f"{os.getpid()} {dtype}-{case.id}\\n")
+        return super().gradients(case, dtype, device)
+
+class Crashing(NumpyAdapter):
+    """Take the worker down on the one-neuron chain only, as $BPC_CRASH says."""
+    name = "crashing"
+
+    def gradients(self, case, dtype, device):
+        if case.sizes == (1, 1, 1):
+            os._exit(1) if os.environ["BPC_CRASH"] == "exit" else ctypes.string_at(0)
+        return super().gradients(case, dtype, device)
+'''
+
+
+@pytest.fixture
+def planted(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """Put the counting and crashing adapters on the path of every process the test starts."""
+    pytester.makepyfile(bpc_parallel=ADAPTERS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(ROOT)]))
+    return pytester
+
+
+@pytest.mark.parametrize("nodeid,group", [
+    ("tests/test_conformance.py::test_gradient[torch-cpu-float64-sigmoid-sigmoid-1x1x1-b1-s0-W1]",
+     "torch-cpu-float64-sigmoid-sigmoid-1x1x1-b1-s0"),
+    ("tests/test_conformance.py::test_gradient[jax-cpu-float32.high-tanh-softplus-5x4x3-b3-s1-b2]"
+     "@jax-cpu-float32.high-tanh-softplus-5x4x3-b3-s1",
+     "jax-cpu-float32.high-tanh-softplus-5x4x3-b3-s1"),
+    ("tests/test_conformance.py::test_gradient[numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W1[3,4]]",
+     "numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0"),
+    ("tests/test_study.py::test_usage_errors", "tests/test_study.py"),
+    ("tests/test_study.py::test_usage_errors@study", "study"),
+    ("tests/test_plugin.py::test_bad[--shard-0/2]", "tests/test_plugin.py"),
+])
+def test_group_of_a_nodeid(nodeid, group):
+    """A conformance item's group is its adapter call; another item's, its module or mark."""
+    assert scheduling.group_of(nodeid) == group
+
+
+def calls(path: Path) -> dict[str, list[str]]:
+    """Return the pids of the adapter calls per group, from the counting adapter's file."""
+    out = collections.defaultdict(list)
+    for line in path.read_text().splitlines():
+        pid, group = line.split()
+        out[group].append(pid)
+    return out
+
+
+@pytest.mark.parametrize("dist", [(), ("--dist", "loadgroup"), ("--dist", "load")])
+def test_a_group_calls_its_adapter_in_one_worker(planted, monkeypatch, dist):
+    """Under -n 2 each group's calls happen in one process, as many as in a run without xdist."""
+    got = {}
+    for n in ("0", "2"):
+        monkeypatch.setenv("BPC_CALLS", str(planted.path / f"calls-{n}.txt"))
+        result = planted.runpytest_subprocess(
+            CONFORMANCE, "--adapter", "bpc_parallel:Counting", *MATRIX, "-n", n, *dist,
+            timeout=HANG_GUARD)
+        result.assert_outcomes(passed=32)
+        got[n] = calls(planted.path / f"calls-{n}.txt")
+    assert len(got["0"]) == 8 and got["2"].keys() == got["0"].keys()
+    split = {g: sorted(set(p)) for g, p in got["2"].items() if len(set(p)) > 1}
+    assert not split, f"groups whose adapter ran in more than one worker: {split}"
+    counts = {len(p) for p in [*got["0"].values(), *got["2"].values()]}
+    assert len(counts) == 1, f"calls per group differ: {dict(got['2'])}"
+
+
+def crashed_run_outcomes(doc: dict) -> dict[str, str]:
+    """Return {item id: outcome} of a results document."""
+    return {i["id"]: i["outcome"] for i in doc["items"]}
+
+
+def assert_chain_crashed_rest_kept(outcomes: dict[str, str]) -> None:
+    """The chain's items (2 dtypes × 2 seeds × 4 tensors) crashed; the small case's passed."""
+    chain = {k: v for k, v in outcomes.items() if "-1x1x1-" in k}
+    rest = {k: v for k, v in outcomes.items() if k not in chain}
+    assert len(chain) == 16 and set(chain.values()) == {"crashed"}, chain
+    assert len(rest) == 16 and set(rest.values()) == {"passed"}, rest
+
+
+@pytest.mark.parametrize("crash", ["exit", "segfault"])
+def test_a_worker_crash_ends_the_run_and_records_it(planted, monkeypatch, crash):
+    """A crashing adapter under -n 2: the run ends, its group reads crashed, the rest is kept."""
+    monkeypatch.setenv("BPC_CRASH", crash)
+    out = planted.path / "out"
+    result = planted.runpytest_subprocess(
+        CONFORMANCE, "--frameworks=", "--adapter", "bpc_parallel:Crashing", *MATRIX, "-n", "2",
+        "--dist", "loadgroup", "--results", str(out / "r.json"), "--report", str(out / "r.html"),
+        timeout=HANG_GUARD)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*16 failed, 16 passed*"])
+    assert_chain_crashed_rest_kept(crashed_run_outcomes(json.loads((out / "r.json").read_text())))
+    assert "backprop-conformance report" in (out / "r.html").read_text()
+
+
+def test_a_worker_crash_ends_a_study_and_it_writes_its_files(planted, tmp_path):
+    """`python -m reports.study` (always xdist) ends too, with the crashed items in its files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["BPC_CRASH"] = "exit"
+    cmd = [sys.executable, "-m", "reports.study", "--frameworks=", "--adapter",
+           "bpc_parallel:Crashing", *MATRIX, "--timing", "0", "-n", "2", "-o", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=HANG_GUARD)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert_chain_crashed_rest_kept(crashed_run_outcomes(doc))
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "study.html").is_file()
