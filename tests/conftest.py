@@ -275,6 +275,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     configs, specs = config.conformance_matrix
     items = matrix.items(configs, specs, config.getoption("entries"))
     metafunc.parametrize("conformance_item", [
-        pytest.param(i, id=i.id, marks=[pytest.mark.conformance, pytest.mark.xdist_group(i.group)])
+        pytest.param(i, id=i.id, marks=pytest.mark.conformance)  # grouped by tests/scheduling.py
         for i in items
     ])

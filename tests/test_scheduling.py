@@ -137,3 +137,105 @@ def test_a_worker_crash_ends_a_study_and_it_writes_its_files(planted, tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert_chain_crashed_rest_kept(crashed_run_outcomes(doc))
     assert (tmp_path / "report.html").is_file() and (tmp_path / "study.html").is_file()
+
+
+class FakeNode:
+    """A worker that records what it is sent."""
+
+    def __init__(self, name: str):
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.shutting_down, self.sent = False, []
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.sent += indices
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+class FakeConfig:
+    """What the scheduler reads of pytest's config: the workers, and the report hook."""
+
+    def __init__(self, dist: str = "load"):
+        self.reports, self.dist = [], dist
+        self.hook = type("Hook", (), {"pytest_runtest_logreport": self._log})()
+
+    def getvalue(self, name: str):
+        return {"tx": ["2*popen"], "dist": self.dist}[name]
+
+    def _log(self, report):
+        self.reports.append(report)
+
+
+class Quiet:
+    def __call__(self, *args):
+        pass
+
+    def __getattr__(self, name):
+        return self
+
+
+def ids(group: str, n: int = 4) -> list[str]:
+    """Return the node ids of one conformance group: its n tensor items."""
+    return [f"t.py::test_gradient[{group}-{t}]" for t in ("W1", "b1", "W2", "b2")[:n]]
+
+
+def test_a_crash_drops_the_running_group_and_requeues_the_unstarted_ones():
+    """The dead worker's running group reads crashed, its next one runs elsewhere, none twice."""
+    config = FakeConfig()
+    sched = scheduling.GroupScheduling(config, Quiet())
+    a, b = FakeNode("gw0"), FakeNode("gw1")
+    collection = [*ids("g1"), *ids("g2"), *ids("g3"), *ids("g4"), *ids("g5")]
+    for node in (a, b):
+        sched.add_node(node)
+        sched.add_node_collection(node, collection)
+    sched.schedule()
+    assert (a.sent, b.sent) == ([0, 1, 2, 3], [4, 5, 6, 7])  # g1, g2: a group each
+    for node, i in ((a, 0), (a, 1), (b, 4), (b, 5)):
+        sched.mark_test_complete(node, i)  # two items left: each gets another group
+    assert (a.sent[4:], b.sent[4:]) == ([8, 9, 10, 11], [12, 13, 14, 15])  # g3, g4
+    assert sched.remove_node(b) == ids("g2")[2]  # b dies in g2's W2, g4 not started
+    assert [r.nodeid for r in config.reports] == ids("g2")[3:]  # g2's b2: not run, crashed
+    assert list(sched.queue) == ["g4", "g5"] and not sched.tests_finished
+    c = FakeNode("gw2")  # the replacement takes g4, then g5, and is told to stop
+    sched.add_node(c)
+    sched.add_node_collection(c, collection)
+    sched.schedule()
+    assert c.sent == [12, 13, 14, 15] and not c.shutting_down
+    sched.mark_test_complete(c, 12)
+    sched.mark_test_complete(c, 13)
+    assert c.sent[4:] == [16, 17, 18, 19] and c.shutting_down and not sched.queue
+    sched.mark_test_complete(a, 2)  # a stops once the queue is empty, after what it holds
+    assert a.shutting_down and len(a.sent) == 8 and len(config.reports) == 1
+
+
+def test_a_late_worker_gets_enough_items_to_start():
+    """Groups of one item: a worker is sent more than one, so it never waits for a next item."""
+    sched = scheduling.GroupScheduling(FakeConfig(), Quiet())
+    collection = [f"tests/test_{m}.py::test_x" for m in "abcdefgh"]
+    a, b = FakeNode("gw0"), FakeNode("gw1")
+    for node in (a, b):
+        sched.add_node(node)
+        sched.add_node_collection(node, collection)
+    sched.schedule()
+    assert len(a.sent) == 3 and len(b.sent) == 3 and not a.shutting_down
+    sched.remove_node(a)
+    c = FakeNode("gw2")
+    sched.add_node(c)
+    sched.add_node_collection(c, collection)
+    sched.schedule()
+    assert len(c.sent) >= 2
+
+
+@pytest.mark.parametrize("dist", [*scheduling.DISTRIBUTING, "each"])
+def test_the_suite_schedules_every_load_balancing_mode(dist):
+    """Every --dist that spreads items over workers gets the group scheduler; `each` not."""
+    made = scheduling.make(FakeConfig(dist), Quiet())
+    assert isinstance(made, scheduling.GroupScheduling) == (dist != "each")
+
+
+def test_the_suite_runs_without_xdist(pytester):
+    """The grouping needs no xdist mark: with xdist disabled the conformance items run."""
+    result = pytester.runpytest_inprocess(CONFORMANCE, "-p", "no:xdist", "--adapter",
+                                          "adapters.example:adapter", "--cases", "chain")
+    result.assert_outcomes(passed=8)
