@@ -98,11 +98,12 @@ class GroupScheduling:
 
     def mark_test_complete(self, node, item_index: int, duration: float = 0) -> None:
         nodeid = self.collections[node][item_index]
-        units = self.assigned[node]
-        group = group_of(nodeid)
-        units[group].remove(nodeid)
-        if not units[group]:
-            del units[group]  # a finished group is never handed out again
+        units, group = self.assigned[node], group_of(nodeid)
+        pending = units.get(group, [])
+        if nodeid in pending:
+            pending.remove(nodeid)
+        if not pending:
+            units.pop(group, None)  # a finished group is never handed out again
         self._reschedule(node)
 
     def mark_test_pending(self, item: str) -> None:
