@@ -40,6 +40,21 @@ def group_of(nodeid: str) -> str:
     return name or base.split("::", 1)[0]
 
 
+def allow_a_crash_per_group(config: pytest.Config, groups: int) -> None:
+    """Let each of the run's groups crash a worker before xdist stops replacing them.
+
+    xdist stops after 4 crashed workers per worker (`--max-worker-restart`) and leaves the rest
+    unrun; here each crash costs only its group, so a crashing adapter gets no further than its
+    own groups and every other adapter's items still run. An explicit option is kept.
+    """
+    option = config.option
+    workers = getattr(option, "numprocesses", None)
+    if hasattr(config, "workerinput") or not isinstance(workers, int) or workers < 1:
+        return
+    if getattr(option, "maxworkerrestart", "") is None:
+        option.maxworkerrestart = str(4 * workers + groups)
+
+
 def make(config: pytest.Config, log):
     """Return the suite's scheduler for a load-balanced run, None to leave xdist's."""
     if config.getvalue("dist") not in DISTRIBUTING:

@@ -123,6 +123,18 @@ def test_a_worker_crash_ends_the_run_and_records_it(planted):
     assert "backprop-conformance report" in (out / "r.html").read_text()
 
 
+def test_more_crashing_groups_than_xdist_restarts_still_run_the_rest(planted):
+    """Six crashing groups on one worker (xdist replaces four by default): the others all run."""
+    out = planted.path / "many.json"
+    result = planted.runpytest_subprocess(
+        CONFORMANCE, "--adapter", "bpc_parallel:Crashing", "--adapter", "adapters.example:adapter",
+        "--cases", "chain", "--seeds", "3", "-n", "1", "--results", str(out), timeout=HANG_GUARD)
+    result.stdout.fnmatch_lines(["*24 failed, 24 passed*"])
+    outcomes = {i["id"]: i["outcome"] for i in json.loads(out.read_text())["items"]}
+    assert {k for k, v in outcomes.items() if v == "crashed"} == \
+        {k for k in outcomes if k.startswith("crashing-")}
+
+
 def test_a_worker_crash_ends_a_study_and_it_writes_its_files(planted, tmp_path):
     """`python -m reports.study` (always xdist) ends too, with the crashed items in its files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
