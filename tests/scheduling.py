@@ -12,6 +12,8 @@ xdist's for every load-balancing `--dist` (load, loadgroup, loadscope, loadfile,
 - When a worker dies, the group it was running is lost: the item it died in and the group's
   unrun items are reported crashed and never rerun (the adapter call would crash again).
   Groups it had not started go back to the queue for the other workers or the replacement.
+- Unless `--max-worker-restart` is given, xdist replaces up to one crashed worker per group
+  besides its own allowance, so a crashing adapter cannot stop the other adapters' items.
 """
 
 from __future__ import annotations
