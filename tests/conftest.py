@@ -11,7 +11,7 @@ import pytest
 
 import adapters
 from reference.activations import CATALOGUE
-from tests import matrix
+from tests import matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -236,8 +236,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)
     config.conformance_matrix = _matrix(config)
+    scheduling.allow_a_crash_per_group(config, len(config.conformance_matrix[0]) *
+                                       len(config.conformance_matrix[1]))
     config.conformance_rerun = rerun_args(config)
     config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Keep each adapter call's items on one worker, whatever --dist load mode was given."""
+    return scheduling.make(config, log)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -269,6 +277,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     configs, specs = config.conformance_matrix
     items = matrix.items(configs, specs, config.getoption("entries"))
     metafunc.parametrize("conformance_item", [
-        pytest.param(i, id=i.id, marks=[pytest.mark.conformance, pytest.mark.xdist_group(i.group)])
+        pytest.param(i, id=i.id, marks=pytest.mark.conformance)  # grouped by tests/scheduling.py
         for i in items
     ])
