@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from reference.case import TENSORS
@@ -79,6 +80,29 @@ class Item(NamedTuple):
         """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
         tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
         return f"{self.group}-{self.tensor}{tail}"
+
+
+MEMORY_FALLBACK = 16 * 2**30
+"""The memory limit where the machine does not say how much it has."""
+
+
+def memory_bytes(sizes: tuple[int, int, int], batch: int) -> int:
+    """Estimate the bytes one case of these sizes holds at once, all float64: the pristine case
+    and the adapter's copy, the reference's and the adapter's gradients, the bounds (several
+    magnitude arrays per parameter) and the forward/backward intermediates of both passes."""
+    n0, n1, n2 = sizes
+    params = n1 * n0 + n1 + n2 * n1 + n2
+    data = batch * (n0 + n2)
+    hidden = batch * (n1 + n2)
+    return 8 * (6 * params + 3 * data + 12 * hidden)
+
+
+def memory_limit() -> int:
+    """Return half the machine's physical memory, the most one run may plan to use."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return MEMORY_FALLBACK
 
 
 Shape = tuple[tuple[int, int, int], int, tuple[tuple[str, str], ...]]  # sizes, batch, pairs
