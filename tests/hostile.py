@@ -3,6 +3,7 @@ must fail it with one line naming the adapter (tests/test_integrity.py)."""
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import time
 
@@ -14,15 +15,17 @@ CALLS: list[str] = []
 """Every call of a counting adapter appends its name: calls per group are counted on it."""
 
 
-class WritesThroughTorch(NumpyAdapter):
-    """Doubles W2 in place through a tensor sharing its memory, then backpropagates correctly."""
+class WritesThroughMemory(NumpyAdapter):
+    """Doubles W2 in place through its memory address, past the read-only flag, as
+    `torch.from_numpy(case.W2).mul_(2.0)` does (torch only warns); then backpropagates
+    correctly."""
 
     name = "hostile_writes_w2"
 
     def gradients(self, case, dtype, device):
-        import torch
-
-        torch.from_numpy(case.W2).mul_(2.0)
+        w2 = (ctypes.c_double * case.W2.size).from_address(case.W2.ctypes.data)
+        for i in range(case.W2.size):
+            w2[i] *= 2.0
         return super().gradients(case, dtype, device)
 
 

@@ -26,7 +26,7 @@ def hostile_run(pytester, adapter: str, *args: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("adapter,says", [
-    ("WritesThroughTorch", r"adapter 'hostile_writes_w2' wrote into the case: "
+    ("WritesThroughMemory", r"adapter 'hostile_writes_w2' wrote into the case: "
                            r"W2 changed \(1 of 1 entries\)"),
     ("CentresInputs", r"adapter 'hostile_centres_x' raised while computing \w+: ValueError: "
                       r".*read-only.*"),
@@ -34,8 +34,6 @@ def hostile_run(pytester, adapter: str, *args: str) -> tuple[dict, dict]:
 ])
 def test_an_adapter_that_writes_into_the_case_fails_every_item(pytester, adapter, says):
     """Writing into the case, in place or after the gradients, fails every dtype's every item."""
-    if adapter == "WritesThroughTorch":
-        pytest.importorskip("torch")
     outcomes, messages = hostile_run(pytester, adapter)
     assert outcomes and failed(outcomes) == set(outcomes)
     for message in messages.values():
@@ -94,10 +92,12 @@ def test_an_exception_reason_is_its_first_line_capped(pytester):
                             message.strip()), message[:200]
 
 
-def test_an_adapter_past_its_timeout_fails_its_group(pytester):
-    """--adapter-timeout ends a call that would take a minute; the group fails in one line."""
+@pytest.mark.parametrize("workers", [(), ("-n", "1")])
+def test_an_adapter_past_its_timeout_fails_its_group(pytester, workers):
+    """--adapter-timeout ends a call that would take a minute, in the main process or an xdist
+    worker; the group fails in one line."""
     outcomes, messages = hostile_run(pytester, "Sleeps", "--dtypes", "float64",
-                                     "--adapter-timeout", "0.5")
+                                     "--adapter-timeout", "0.5", *workers)
     assert failed(outcomes) == set(outcomes) and len(outcomes) == 4
     for message in messages.values():
         assert message.strip() == ("adapter 'hostile_sleeps' did not return within 0.5 s "
@@ -136,7 +136,7 @@ def test_an_adapter_module_that_exits_at_import_is_a_usage_error(pytester, body,
 @pytest.mark.parametrize("args,says", [
     (("--sizes", "100000x100000x10"), "--sizes 100000x100000x10 --batches 1: needs about"),
     (("--sizes", ""), "--sizes '': expected e.g."),
-    (("--batches", ","), "--batches ,: expected e.g."),
+    (("--batches", ""), "--batches '': expected e.g."),
     (("--precisions", ","), "--precisions ',': empty"),
     (("--adapter-timeout", "-1"), "--adapter-timeout must be 0 (no limit) or more seconds"),
 ])
