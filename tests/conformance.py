@@ -137,9 +137,10 @@ class Runner:
             raise
         except BaseException as exc:  # noqa: BLE001 - the adapter's failure is the finding
             return Outcome(_failure(exc, name, self.adapters[name], call, n))
-        if self.repeats:
-            self.timing = {item.group: _timing(times)}
-        return Outcome(got, spread, {"adapter_call_s": round(seconds, 6)})
+        # the first call's time goes to the group, not to the item that happened to run it
+        self.timing = {item.group: {"first_call_s": seconds,
+                                    **(_timing(times) if self.repeats else {})}}
+        return Outcome(got, spread)
 
     def _once(self, item: Item) -> tuple[object, float]:
         """Call the adapter on a fresh read-only case; check that the case came back unchanged."""
@@ -163,12 +164,11 @@ class CaseWritten(Exception):
 
 @dataclasses.dataclass
 class Outcome:
-    """What a group's calls gave: the first call's gradients (or the failure), how later calls
-    differed from it, and details every item of the group records."""
+    """What a group's calls gave: the first call's gradients (or the failure), and how later
+    calls differed from it."""
 
     got: object
     spread: Spread | None = None
-    details: dict = dataclasses.field(default_factory=dict)
 
 
 class Spread:
@@ -308,11 +308,9 @@ def _timing(times: list[float]) -> dict:
 
 
 def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
-    """Record the group's details and how its calls differed; fail a nondeterministic tensor."""
+    """Record how the group's calls differed; fail a nondeterministic tensor."""
     __tracebackhide__ = True
-    outcome = runner.outcome(item)
-    node.conformance.update(outcome.details)
-    spread = outcome.spread
+    spread = runner.outcome(item).spread
     if spread is None or item.tensor not in spread.differ:
         return
     differ, diff = spread.differ[item.tensor], spread.diff[item.tensor]

@@ -68,6 +68,7 @@ def test_bitwise_differences_within_the_bound_fail_only_under_deterministic(pyte
     items = {i["id"]: i for i in json.loads(results.read_text())["items"]}
     w1 = items["hostile_last_bit-cpu-float64-sigmoid-sigmoid-1x1x1-b1-s0-W1"]["details"]
     assert w1["determinism"]["calls"] == 2 and w1["determinism"]["differing"] == 1
+    assert w1["timing"]["first_call_s"] >= 0  # the call's time is the group's, on every item
     assert "nondeterministic: 1 of 1 entries differ bitwise" in render(
         json.loads(results.read_text()))
     outcomes, messages = hostile_run(pytester, "LastBit", "--deterministic")
