@@ -128,6 +128,7 @@ class Runner:
         n, call = 1 + max(1, self.repeats), 1
         try:
             got, seconds = self._once(item)
+            got = _kept(got)
             spread, times = Spread(got), []
             for call in range(2, n + 1):
                 later, elapsed = self._once(item)
@@ -196,6 +197,14 @@ class Spread:
             diff = np.where(differ, np.nan_to_num(diff, nan=np.inf), 0.0)
             self.differ[k] = differ | self.differ.get(k, False)
             self.diff[k] = np.fmax(diff, self.diff.get(k, 0.0))
+
+
+def _kept(got):
+    """Return the first call's gradients copied: an adapter that returns one buffer and fills
+    it again on its next call must not change what was checked."""
+    if not isinstance(got, dict):
+        return got
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in got.items()}
 
 
 def _float_array(a) -> bool:

@@ -24,8 +24,8 @@ KNOWN_DTYPES = ("float32", "float64")
 
 
 MATRIX_OPTIONS: dict[str, tuple[str, object]] = {}
-"""dest → (flag, default) of the options that decide which items exist: a failure's
-reproduce line repeats those that differ from their defaults."""
+"""dest → (flag, default) of the options that decide which items exist or how they are judged
+(--deterministic): a failure's reproduce line repeats those that differ from their defaults."""
 NOT_MATRIX = ("require_frameworks", "shard", "timing", "adapter_timeout")
 
 

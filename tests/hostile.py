@@ -87,6 +87,21 @@ class LastBit(Counted):
         return g
 
 
+class ReusesBuffer(Counted):
+    """Returns the same arrays on every call, filled again; ×(1 + 1e-3) on every second call."""
+
+    name = "hostile_reuses_buffer"
+    buffers: dict = {}
+
+    def gradients(self, case, dtype, device):
+        g = super().gradients(case, dtype, device)
+        scale = (1 + 1e-3) if len(CALLS) % 2 == 0 else 1.0
+        for k, v in g.items():
+            out = self.buffers.setdefault((k, dtype, v.shape), np.empty_like(v))
+            np.multiply(v, scale, out=out)
+        return {k: self.buffers[(k, dtype, v.shape)] for k, v in g.items()}
+
+
 class Exits(Counted):
     """Calls sys.exit inside gradients."""
 

@@ -60,6 +60,15 @@ def test_gradients_that_change_between_calls_fail_as_nondeterministic(pytester, 
                             rf"\S+ × its bound, at \w+\[0(, 0)?\]", message.strip()), message
 
 
+def test_a_buffer_filled_again_by_the_next_call_is_caught(pytester):
+    """Returning one buffer, refilled with other values on the next call, is nondeterminism,
+    not a wrong gradient: the first call's gradients are kept as they came."""
+    outcomes, messages = hostile_run(pytester, "ReusesBuffer")
+    assert outcomes and failed(outcomes) == set(outcomes)
+    assert all(" nondeterministic: 1 of 1 entries differ between 2 calls" in m
+               for m in messages.values())
+
+
 def test_bitwise_differences_within_the_bound_fail_only_under_deterministic(pytester, tmp_path):
     """One ulp on one entry passes and is recorded; --deterministic fails it."""
     results = tmp_path / "r.json"
