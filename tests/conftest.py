@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import shlex
 import zlib
@@ -151,6 +152,7 @@ def _shapes(config: pytest.Config) -> list:
         raise pytest.UsageError(f"{given}: expected e.g. "
                                 "--sizes 784x16x10,784x64x10 --batches 1,32 "
                                 "(three sizes ≥ 1, batches ≥ 1)")
+    n, b = list(dict.fromkeys(n)), list(dict.fromkeys(b))  # 4x3x2 and 04x3x2 run once
     _check_memory(n, b)
     return matrix.grid(n, b)
 
@@ -267,7 +269,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _shard(config)
     config.conformance_matrix = _matrix(config)
     config.conformance_rerun = rerun_args(config)
-    if config.getoption("adapter_timeout") < 0:
+    if not 0 <= config.getoption("adapter_timeout") < math.inf:
         raise pytest.UsageError("--adapter-timeout must be 0 (no limit) or more seconds")
     config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"),
                                        config.getoption("deterministic"),

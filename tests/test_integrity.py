@@ -149,6 +149,7 @@ def test_an_adapter_module_that_exits_at_import_is_a_usage_error(pytester, body,
     (("--batches", ""), "--batches '': expected e.g."),
     (("--precisions", ","), "--precisions ',': empty"),
     (("--adapter-timeout", "-1"), "--adapter-timeout must be 0 (no limit) or more seconds"),
+    (("--adapter-timeout", "nan"), "--adapter-timeout must be 0 (no limit) or more seconds"),
 ])
 def test_empty_or_oversized_options_are_usage_errors(pytester, args, says):
     """A case too large for memory, an empty list or a negative timeout stop the run."""
@@ -158,11 +159,13 @@ def test_empty_or_oversized_options_are_usage_errors(pytester, args, says):
     result.stderr.fnmatch_lines([f"*{says}*"])
 
 
-def test_repeated_values_are_run_once(pytester):
-    """Repeats in --dtypes, --cases, --devices and --frameworks collect each item once."""
+@pytest.mark.parametrize("cases", [("--cases", "chain,chain"), ("--sizes", "1x1x1,01x1x1",
+                                                                   "--batches", "1,1")])
+def test_repeated_values_are_run_once(pytester, cases):
+    """Repeats in --dtypes, --cases, --sizes, --devices and --frameworks collect items once."""
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "--frameworks", "torch,torch", "--dtypes", "float64,float64", "--cases",
-        "chain,chain", "--devices", "cpu,cpu", "--collect-only", "-q")
+        CONFORMANCE, "--frameworks", "torch,torch", "--dtypes", "float64,float64", *cases,
+        "--devices", "cpu,cpu", "--collect-only", "-q")
     lines = [ln for ln in result.stdout.lines if "::test_gradient[" in ln]
     assert len(lines) == len(set(lines)) == 3 * 4  # torch's three idioms × four tensors
 
