@@ -1,4 +1,5 @@
-"""Run one conformance item: call the adapter once per group, check shape, dtype, values."""
+"""Run one conformance item: call the adapter (twice or more) per group, check the case came
+back untouched and the calls agree, then check shape, dtype, values."""
 
 from __future__ import annotations
 

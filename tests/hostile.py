@@ -102,6 +102,16 @@ class ReusesBuffer(Counted):
         return {k: self.buffers[(k, dtype, v.shape)] for k, v in g.items()}
 
 
+class ChangesDtype(Counted):
+    """Returns float16 gradients on every second call."""
+
+    name = "hostile_changes_dtype"
+
+    def gradients(self, case, dtype, device):
+        g = super().gradients(case, dtype, device)
+        return {k: v.astype(np.float16) for k, v in g.items()} if len(CALLS) % 2 == 0 else g
+
+
 class Exits(Counted):
     """Calls sys.exit inside gradients."""
 

@@ -69,6 +69,15 @@ def test_a_buffer_filled_again_by_the_next_call_is_caught(pytester):
                for m in messages.values())
 
 
+def test_a_later_call_of_another_layout_fails_the_group(pytester):
+    """A second call that returns another dtype fails every item in one line."""
+    outcomes, messages = hostile_run(pytester, "ChangesDtype", "--dtypes", "float64")
+    assert outcomes and failed(outcomes) == set(outcomes)
+    assert {m.strip() for m in messages.values()} == {
+        "adapter 'hostile_changes_dtype' is nondeterministic: call 2 returned W1 as float16 "
+        "(1, 1), call 1 as float64 (1, 1)"}
+
+
 def test_bitwise_differences_within_the_bound_fail_only_under_deterministic(pytester, tmp_path):
     """One ulp on one entry passes and is recorded; --deterministic fails it."""
     results = tmp_path / "r.json"
