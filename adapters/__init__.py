@@ -37,7 +37,8 @@ SLOW = frozenset({"adapters.jax:JaxEager"})
 primitive for every new shape and dtype, ≈100 ms each on a 2-core CPU, 20 s over the default
 matrix, five times what all the other idioms together take."""
 
-_NAME = re.compile(r"^[a-z0-9_.]+$")
+_NAME = re.compile(r"[a-z0-9_.]+")
+_PRECISION = re.compile(r"[A-Za-z0-9_]+")
 
 
 class AdapterError(Exception):
@@ -55,14 +56,32 @@ def load(spec: str):
         raise AdapterError(f"--adapter {spec!r}: expected package.module:object")
     try:
         module = _import(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the adapter's
-        raise AdapterError(f"--adapter {spec!r}: cannot import {module_name}: {exc!r}") from None
+    except BaseException as exc:  # noqa: BLE001 - sys.exit and Ctrl-C at import included
+        raise AdapterError(f"--adapter {spec!r}: cannot import {module_name}: "
+                           f"{_said(exc)}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
         raise AdapterError(f"--adapter {spec!r}: {module_name} has no {attr!r}") from None
-    adapter = obj() if isinstance(obj, type) else obj
-    return check(adapter, spec)
+    except BaseException as exc:  # noqa: BLE001 - a module __getattr__ that fails
+        raise AdapterError(f"--adapter {spec!r}: {module_name}.{attr}: {_said(exc)}") from None
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except BaseException as exc:  # noqa: BLE001 - the class is the adapter's
+            raise AdapterError(f"--adapter {spec!r}: {attr}() failed: {_said(exc)}") from None
+    return check(obj, spec)
+
+
+def _said(exc: BaseException) -> str:
+    """Return an exception as `Type: first line`, cut to 300 characters."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a __str__ that raises
+        text = ""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    said = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return said if len(said) <= 300 else said[:300] + "…"
 
 
 def _import(module_name: str):
@@ -81,15 +100,34 @@ def _import(module_name: str):
 
 def check(adapter, spec: str):
     """Return the adapter if it keeps the contract's shape, else raise saying what is missing."""
-    name = getattr(adapter, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name):
+    name = _attribute(adapter, "name", spec)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise AdapterError(
             f"adapter {spec!r}: name must be a lowercase -k-safe string, got {name!r}")
-    if not isinstance(getattr(adapter, "framework", None), str):
+    if not isinstance(_attribute(adapter, "framework", spec), str):
         raise AdapterError(f"adapter {spec!r}: framework must be a string")
-    if not callable(getattr(adapter, "gradients", None)):
+    if not callable(_attribute(adapter, "gradients", spec)):
         raise AdapterError(f"adapter {spec!r}: has no gradients(case, dtype, device) method")
+    precisions = _attribute(adapter, "precisions", spec, ())
+    if not _settings(precisions):
+        raise AdapterError(f"adapter {spec!r}: precisions must be a tuple of setting names "
+                           f"(e.g. ('highest', 'high')), got {repr(precisions)[:100]}")
     return adapter
+
+
+def _settings(precisions) -> bool:
+    """Say whether `precisions` is a tuple or list of setting names (a str is not: "highest"
+    would read as seven settings, one per letter)."""
+    return isinstance(precisions, (tuple, list)) and all(
+        isinstance(p, str) and _PRECISION.fullmatch(p) and p != "default" for p in precisions)
+
+
+def _attribute(adapter, attr: str, spec: str, default=None):
+    """Return one of the adapter's attributes; one that raises is a contract error."""
+    try:
+        return getattr(adapter, attr, default)
+    except BaseException as exc:  # noqa: BLE001 - a property that raises, or exits
+        raise AdapterError(f"adapter {spec!r}: reading {attr} raised {_said(exc)}") from None
 
 
 def builtin(frameworks: list[str], slow: bool = False) -> list:

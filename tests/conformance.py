@@ -1,10 +1,18 @@
-"""Run one conformance item: call the adapter once per group, check shape, dtype, values."""
+"""Run one conformance item: call the adapter (twice or more) per group, check the case came
+back untouched and the calls agree, then check shape, dtype, values."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
+import shlex
+import shutil
+import signal
 import statistics
+import sys
+import threading
 import time
 import traceback
 
@@ -30,10 +38,30 @@ class FrameworkMissing(Exception):
     """The adapter's framework cannot be imported, or the device asked for is absent."""
 
 
+class GroupFailed(Exception):
+    """The group's calls broke the run's integrity (wrote into the case, ran past the timeout,
+    changed shape between calls); its text is the whole one-line failure of every item."""
+
+
+class AdapterTimeout(BaseException):
+    """Raised inside an adapter call that runs past --adapter-timeout; a BaseException, so
+    that an adapter's own `except Exception` cannot swallow it."""
+
+
+REASON_CHARS = 500  # an adapter's exception message is cut to this many characters
+
+
 @functools.lru_cache(maxsize=64)
 def case_for(spec: Spec) -> Case:
-    """Return the case of a spec, drawn once per process."""
-    return make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+    """Return the pristine case of a spec, drawn once per process, its arrays read-only.
+
+    Adapters never receive it: each call gets a fresh read-only copy (`_fresh`), compared to
+    this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
+    """
+    case = make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+    for a in _arrays(case).values():
+        a.setflags(write=False)
+    return case
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,17 +89,29 @@ def simulated_for(spec: Spec, arithmetic: str) -> dict:
 
 
 class Runner:
-    """Calls each adapter once per (config, case) and keeps the outcome for the group's items."""
+    """Calls each adapter at least twice per (config, case), each call on a fresh read-only
+    copy of the case and under a timeout, and keeps the outcome for the group's items.
 
-    def __init__(self, adapters: dict, repeats: int = 0):
+    The first call's gradients are the ones checked; every later call (the determinism call,
+    or the --timing calls after the first, which is their warm-up) is compared with it bitwise.
+    """
+
+    def __init__(self, adapters: dict, repeats: int = 0, deterministic: bool = False,
+                 timeout: float = 0.0):
         self.adapters = adapters
         self.repeats = repeats
+        self.deterministic = deterministic
+        self.timeout = timeout
         self.timing: dict[str, dict] = {}
-        self._results: dict[str, object] = {}
+        self._results: dict[str, Outcome] = {}
         self._diagnoses: dict[str, Diagnosis | None] = {}
 
     def result(self, item: Item):
         """Return the adapter's gradients for the item's group, or the exception it raised."""
+        return self.outcome(item).got
+
+    def outcome(self, item: Item) -> Outcome:
+        """Return the group's outcome, calling the adapter only for a group not seen last."""
         if item.group not in self._results:
             self._results = {item.group: self._call(item)}  # one group alive at a time
         return self._results[item.group]
@@ -91,25 +131,42 @@ class Runner:
             self._diagnoses = {item.group: diag}
         return self._diagnoses[item.group]
 
-    def _call(self, item: Item):
-        adapter = self.adapters[item.config.adapter]
+    def _call(self, item: Item) -> Outcome:
+        """Call the adapter once, then once or --timing times more; return what came back."""
+        reference_for(item.spec), bounds_for(item.spec, item.config.dtype)  # before any call
+        name = item.config.adapter
+        n, call = 1 + max(1, self.repeats), 1
+        try:
+            got, seconds = self._once(item)
+            got = _kept(got)
+            spread, times = Spread(got), []
+            for call in range(2, n + 1):
+                later, elapsed = self._once(item)
+                spread.add(later, call)
+                times.append(elapsed)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the adapter's failure is the finding
+            return Outcome(_failure(exc, name, self.adapters[name], call, n))
+        # the first call's time goes to the group, not to the item that happened to run it
+        self.timing = {item.group: {"first_call_s": seconds,
+                                    **(_timing(times) if self.repeats else {})}}
+        return Outcome(got, spread)
+
+    def _once(self, item: Item) -> tuple[object, float]:
+        """Call the adapter on a fresh read-only case; check that the case came back unchanged."""
         c = item.config
         setting = {} if c.precision == "default" else {"precision": c.precision}
-        call = functools.partial(adapter.gradients, case_for(item.spec), c.dtype, c.device,
-                                 **setting)
-        try:
-            got = call()
-            if self.repeats:
-                self.timing = {item.group: _time(call, self.repeats)}
-            return got
-        except ImportError as exc:
-            return FrameworkMissing(f"{adapter.framework} cannot be imported: {exc}")
-        except DeviceUnavailable as exc:
-            return FrameworkMissing(str(exc))
-        except Exception as exc:  # noqa: BLE001 - the adapter's failure is the finding
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
-            return AdapterFailed(f"{type(exc).__name__}: {exc}{where}")
+        pristine = case_for(item.spec)
+        case = _fresh(pristine)
+        start = time.perf_counter()
+        with _deadline(self.timeout):
+            got = self.adapters[c.adapter].gradients(case, c.dtype, c.device, **setting)
+        elapsed = time.perf_counter() - start
+        changed = _changes(case, pristine)
+        if changed:
+            raise CaseWritten(changed)
+        return got, elapsed
 
 
 def _well_formed(got, ref: dict) -> bool:
@@ -120,20 +177,194 @@ def _well_formed(got, ref: dict) -> bool:
         and bool(np.isfinite(got[k]).all()) for k, v in ref.items())
 
 
-def _time(call, repeats: int) -> dict:
-    """Time `repeats` calls after the first (the warm-up, already done).
+class CaseWritten(Exception):
+    """The adapter changed the case it was handed."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a group's calls gave: the first call's gradients (or the failure), and how later
+    calls differed from it."""
+
+    got: object
+    spread: Spread | None = None
+
+
+class Spread:
+    """Accumulates, per tensor, which entries of later calls differ bitwise from the first
+    call's, and the greatest such difference."""
+
+    def __init__(self, first):
+        self.first = first if isinstance(first, dict) else {}
+        self.calls = 1
+        self.differ: dict[str, np.ndarray] = {}
+        self.diff: dict[str, np.ndarray] = {}
+
+    def add(self, later, call: int) -> None:
+        """Compare one later call's gradients with the first's; raise on a changed layout."""
+        self.calls = call
+        for k, g in self.first.items():
+            if not _float_array(g):
+                continue
+            o = later.get(k) if isinstance(later, dict) else None
+            if not _float_array(o) or o.shape != g.shape or o.dtype != g.dtype:
+                raise GroupFailed(f"nondeterministic: call {call} returned {k} as "
+                                  f"{_layout(o)}, call 1 as {_layout(g)}")
+            differ = _bits(o) != _bits(g)
+            diff = np.abs(o.astype(np.float64) - g.astype(np.float64))
+            diff = np.where(differ, np.nan_to_num(diff, nan=np.inf), 0.0)
+            self.differ[k] = differ | self.differ.get(k, False)
+            self.diff[k] = np.fmax(diff, self.diff.get(k, 0.0))
+
+
+def _kept(got):
+    """Return the first call's gradients copied: an adapter that returns one buffer and fills
+    it again on its next call must not change what was checked."""
+    if not isinstance(got, dict):
+        return got
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in got.items()}
+
+
+def _float_array(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+def _layout(a) -> str:
+    return f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """Return an array's entries as unsigned integers of the same width: its bit patterns."""
+    a = np.ascontiguousarray(a)
+    return a.view(f"u{a.dtype.itemsize}")
+
+
+def _arrays(case: Case) -> dict[str, np.ndarray]:
+    return {f.name: getattr(case, f.name) for f in dataclasses.fields(case)
+            if isinstance(getattr(case, f.name), np.ndarray)}
+
+
+def _fresh(case: Case) -> Case:
+    """Return a copy of the case whose arrays are fresh, read-only views of fresh copies (a
+    view of a read-only base cannot be made writeable again)."""
+    copies = {}
+    for k, a in _arrays(case).items():
+        base = a.copy()
+        base.setflags(write=False)
+        copies[k] = base.view()
+    return dataclasses.replace(case, **copies)
+
+
+def _changes(case: Case, pristine: Case) -> str:
+    """Say which field of the case differs from the pristine one, bitwise; '' if none."""
+    for f in dataclasses.fields(pristine):
+        a, b = getattr(case, f.name), getattr(pristine, f.name)
+        if not isinstance(b, np.ndarray):
+            if a != b:
+                return f"{f.name} changed ({b!r} → {a!r})"
+        elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
+            return f"{f.name} changed (now {_layout(a)}, was {_layout(b)})"
+        elif (n := int((_bits(a) != _bits(b)).sum())):
+            return f"{f.name} changed ({n} of {b.size} entries)"
+    return ""
+
+
+def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> Exception:
+    """Return what a call's exception means for its group: one line naming the adapter."""
+    if isinstance(exc, GroupFailed):
+        return GroupFailed(f"adapter {name!r} is {exc}")
+    if isinstance(exc, CaseWritten):
+        return GroupFailed(f"adapter {name!r} wrote into the case: {exc}")
+    if isinstance(exc, AdapterTimeout):
+        return GroupFailed(f"adapter {name!r} did not return within {exc} s "
+                           f"(call {call} of {calls}; --adapter-timeout)")
+    if isinstance(exc, ImportError):
+        return FrameworkMissing(f"{getattr(adapter, 'framework', name)} cannot be imported: "
+                                f"{_first_line(exc)}")
+    if isinstance(exc, DeviceUnavailable):
+        return FrameworkMissing(_first_line(exc))
+    last = traceback.extract_tb(exc.__traceback__)
+    where = f" ({last[-1].filename.rsplit('/', 1)[-1]}:{last[-1].lineno})" if last else ""
+    which = f" (call {call} of {calls})" if call > 1 else ""
+    return AdapterFailed(f"{type(exc).__name__}: {_first_line(exc)}{where}{which}")
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return an exception's first non-empty line, cut to REASON_CHARS."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a __str__ that raises still names its type
+        text = ""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= REASON_CHARS else line[:REASON_CHARS] + "…"
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise AdapterTimeout inside the block after `seconds` (SIGALRM; main thread only, where
+    pytest and each xdist worker run their items); restore the previous handler and timer."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise AdapterTimeout(f"{seconds:g}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    before = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if before[0]:
+            left = max(before[0] - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, before[1])
+
+
+def _timing(times: list[float]) -> dict:
+    """Summarise the timed calls (those after the first, the warm-up).
 
     Each call ends by copying the gradients to NumPy, which waits for the device: on CUDA
     the times are synchronised without an explicit synchronize.
     """
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return {"repeats": repeats, "median_s": statistics.median(times), "min_s": times[0],
+    times = sorted(times)
+    return {"repeats": len(times), "median_s": statistics.median(times), "min_s": times[0],
             "max_s": times[-1]}
+
+
+def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
+    """Record how the group's calls differed; fail a nondeterministic tensor."""
+    __tracebackhide__ = True
+    spread = runner.outcome(item).spread
+    if spread is None or item.tensor not in spread.differ:
+        return
+    differ, diff = spread.differ[item.tensor], spread.diff[item.tensor]
+    bound = np.asarray(bounds_for(item.spec, item.config.dtype)[item.tensor], dtype=np.float64)
+    if item.entry is not None:
+        differ, diff, bound = (np.asarray(a)[item.entry].reshape(1) for a in (differ, diff, bound))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(diff > 0, diff / bound, 0.0)
+    n, worst = int(differ.sum()), int(np.argmax(ratio))
+    node.conformance["determinism"] = {"calls": spread.calls, "differing": n,
+                                       "of": int(differ.size), "max_ratio": float(ratio.max())}
+    if ratio.max() > 1 or (runner.deterministic and n):
+        pytest.fail(_nondeterministic(item, n, ratio, worst, spread.calls, differ.shape),
+                    pytrace=False)
+
+
+def _nondeterministic(item: Item, n: int, ratio: np.ndarray, worst: int, calls: int,
+                      shape: tuple) -> str:
+    """Say how a tensor's calls differed, in one line."""
+    index = item.entry or np.unravel_index(worst, shape)
+    at = f"{item.tensor}[{', '.join(map(str, index))}]"
+    head = (f"{item.config.id} {item.tensor} nondeterministic: {n} of {ratio.size} entries "
+            f"differ between {calls} calls")
+    if ratio.max() > 1:
+        return f"{head}; greatest difference {ratio.max():.3g} × its bound, at {at}"
+    return (f"{head} bitwise, within the bound (greatest {ratio.max():.3g} × at {at}); "
+            "--deterministic allows none")
 
 
 def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> Comparison:
@@ -147,6 +378,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
     if isinstance(got, AdapterFailed):
         pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
+    if isinstance(got, GroupFailed):
+        pytest.fail(str(got), pytrace=False)
     ref, bound = reference_for(item.spec), bounds_for(item.spec, item.config.dtype)
     g = _checked_tensor(got, name, tensor, ref[tensor].shape, item.config.dtype)
     arrays = (g, ref[tensor], bound[tensor])
@@ -160,6 +393,7 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     node.conformance["precision_resolved"] = _resolved(adapter, item)
     if item.group in runner.timing:
         node.conformance["timing"] = runner.timing[item.group]
+    check_group(runner, item, node)
     if not cmp.passed or (diag is not None and diag.field is not None):
         pytest.fail(_message(item, cmp, diag, _reproduce(node), adapter), pytrace=False)
     return cmp
@@ -183,7 +417,22 @@ def _reproduce(node: pytest.Item) -> str:
     """Return the command that runs this one item again (xdist's @group suffix left off)."""
     rerun = getattr(node.config, "conformance_rerun", "")
     nodeid = node.nodeid.split("@", 1)[0]
-    return f"python -m pytest '{nodeid}'" + (f" {rerun}" if rerun else "")
+    return f"{_python()} -m pytest '{nodeid}'" + (f" {rerun}" if rerun else "")
+
+
+def _python() -> str:
+    """Return `python` when that is, on PATH, the interpreter running the suite; else its path.
+
+    Paths are compared unresolved first: a virtual environment's python is a symlink to the
+    system one, yet runs with other packages, so a shared target proves nothing inside a venv.
+    """
+    found = shutil.which("python")
+    if found and os.path.abspath(found) == os.path.abspath(sys.executable):
+        return "python"
+    in_venv = sys.prefix != sys.base_prefix
+    if found and not in_venv and os.path.realpath(found) == os.path.realpath(sys.executable):
+        return "python"
+    return shlex.quote(sys.executable)
 
 
 def _resolved(adapter, item: Item) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import shlex
 import zlib
@@ -24,9 +25,9 @@ KNOWN_DTYPES = ("float32", "float64")
 
 
 MATRIX_OPTIONS: dict[str, tuple[str, object]] = {}
-"""dest → (flag, default) of the options that decide which items exist: a failure's
-reproduce line repeats those that differ from their defaults."""
-NOT_MATRIX = ("require_frameworks", "shard", "timing")
+"""dest → (flag, default) of the options that decide which items exist or how they are judged
+(--deterministic): a failure's reproduce line repeats those that differ from their defaults."""
+NOT_MATRIX = ("require_frameworks", "shard", "timing", "adapter_timeout")
 
 
 class _Group:
@@ -81,6 +82,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="make every gradient entry its own test item (small nets, bisecting)")
     g.addoption("--soak", type=int, default=0, metavar="N",
                 help="repeat the matrix over N extra seeds (1…N) besides seed 0")
+    g.addoption("--deterministic", action="store_true",
+                help="fail any bitwise difference between an adapter's calls on one case (by "
+                     "default only differences beyond the bound fail)")
+    g.addoption("--adapter-timeout", type=float, default=600.0, metavar="SECONDS",
+                help="fail an adapter call's group when the call runs longer (default 600; "
+                     "0: no limit)")
 
 
 def rerun_args(config: pytest.Config) -> str:
@@ -99,7 +106,8 @@ def rerun_args(config: pytest.Config) -> str:
 
 
 def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """Return the comma-separated values, stripped, without empties or repeats, in order."""
+    return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def _choose(config: pytest.Config, option: str, known) -> list[str]:
@@ -133,15 +141,37 @@ def _shapes(config: pytest.Config) -> list:
     if sizes is None and batches is None:
         return matrix.named(_choose(config, "cases", list(matrix.CASES)))
     try:
-        n = [tuple(int(v) for v in s.split("x")) for s in _split(sizes or "784x16x10")]
-        b = [int(v) for v in _split(batches or "1")]
+        n = [tuple(int(v) for v in s.split("x")) for s in _split(_or(sizes, "784x16x10"))]
+        b = [int(v) for v in _split(_or(batches, "1"))]
     except ValueError:
         n, b = [], []
     if not n or not b or any(len(t) != 3 or min(t) < 1 for t in n) or min(b) < 1:
-        given = " ".join(f"--{k} {v}" for k, v in (("sizes", sizes), ("batches", batches)) if v)
-        raise pytest.UsageError(f"{given}: expected e.g. --sizes 784x16x10,784x64x10 "
-                                "--batches 1,32 (three sizes ≥ 1, batches ≥ 1)")
+        given = " ".join(f"--{k} {v or repr(v)}" for k, v in (("sizes", sizes),
+                                                               ("batches", batches))
+                         if v is not None)
+        raise pytest.UsageError(f"{given}: expected e.g. "
+                                "--sizes 784x16x10,784x64x10 --batches 1,32 "
+                                "(three sizes ≥ 1, batches ≥ 1)")
+    n, b = list(dict.fromkeys(n)), list(dict.fromkeys(b))  # 4x3x2 and 04x3x2 run once
+    _check_memory(n, b)
     return matrix.grid(n, b)
+
+
+def _or(value: str | None, default: str) -> str:
+    """Return the option's value, its default when not given; an empty value stays empty."""
+    return default if value is None else value
+
+
+def _check_memory(sizes: list[tuple[int, int, int]], batches: list[int]) -> None:
+    """Stop before drawing a case whose arrays would not fit in memory, saying how much."""
+    need, shape = max((matrix.memory_bytes(s, b), (s, b)) for s in sizes for b in batches)
+    limit = matrix.memory_limit()
+    if need > limit:
+        (n0, n1, n2), b = shape
+        raise pytest.UsageError(
+            f"--sizes {n0}x{n1}x{n2} --batches {b}: needs about {need / 2**30:.3g} GiB (case, "
+            f"reference, bounds and gradients in float64), over the limit of "
+            f"{limit / 2**30:.3g} GiB (half this machine's memory)")
 
 
 def _seeds(config: pytest.Config) -> range:
@@ -197,6 +227,8 @@ def _check_precisions(value: str, chosen: dict) -> None:
     otherwise run each adapter's default, silently)."""
     if value == "all":
         return
+    if not _split(value):
+        raise pytest.UsageError(f"--precisions {value!r}: empty; give e.g. default,highest or all")
     offered: dict[tuple, list[str]] = {}  # settings → the adapters offering exactly those
     for a in chosen.values():
         offered.setdefault(("default", *getattr(a, "precisions", ())), []).append(a.name)
@@ -239,7 +271,11 @@ def pytest_configure(config: pytest.Config) -> None:
     scheduling.allow_a_crash_per_group(config, len(config.conformance_matrix[0]) *
                                        len(config.conformance_matrix[1]))
     config.conformance_rerun = rerun_args(config)
-    config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"))
+    if not 0 <= config.getoption("adapter_timeout") < math.inf:
+        raise pytest.UsageError("--adapter-timeout must be 0 (no limit) or more seconds")
+    config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"),
+                                       config.getoption("deterministic"),
+                                       config.getoption("adapter_timeout"))
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)

@@ -1,9 +1,14 @@
-"""The README's quick start and what CI runs stay the same commands."""
+"""The README stays true: its quick start is what CI runs, its sample failure what is printed."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from tests.conformance import _python
+from tests.test_planted import run_suite
+
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +30,34 @@ def test_ci_runs_the_readme_test_command_verbatim():
     """.ci/run's last command is the README's second command, character for character."""
     ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip()]
     assert ci[-1] == quick_start()[1]
+
+
+def test_readme_sample_failure_is_what_the_suite_prints(pytester):
+    """The README's sample failure matches, line by line with numbers masked, a real failure
+    of the planted off-by-one-entry adapter on the seed case."""
+    block = re.search(r"A failure reads like this.*?```\n(.*?)```", (ROOT / "README.md")
+                      .read_text(), re.S).group(1)
+    _, messages = run_suite(pytester, "--adapter", "tests.planted:OffByOneEntry", "--cases",
+                            "seed", "--dtypes", "float64", "-k", "sigmoid-sigmoid and W1")
+    (printed,) = messages.values()
+    printed = printed.strip().replace(_python_in_reproduce(), "python -m pytest", 1)
+    sample, real = block.strip().splitlines(), printed.splitlines()
+    assert len(sample) == len(real), (sample, real)
+    for want, got in zip(sample, real, strict=True):
+        assert re.fullmatch(_masked_pattern(want), _mask(got)), (want, got)
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _mask(line: str) -> str:
+    return NUMBER.sub("#", line)
+
+
+def _masked_pattern(line: str) -> str:
+    """Return a regex for a README line: numbers masked, `…` standing for any text."""
+    return ".*".join(re.escape(_mask(piece)) for piece in line.split("…"))
+
+
+def _python_in_reproduce() -> str:
+    return f"{_python()} -m pytest"
