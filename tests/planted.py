@@ -87,6 +87,14 @@ class BF16Operands(RoundedOperands):
     bits = 7
 
 
+class TruncatedBF16Operands(RoundedOperands):
+    """float32 matrix products on operands truncated to bfloat16's 7 bits."""
+
+    name = "planted_bf16_truncated"
+    bits = 7
+    cut = staticmethod(truncate_mantissa)
+
+
 class SequentialSums(NumpyAdapter):
     """Correct, in the least accurate common order: every matrix product summed one term at a
     time, each product rounded before it is added (no FMA, no blocking, no pairwise tree).
@@ -146,7 +154,8 @@ class MissingTensor(NumpyAdapter):
 
 
 NUMERIC = {a.name: a for a in (MissingPrime, MeanLoss, Float32Leak, OffByOneEntry,
-                               RoundedOperands, TruncatedOperands)}
+                               RoundedOperands, TruncatedOperands, BF16Operands,
+                               TruncatedBF16Operands)}
 """Bugs that change values: the separation is measured on these."""
 CONTRACT = {a.name: a for a in (Raises, ReturnsNaN, WrongShape, MissingTensor)}
 """Bugs that break the contract: a one-line failure naming adapter and tensor."""

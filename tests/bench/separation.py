@@ -1,54 +1,189 @@
-"""Print how far correct adapters stay inside their bounds and planted bugs fall outside.
+"""Print how far correct adapters stay inside their bounds and how planted bugs are caught.
 
     python tests/bench/separation.py [--soak N] [--all-idioms] [--cases seed,chain,…]
+    python tests/bench/separation.py --ladder [--sizes 784x16x10,…] [--batches 1,32,…]
 
-For every item of the default matrix: the greatest |g − ref| / bound. Correct adapters (the
-built-in ones, the NumPy example, and NumPy summing term by term): the largest over all their
-items (aim ≤ 0.25). Each planted numerical bug: the smallest over the
-items it breaks (aim ≥ 4), and for TF32 the smallest per-case maximum (a case's tensors
-together), since one rounding may by chance leave a single tensor of a tiny net unchanged.
+Default: every group of the default matrix. Correct adapters (the built-in ones, the NumPy
+example, and NumPy summing in every order of tests/orders.py): the largest |g − ref| / bound
+over all their items (aim ≤ 0.25), and how many of their groups the diagnosis failed (aim 0).
+Each planted value bug: the smallest ratio over the items it breaks (aim ≥ 4). Each planted
+reduced arithmetic (tf32, bf16; rounded or truncated operands): what its float32 groups read
+and the smallest z of the matching field fit (the group fails when it reads the arithmetic,
+in bound or not).
+
+--ladder: the same questions over a size ladder (784-16-10 and 784-256-10 at batch 1 … 65,536,
+5-4-3 at 2²⁰): per size the correct adapters' greatest ratio, each reduced arithmetic's
+reading, z and expected z, the smallest single-entry relative change a float32 and a float64
+item catches, and the time of the reference, the bound and the detection.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import adapters  # noqa: E402
-from reference.compare import compare  # noqa: E402
-from tests import matrix, planted  # noqa: E402
-from tests.conformance import bounds_for, case_for, reference_for  # noqa: E402
+import numpy as np  # noqa: E402
 
-BREAKS = {  # planted bug → which items it breaks
+import adapters  # noqa: E402
+from reference.bounds import bounds  # noqa: E402
+from reference.case import make_case  # noqa: E402
+from reference.compare import compare, diagnose  # noqa: E402
+from reference.network import forward, gradients  # noqa: E402
+from reference.simulate import simulate  # noqa: E402
+from tests import matrix, orders, planted  # noqa: E402
+
+BREAKS = {  # planted value bug → which items it breaks
     "planted_missing_prime": lambda c, s, t: t == "W2",
     "planted_mean_loss": lambda c, s, t: s.batch * s.sizes[2] > 1,
     "planted_float32_leak": lambda c, s, t: c.dtype == "float64",
     "planted_off_entry": lambda c, s, t: c.dtype == "float64" and t == "W1",
-    "planted_tf32": lambda c, s, t: c.dtype == "float32",
-    "planted_tf32_truncated": lambda c, s, t: c.dtype == "float32",
 }
-TF32 = ("planted_tf32", "planted_tf32_truncated")
+REDUCED = {  # planted reduced arithmetic → what its float32 groups must read
+    "planted_tf32": "tf32", "planted_tf32_truncated": "tf32", "planted_bf16": "bfloat16",
+    "planted_bf16_truncated": "bfloat16",
+}
+LADDER = ([((784, 16, 10), b) for b in (1, 32, 1024, 8192, 65536)]
+          + [((784, 256, 10), b) for b in (1, 32, 1024, 8192, 65536)] + [((5, 4, 3), 1 << 20)])
+ORDER_WORK = 3e9
+"""Products beyond which the NumPy order adapters (vectorised, but not BLAS) are left out."""
 
 
-def item_ratios(adapter, specs, dtypes=matrix.DTYPES):
-    """Yield (config, spec, tensor, greatest ratio) for every item of one adapter."""
+class Case:
+    """One case with its reference, bounds and simulations, each computed once, timed."""
+
+    def __init__(self, sizes, batch, seed, s1, s2):
+        self.case = make_case(sizes, batch, seed, s1, s2)
+        self.name = "{}x{}x{}-b{}".format(*sizes, batch)
+        start = time.perf_counter()
+        self.ref = gradients(self.case)
+        self.t_ref = time.perf_counter() - start
+        self.fwd = forward(self.case)
+        self.bounds = functools.cache(lambda a: bounds(self.case, a, self.fwd))
+        self.simulate = functools.cache(lambda a: simulate(self.case, a))
+
+    def judge(self, got: dict, dtype: str):
+        """Return (greatest ratio, diagnosis) of one group."""
+        b = self.bounds(dtype)
+        ratio = max(compare(k, got[k], self.ref[k], b[k], dtype).max_ratio for k in self.ref)
+        return ratio, diagnose(got, self.ref, dtype, self.bounds, self.simulate)
+
+    def smallest_change(self, dtype: str) -> tuple[float, float]:
+        """Return the smallest and the median relative change of one entry that fails it."""
+        rel = np.concatenate([(self.bounds(dtype)[k] / np.abs(self.ref[k]))[self.ref[k] != 0]
+                              for k in self.ref])
+        return float(rel.min()), float(np.median(rel))
+
+    def timed_detection(self) -> tuple[float, float]:
+        """Return the seconds of the float32 bound and of every simulation, computed afresh."""
+        start = time.perf_counter()
+        bounds(self.case, "float32", self.fwd)
+        middle = time.perf_counter()
+        for a in ("float32", "tf32", "tf32-truncated", "bfloat16", "bfloat16-truncated"):
+            simulate(self.case, a)
+        return middle - start, time.perf_counter() - middle
+
+
+def correct_adapters(all_idioms: bool) -> list:
+    out = adapters.builtin(list(adapters.BUILTIN), all_idioms)
+    return out + [adapters.load("adapters.example:adapter")] + [a() for a in orders.ORDERS.values()]
+
+
+def planted_adapters() -> dict:
+    return {**{n: planted.NUMERIC[n]() for n in BREAKS}, **{n: planted.NUMERIC[n]() for n in REDUCED}}
+
+
+def default_matrix(args) -> None:
+    specs = matrix.specs(matrix.named(args.cases.split(",")), None, range(args.soak + 1))
+    worst, alarms, groups = defaultdict(float), defaultdict(int), 0
+    least = defaultdict(lambda: float("inf"))
+    reads, zs = defaultdict(set), defaultdict(lambda: float("inf"))
+    bad = planted_adapters()
     for spec in specs:
-        case = case_for(spec)
-        ref = reference_for(spec)
-        for dtype in dtypes:
-            got = adapter.gradients(case, dtype, "cpu")
-            config = matrix.Config(adapter.name, "cpu", dtype)
-            for t in ref:
-                cmp = compare(t, got[t], ref[t], bounds_for(spec, dtype)[t], dtype)
-                yield config, spec, t, cmp.max_ratio
+        c = Case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+        key = c.name
+        for a in correct_adapters(args.all_idioms):
+            for dtype in matrix.DTYPES:
+                ratio, diag = c.judge(a.gradients(c.case, dtype, "cpu"), dtype)
+                worst[(key, dtype)] = max(worst[(key, dtype)], ratio)
+                alarms[(key, dtype)] += diag.fails
+                groups += 1
+        for name, a in bad.items():
+            for dtype in matrix.DTYPES:
+                got = a.gradients(c.case, dtype, "cpu")
+                config = matrix.Config(name, "cpu", dtype)
+                if name in BREAKS:
+                    b = c.bounds(dtype)
+                    for t in c.ref:
+                        if BREAKS[name](config, spec, t):
+                            r = compare(t, got[t], c.ref[t], b[t], dtype).max_ratio
+                            least[(name, key, dtype)] = min(least[(name, key, dtype)], r)
+                elif dtype == "float32":
+                    _, diag = c.judge(got, dtype)
+                    reads[(name, key)].add(str(diag))
+                    fit = [f for f in diag.fits if f.matches]
+                    zs[(name, key)] = min(zs[(name, key)], fit[0].z if fit else 0.0)
+    print(f"{len(specs)} (case, σ pair, seed) specs, {groups} correct groups; cells: greatest "
+          "ratio of correct items (groups failed), smallest ratio of each bug's broken items")
+    print(f"{'case':<16}{'dtype':<9}{'correct':>14}" + "".join(f"{b[8:]:>16}" for b in BREAKS))
+    for (case, dtype), w in sorted(worst.items()):
+        cells = [least.get((b, case, dtype)) for b in BREAKS]
+        print(f"{case:<16}{dtype:<9}{f'{w:.3g} ({alarms[(case, dtype)]})':>14}" +
+              "".join(f"{'—' if v is None else f'{v:.3g}':>16}" for v in cells))
+    for name, want in REDUCED.items():
+        print(f"{name[8:]} (float32 groups): " + ", ".join(
+            f"{case} reads {'/'.join(sorted(r))} z ≥ {zs[(n, case)]:.3g}"
+            for (n, case), r in sorted(reads.items()) if n == name))
+    right = all(r == {REDUCED[n]} for (n, _), r in reads.items())
+    print(f"separation: correct ≤ {max(worst.values()):.3g} with {sum(alarms.values())} groups "
+          f"failed; planted bugs ≥ {min(least.values()):.3g} per item; reduced precision "
+          f"{'read right' if right else 'MISREAD'} in every group, z ≥ {min(zs.values()):.3g}")
 
 
-def case_name(spec) -> str:
-    return "{}x{}x{}-b{}".format(*spec.sizes, spec.batch)
+def ladder(args) -> None:
+    shapes = LADDER
+    if args.sizes or args.batches:
+        sizes = [tuple(map(int, s.split("x"))) for s in (args.sizes or "784x16x10").split(",")]
+        shapes = [(s, int(b)) for s in sizes for b in (args.batches or "1").split(",")]
+    s1, s2 = args.pair.split("-")
+    correct = correct_adapters(False)
+    reduced = {n: planted.NUMERIC[n]() for n in REDUCED}
+    print(f"σ pair {args.pair}, seed {args.seed}. correct: greatest ratio over "
+          f"{len(correct)} adapters × float32/float64 (groups failed); reduced: reading, z / "
+          "expected z of its own arithmetic's fit; change: smallest (median) relative change of "
+          "one entry that fails an item; times: reference, bound, all five simulations")
+    for sizes, batch in shapes:
+        c = Case(sizes, batch, args.seed, s1, s2)
+        worst, alarms, skipped = 0.0, 0, 0
+        for a in correct:
+            if a.name in orders.ORDERS and batch * (sizes[0] + sizes[2]) * sizes[1] > ORDER_WORK:
+                skipped += 1
+                continue
+            for dtype in ("float32", "float64"):
+                ratio, diag = c.judge(a.gradients(c.case, dtype, "cpu"), dtype)
+                worst, alarms = max(worst, ratio), alarms + diag.fails
+        cells = []
+        for name, a in reduced.items():
+            _, diag = c.judge(a.gradients(c.case, "float32", "cpu"), "float32")
+            own = [f for f in diag.fits if f.arithmetic == _simulated(name)][0]
+            cells.append(f"{name[8:]} {diag} z {own.z:.3g}/{own.expected_z:.3g}")
+        f32, f64 = c.smallest_change("float32"), c.smallest_change("float64")
+        t_bound, t_sims = c.timed_detection()
+        left = f" ({skipped} order adapters left out)" if skipped else ""
+        print(f"{c.name}: correct ≤ {worst:.3g} ({alarms} failed){left}; " + "; ".join(cells) +
+              f"; change float32 {f32[0]:.2g} ({f32[1]:.2g}), float64 {f64[0]:.2g} ({f64[1]:.2g})"
+              f"; times {c.t_ref:.3g} s, {t_bound:.3g} s, {t_sims:.3g} s "
+              f"(bound + detection {(t_bound + t_sims) / c.t_ref:.2g}× the reference)", flush=True)
+
+
+def _simulated(name: str) -> str:
+    base = REDUCED[name]
+    return base + "-truncated" if name.endswith("truncated") else base
 
 
 def main() -> None:
@@ -56,48 +191,13 @@ def main() -> None:
     ap.add_argument("--soak", type=int, default=0)
     ap.add_argument("--all-idioms", action="store_true")
     ap.add_argument("--cases", default=",".join(matrix.CASES))
+    ap.add_argument("--ladder", action="store_true")
+    ap.add_argument("--sizes")
+    ap.add_argument("--batches")
+    ap.add_argument("--pair", default="sigmoid-sigmoid")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    specs = matrix.specs(matrix.named(args.cases.split(",")), None, range(args.soak + 1))
-    correct = adapters.builtin(list(adapters.BUILTIN), args.all_idioms)
-    correct += [adapters.load("adapters.example:adapter"), planted.SequentialSums()]
-
-    worst = defaultdict(float)  # (case, dtype) → greatest ratio of any correct item
-    for a in correct:
-        for c, s, _, r in item_ratios(a, specs):
-            key = (case_name(s), c.dtype)
-            worst[key] = max(worst[key], r)
-    least = defaultdict(lambda: float("inf"))  # (bug, case, dtype) → smallest broken item
-    tf32_case = defaultdict(float)  # (bug, spec, dtype) → greatest ratio over the case's tensors
-    for name, cls in planted.NUMERIC.items():
-        for c, s, t, r in item_ratios(cls(), specs):
-            if BREAKS[name](c, s, t):
-                key = (name, case_name(s), c.dtype)
-                least[key] = min(least[key], r)
-                if name in TF32:
-                    tf32_case[(name, s, c.dtype)] = max(tf32_case[(name, s, c.dtype)], r)
-    report(worst, least, tf32_case, len(specs))
-
-
-def report(worst, least, tf32_case, n_specs) -> None:
-    """Print the separation table."""
-    bugs = list(BREAKS)
-    print(f"{n_specs} (case, σ pair, seed) specs; cells: greatest ratio of correct items, "
-          "smallest ratio of each bug's broken items")
-    print(f"{'case':<16}{'dtype':<9}{'correct':>9}" + "".join(f"{b[8:]:>16}" for b in bugs))
-    for (case, dtype), w in sorted(worst.items()):
-        cells = [least.get((b, case, dtype)) for b in bugs]
-        print(f"{case:<16}{dtype:<9}{w:>9.3g}" +
-              "".join(f"{'—' if v is None else f'{v:.3g}':>16}" for v in cells))
-    by_case = defaultdict(lambda: float("inf"))  # (bug, case) → smallest greatest ratio
-    for (name, spec, _), r in tf32_case.items():
-        key = (name, case_name(spec))
-        by_case[key] = min(by_case[key], r)
-    for name in TF32:
-        print(f"{name[8:]}, smallest over σ pairs and seeds of a case's greatest ratio: " +
-              ", ".join(f"{k} {v:.3g}" for (b, k), v in sorted(by_case.items()) if b == name))
-    per_item = min(v for (b, *_), v in least.items() if b not in TF32)
-    print(f"separation: correct ≤ {max(worst.values()):.3g}; planted bugs ≥ {per_item:.3g} "
-          f"per item (tf32 aside), tf32 ≥ {min(by_case.values()):.3g} per case")
+    (ladder if args.ladder else default_matrix)(args)
 
 
 if __name__ == "__main__":
