@@ -117,8 +117,10 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
         "row_label": str(item.get("config_id") or "-".join(map(str, config.values()))),
         "col_label": str(item.get("spec_id") or "-".join(map(str, spec.values()))),
         "tensor": str(item.get("tensor", "?")), "entry": item.get("entry"), "cmp": cmp,
-        "worst": (cmp or {}).get("worst", [])[:SHOWN_WORST], "reason": item.get("reason"),
-        "message": item.get("message"), "fingerprint": item.get("fingerprint"),
+        "worst": (cmp or {}).get("worst", [])[:SHOWN_WORST],
+        "reason": record.capped(item.get("reason"), record.REASON_CHARS),
+        "message": record.capped(item.get("message"), record.MESSAGE_CHARS),
+        "fingerprint": item.get("fingerprint"),
         "details": item.get("details") if isinstance(item.get("details"), dict) else {},
     }
 

@@ -23,7 +23,7 @@ RANK = {"passed": 0, "xpassed": 1, "xfailed": 1, "skipped": 1, "failed": 2, "err
         "crashed": 3}
 """A later phase's outcome replaces an earlier one's only when it ranks higher (a teardown
 error after a pass; a worker crash (xdist reports it as phase '???') after anything)."""
-MESSAGE_CHARS = 20000
+MESSAGE_CHARS = record.MESSAGE_CHARS
 RUN_OPTIONS = ("keyword", "markexpr", "maxfail", "numprocesses", "dist", "maxworkerrestart")
 
 
@@ -43,7 +43,25 @@ def recording(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     if recording(config) and not hasattr(config, "workerinput"):
+        check_outputs(config)
         config.pluginmanager.register(Recorder(config), "reports-recorder")
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Refuse, before any test runs, --results and --report at one file, or at a path that is
+    not a regular file (a FIFO, a device, a folder: never replaced)."""
+    targets = {}
+    for kind in ("results", "report"):
+        if config.getoption(kind):
+            path = config.invocation_params.dir / config.getoption(kind)
+            try:
+                target = results.writable_target(path)
+            except OSError as exc:
+                raise pytest.UsageError(f"--{kind} {path}: {exc.strerror}") from None
+            if target in targets:
+                raise pytest.UsageError(f"--results and --report are one file ({target}); "
+                                        "give two paths")
+            targets[target] = kind
 
 
 @pytest.hookimpl(wrapper=True)
@@ -213,7 +231,8 @@ class Recorder:
             reason = ("the run stopped before it" if stopped
                       else "never reported: the worker running it died")
         item = {"run": run_id, "nodeid": nodeid, **self.params[nodeid], "outcome": outcome,
-                "reason": reason, "message": rec.get("message"),
+                "reason": record.capped(reason, record.REASON_CHARS),
+                "message": record.capped(rec.get("message"), MESSAGE_CHARS),
                 "fingerprint": rec.get("fingerprint"), "details": rec.get("details") or {},
                 "comparison": rec.get("comparison"),
                 "duration": round(rec.get("duration", 0.0), 6)}
@@ -235,15 +254,16 @@ class Recorder:
         }
 
     def write(self, doc: dict) -> None:
-        """Write the results and the report the options ask for (each atomically)."""
+        """Write the results and the report the options ask for, as one: both temporary files
+        first, then both renames under a lock, so two runs never mix their files."""
         base = self.config.invocation_params.dir
-        for kind in ("results", "report"):
-            if self.config.getoption(kind):
-                path = base / self.config.getoption(kind)
-                try:
-                    self.written.append((kind, results.write_text(path, self._text(kind, doc))))
-                except OSError as exc:
-                    self.failed.append(f"conformance {kind}: cannot write {path}: {exc}")
+        kinds = {base / self.config.getoption(k): k for k in ("results", "report")
+                 if self.config.getoption(k)}
+        written, errors = results.write_texts({p: self._text(k, doc) for p, k in kinds.items()})
+        self.written += [(kinds[p], p) for p in written]
+        for path, exc in errors:
+            self.failed.append(f"conformance {kinds[path]}: cannot write {path}: "
+                               f"{exc.strerror or exc}")
 
     @staticmethod
     def _text(kind: str, doc: dict) -> str:
