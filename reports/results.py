@@ -90,7 +90,7 @@ def writable_target(path: str | os.PathLike) -> Path:
     target = Path(os.path.realpath(path))
     try:
         mode = target.stat().st_mode
-    except FileNotFoundError:
+    except OSError:  # nothing there to protect; writing says what is wrong with the path
         return target
     if not stat.S_ISREG(mode):
         raise OSError(errno.EEXIST, f"{_kind(mode)}, not a regular file; left untouched")
@@ -289,8 +289,11 @@ def _index(value) -> bool:
 
 
 def _check_comparison(cmp, where: str, entry) -> None:
-    """Check a comparison summary: counts, numbers, bits, worst entries, heatmap, values."""
+    """Check a comparison summary: counts, numbers, bits, worst entries, heatmap, values. One
+    without a heatmap (an older writer's) is not drawn, and its numbers are read leniently."""
     _need(isinstance(cmp, dict), where, "an object")
+    if cmp.get("heatmap") is None:
+        return
     for key in ("entries", "failing"):
         value = cmp.get(key)
         _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
