@@ -197,7 +197,8 @@ def _entries_summary(compared: list[dict]) -> dict:
     for i, ix in zip(compared, index, strict=True):
         codes[ix] = record.codes_of(i["cmp"]["heatmap"])[0]
     worst = sorted((i["cmp"]["worst"][0] for i in compared), key=_ratio, reverse=True)
-    bits = [i["cmp"]["bits"]["min"] for i in compared if i["cmp"]["bits"]["min"] is not None]
+    bits = [float(i["cmp"]["bits"]["min"]) for i in compared
+            if i["cmp"]["bits"]["min"] is not None]
     return {"shape": list(shape), "dtype": compared[0]["cmp"].get("dtype"),
             "entries": len(compared), "failing": sum(i["cmp"]["failing"] for i in compared),
             "max_ratio": worst[0]["ratio"], "max": worst[0],

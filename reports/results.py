@@ -295,29 +295,34 @@ def _check_comparison(cmp, where: str, entry) -> None:
     if cmp.get("heatmap") is None:
         return
     for key in ("entries", "failing"):
-        value = cmp.get(key)
-        _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-              f"{where}.{key}", "a count")
-    shape = cmp.get("shape")
-    _need(shape == [] or _index(shape), f"{where}.shape", "a list of sizes")
+        _field(cmp, key, where, _count, "a count")
+    _field(cmp, "shape", where, lambda v: v == [] or _index(v), "a list of sizes")
+    _field(cmp, "max_ratio", where, lambda v: v is None or _number(v), "a number or null")
     _need(isinstance(cmp.get("dtype"), TEXT), f"{where}.dtype", "a string or null")
-    _need(cmp.get("max_ratio") is None or _number(cmp["max_ratio"]), f"{where}.max_ratio",
-          "a number")
-    bits = cmp.get("bits")
-    _need(isinstance(bits, dict), f"{where}.bits", "an object")
+    _field(cmp, "bits", where, lambda v: isinstance(v, dict), "an object")
     for key in ("min", "median", "of"):
-        _need(bits.get(key) is None or _number(bits[key]), f"{where}.bits.{key}", "a number")
-    worst = cmp.get("worst")
-    _need(isinstance(worst, list), f"{where}.worst", "a list")
-    for n, e in enumerate(worst):
+        _field(cmp["bits"], key, f"{where}.bits", lambda v: v is None or _number(v),
+               "a number or null")
+    _field(cmp, "worst", where, lambda v: isinstance(v, list), "a list")
+    for n, e in enumerate(cmp["worst"]):
         _check_entry(e, f"{where}.worst[{n}]", entry)
-    if cmp.get("max") is not None:
+    _field(cmp, "max", where, lambda v: v is None or isinstance(v, dict), "an entry or null")
+    if cmp["max"] is not None:
         _check_entry(cmp["max"], f"{where}.max", entry)
-    _check_heatmap(cmp.get("heatmap"), f"{where}.heatmap")
+    _check_heatmap(cmp["heatmap"], f"{where}.heatmap")
     values = cmp.get("values")
     _need(values is None or (isinstance(values, dict) and all(
         _base64(values.get(k)) for k in ("got", "ref", "bound"))), f"{where}.values",
         "null or base64 got, ref and bound")
+
+
+def _field(obj: dict, key: str, where: str, ok, what: str) -> None:
+    """Check that an object has the key and that its value passes `ok`."""
+    _need(key in obj and ok(obj[key]), f"{where}.{key}", what)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_entry(e, where: str, entry) -> None:
@@ -335,9 +340,7 @@ def _check_heatmap(heat, where: str) -> None:
     _need(isinstance(heat, dict) and heat.get("layout") in ("1d", "2d"), where,
           "an object with layout '1d' or '2d'")
     for key in ("rows", "cols", "cells"):
-        value = heat.get(key)
-        _need(isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1 << 20,
-              f"{where}.{key}", "a count")
+        _field(heat, key, where, lambda v: _count(v) and v <= 1 << 20, "a count")
     block = heat.get("block")
     _need(isinstance(block, list) and bool(block) and all(
         isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block),
