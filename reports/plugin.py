@@ -31,9 +31,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("reports", "conformance results and report")
     g.addoption("--results", metavar="PATH", default=None,
                 help="write every conformance item with its provenance as JSON to PATH "
-                     "(e.g. reports/out/results.json)")
+                     "(e.g. reports/out/results.json); a symlink is written through to its "
+                     "target, a FIFO, device or folder is refused")
     g.addoption("--report", metavar="PATH", default=None,
-                help="write the self-contained HTML report to PATH (e.g. reports/out/report.html)")
+                help="write the self-contained HTML report to PATH (e.g. reports/out/report.html)"
+                     "; not the --results path; symlinks and special files as for --results")
 
 
 def recording(config: pytest.Config) -> bool:
