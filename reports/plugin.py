@@ -261,7 +261,14 @@ class Recorder:
         base = self.config.invocation_params.dir
         kinds = {base / self.config.getoption(k): k for k in ("results", "report")
                  if self.config.getoption(k)}
-        written, errors = results.write_texts({p: self._text(k, doc) for p, k in kinds.items()})
+        texts = {}
+        for path, kind in kinds.items():
+            try:
+                texts[path] = self._text(kind, doc)
+            except Exception as exc:  # noqa: BLE001 - a renderer's bug must not cost the results
+                self.failed.append(f"conformance {kind}: cannot render {path}: "
+                                   f"{type(exc).__name__}: {exc}")
+        written, errors = results.write_texts(texts)
         self.written += [(kinds[p], p) for p in written]
         for path, exc in errors:
             self.failed.append(f"conformance {kinds[path]}: cannot write {path}: "

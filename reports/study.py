@@ -9,8 +9,9 @@ The output folder gets results.json (merged), report.html (the standard report) 
 (the comparison page), and with --shards K the shards' files. A study runs in a scratch folder
 beside it and moves its files in only when complete, so a failed study leaves an earlier one
 whole; Ctrl-C keeps the items finished (the rest `not run`), in the output folder when it holds
-no earlier study, else in DIR.interrupted beside it. Failing items are the study's findings, not an error: the exit status is
-0 when every shard ran and wrote its results, 2 on a usage error, else pytest's own.
+no earlier study, else in DIR.interrupted beside it. Failing items are the study's findings,
+not an error: the exit status is 0 when every shard ran and wrote its results, 2 on a usage
+error or Ctrl-C, else pytest's own.
 """
 
 from __future__ import annotations
