@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from reports import results
@@ -12,7 +11,7 @@ from reports import results
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return 2 with one line on stderr when an input is unusable."""
     args = parser().parse_args(argv)
-    clash = same_file(args.output, args.files)
+    clash = results.same_file(args.output, args.files)
     if clash:
         print(f"reports: {args.output}: is the input {clash}; write the output elsewhere",
               file=sys.stderr)
@@ -40,22 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{args.command}: {len(doc['runs'])} run(s), {len(doc['items'])} items → {path}")
     return 0
-
-
-def same_file(output, inputs) -> str | None:
-    """Return the input that the output would overwrite (the same file by any path), if any."""
-    out = os.path.realpath(output)
-    for path in inputs:
-        if os.path.realpath(path) == out or _samefile(path, output):
-            return str(path)
-    return None
-
-
-def _samefile(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def parser() -> argparse.ArgumentParser:

@@ -84,6 +84,22 @@ def write_texts(texts: dict) -> tuple[list[Path], list[tuple[Path, OSError]]]:
     return written, errors
 
 
+def same_file(output, inputs) -> str | None:
+    """Return the input that the output would overwrite (the same file by any path), if any."""
+    out = os.path.realpath(output)
+    for path in inputs:
+        if os.path.realpath(path) == out or _samefile(path, output):
+            return str(path)
+    return None
+
+
+def _samefile(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def writable_target(path: str | os.PathLike) -> Path:
     """Return where a write to the path lands (a symlink's target); raise OSError when what is
     there is not a regular file, so that it is never replaced."""

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from reports import results
-from reports.__main__ import same_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "test_conformance.py"
@@ -217,8 +216,9 @@ def run_shards(args: argparse.Namespace, extra: list[str], scratch: Path) -> int
         print(f"== {name}: {walls[-1]:.1f} s", flush=True)
     if args.shard is not None:
         status = install(args.output, {}, {p.name: p.read_text("utf-8") for _, p in shards})
-        print(f"merge it with the other shards: python -m reports.study compare "
-              f"{args.output}/shard-*-of-{args.shard[1]}.json -o DIR")
+        if status == 0:
+            print(f"merge it with the other shards: python -m reports.study compare "
+                  f"{args.output}/shard-*-of-{args.shard[1]}.json -o DIR")
         return status
     print(f"study: {len(shards)} pytest run(s), {sum(walls):.1f} s in all")
     return merged(args.output, [p for _, p in shards], args.shards > 1)
@@ -307,7 +307,7 @@ def _output_problem(output: Path, inputs: list[Path]) -> str | None:
     if output.exists() and not output.is_dir():
         return "not a folder; give a folder to write the study into"
     for name in PAGES:
-        clash = same_file(output / name, inputs)
+        clash = results.same_file(output / name, inputs)
         if clash:
             return f"its {name} is the input {clash}; write the outputs elsewhere"
     return None
