@@ -11,6 +11,11 @@ from reports import results
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return 2 with one line on stderr when an input is unusable."""
     args = parser().parse_args(argv)
+    clash = results.same_file(args.output, args.files)
+    if clash:
+        print(f"reports: {args.output}: is the input {clash}; write the output elsewhere",
+              file=sys.stderr)
+        return 2
     try:
         doc = results.merge([results.load(p) for p in args.files])
     except results.ResultsError as exc:
@@ -21,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from reports.html import render
 
-        text = render(doc)
+        try:
+            text = render(doc)
+        except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no file
+            print(f"reports: cannot render the results ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+            return 2
     try:
         path = results.write_text(args.output, text)
     except OSError as exc:

@@ -117,8 +117,10 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
         "row_label": str(item.get("config_id") or "-".join(map(str, config.values()))),
         "col_label": str(item.get("spec_id") or "-".join(map(str, spec.values()))),
         "tensor": str(item.get("tensor", "?")), "entry": item.get("entry"), "cmp": cmp,
-        "worst": (cmp or {}).get("worst", [])[:SHOWN_WORST], "reason": item.get("reason"),
-        "message": item.get("message"), "fingerprint": item.get("fingerprint"),
+        "worst": (cmp or {}).get("worst", [])[:SHOWN_WORST],
+        "reason": record.capped(item.get("reason"), record.REASON_CHARS),
+        "message": record.capped(item.get("message"), record.MESSAGE_CHARS),
+        "fingerprint": item.get("fingerprint"),
         "details": item.get("details") if isinstance(item.get("details"), dict) else {},
     }
 
@@ -195,7 +197,8 @@ def _entries_summary(compared: list[dict]) -> dict:
     for i, ix in zip(compared, index, strict=True):
         codes[ix] = record.codes_of(i["cmp"]["heatmap"])[0]
     worst = sorted((i["cmp"]["worst"][0] for i in compared), key=_ratio, reverse=True)
-    bits = [i["cmp"]["bits"]["min"] for i in compared if i["cmp"]["bits"]["min"] is not None]
+    bits = [float(i["cmp"]["bits"]["min"]) for i in compared
+            if i["cmp"]["bits"]["min"] is not None]
     return {"shape": list(shape), "dtype": compared[0]["cmp"].get("dtype"),
             "entries": len(compared), "failing": sum(i["cmp"]["failing"] for i in compared),
             "max_ratio": worst[0]["ratio"], "max": worst[0],

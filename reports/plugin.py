@@ -23,7 +23,7 @@ RANK = {"passed": 0, "xpassed": 1, "xfailed": 1, "skipped": 1, "failed": 2, "err
         "crashed": 3}
 """A later phase's outcome replaces an earlier one's only when it ranks higher (a teardown
 error after a pass; a worker crash (xdist reports it as phase '???') after anything)."""
-MESSAGE_CHARS = 20000
+MESSAGE_CHARS = record.MESSAGE_CHARS
 RUN_OPTIONS = ("keyword", "markexpr", "maxfail", "numprocesses", "dist", "maxworkerrestart")
 
 
@@ -31,9 +31,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("reports", "conformance results and report")
     g.addoption("--results", metavar="PATH", default=None,
                 help="write every conformance item with its provenance as JSON to PATH "
-                     "(e.g. reports/out/results.json)")
+                     "(e.g. reports/out/results.json); a symlink is written through to its "
+                     "target, a FIFO, device or folder is refused")
     g.addoption("--report", metavar="PATH", default=None,
-                help="write the self-contained HTML report to PATH (e.g. reports/out/report.html)")
+                help="write the self-contained HTML report to PATH (e.g. reports/out/report.html)"
+                     "; not the --results path; symlinks and special files as for --results")
 
 
 def recording(config: pytest.Config) -> bool:
@@ -43,7 +45,25 @@ def recording(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     if recording(config) and not hasattr(config, "workerinput"):
+        check_outputs(config)
         config.pluginmanager.register(Recorder(config), "reports-recorder")
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Refuse, before any test runs, --results and --report at one file, or at a path that is
+    not a regular file (a FIFO, a device, a folder: never replaced)."""
+    targets = {}
+    for kind in ("results", "report"):
+        if config.getoption(kind):
+            path = config.invocation_params.dir / config.getoption(kind)
+            try:
+                target = results.writable_target(path)
+            except OSError as exc:
+                raise pytest.UsageError(f"--{kind} {path}: {exc.strerror}") from None
+            if target in targets:
+                raise pytest.UsageError(f"--results and --report are one file ({target}); "
+                                        "give two paths")
+            targets[target] = kind
 
 
 @pytest.hookimpl(wrapper=True)
@@ -213,7 +233,8 @@ class Recorder:
             reason = ("the run stopped before it" if stopped
                       else "never reported: the worker running it died")
         item = {"run": run_id, "nodeid": nodeid, **self.params[nodeid], "outcome": outcome,
-                "reason": reason, "message": rec.get("message"),
+                "reason": record.capped(reason, record.REASON_CHARS),
+                "message": record.capped(rec.get("message"), MESSAGE_CHARS),
                 "fingerprint": rec.get("fingerprint"), "details": rec.get("details") or {},
                 "comparison": rec.get("comparison"),
                 "duration": round(rec.get("duration", 0.0), 6)}
@@ -235,15 +256,23 @@ class Recorder:
         }
 
     def write(self, doc: dict) -> None:
-        """Write the results and the report the options ask for (each atomically)."""
+        """Write the results and the report the options ask for, as one: both temporary files
+        first, then both renames under a lock, so two runs never mix their files."""
         base = self.config.invocation_params.dir
-        for kind in ("results", "report"):
-            if self.config.getoption(kind):
-                path = base / self.config.getoption(kind)
-                try:
-                    self.written.append((kind, results.write_text(path, self._text(kind, doc))))
-                except OSError as exc:
-                    self.failed.append(f"conformance {kind}: cannot write {path}: {exc}")
+        kinds = {base / self.config.getoption(k): k for k in ("results", "report")
+                 if self.config.getoption(k)}
+        texts = {}
+        for path, kind in kinds.items():
+            try:
+                texts[path] = self._text(kind, doc)
+            except Exception as exc:  # noqa: BLE001 - a renderer's bug must not cost the results
+                self.failed.append(f"conformance {kind}: cannot render {path}: "
+                                   f"{type(exc).__name__}: {exc}")
+        written, errors = results.write_texts(texts)
+        self.written += [(kinds[p], p) for p in written]
+        for path, exc in errors:
+            self.failed.append(f"conformance {kinds[path]}: cannot write {path}: "
+                               f"{exc.strerror or exc}")
 
     @staticmethod
     def _text(kind: str, doc: dict) -> str:

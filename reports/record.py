@@ -25,6 +25,17 @@ DECADES = 6
 STEPS = 21
 """Codes per decade: 12 decades × 21 = 252 steps, so code 127 ends exactly at ratio 1."""
 PASS_MAX = 1 + DECADES * STEPS  # 127: the greatest code of an entry inside its bound
+REASON_CHARS = 500
+"""An item's one-line reason is cut to this many characters (the message keeps more)."""
+MESSAGE_CHARS = 20000
+"""An item's message (the failure as pytest shows it) is cut to this many characters."""
+
+
+def capped(text, limit: int):
+    """Return the text cut to `limit` characters with a marker saying how much was cut."""
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [{len(text) - limit} more characters cut]"
 
 
 def plain(value):

@@ -6,17 +6,24 @@
     python -m reports.study compare out/shard-*.json -o reports/out/study
 
 The output folder gets results.json (merged), report.html (the standard report) and study.html
-(the comparison page). Failing items are the study's findings, not an error: the exit status is
-0 when every shard ran and wrote its results, 2 on a usage error, else pytest's own.
+(the comparison page), and with --shards K the shards' files. A study runs in a scratch folder
+beside it and moves its files in only when complete, so a failed study leaves an earlier one
+whole; Ctrl-C keeps the items finished (the rest `not run`), in the output folder when it holds
+no earlier study, else in DIR.interrupted beside it. Failing items are the study's findings,
+not an error: the exit status is 0 when every shard ran and wrote its results, 2 on a usage
+error or Ctrl-C, else pytest's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +37,10 @@ PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "
 """The conformance options (tests/conftest.py) a study hands to pytest as given."""
 RAN = (0, 1, 5)
 """pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
+INTERRUPTED = 2
+"""The exit status of an interrupted study: pytest's own."""
+PAGES = ("results.json", "report.html", "study.html")
+"""What a study writes into its output folder, besides its shards' results files."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shards must be 1 or more")
     if args.shard is not None and args.shards != 1:
         parser.error("give --shards K (run all K here) or --shard I/K (run one), not both")
-    return study(args, extra)
+    try:
+        return study(args, extra)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's results were saved
+        print("study: interrupted twice; nothing saved", file=sys.stderr)
+        return INTERRUPTED
 
 
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -141,9 +156,11 @@ def shard_path(output: Path, shard: tuple[int, int]) -> Path:
     return output / f"shard-{shard[0]}-of-{shard[1]}.json"
 
 
-def plan(args: argparse.Namespace) -> list[tuple[tuple[int, int] | None, Path]]:
-    """Return the shards this invocation runs, each with its results file."""
-    out = args.output.resolve()
+def plan(args: argparse.Namespace, folder: Path | None = None
+         ) -> list[tuple[tuple[int, int] | None, Path]]:
+    """Return the shards this invocation runs, each with its results file in the folder (by
+    default the output folder; a study runs them in its scratch folder)."""
+    out = (args.output if folder is None else folder).resolve()
     if args.shard is not None:
         return [(args.shard, shard_path(out, args.shard))]
     if args.shards == 1:
@@ -153,72 +170,176 @@ def plan(args: argparse.Namespace) -> list[tuple[tuple[int, int] | None, Path]]:
 
 
 def study(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the study in a scratch folder beside the output folder and move its files in only
+    when it is complete: a failed or interrupted study leaves an earlier one as it was."""
+    try:
+        scratch = scratch_folder(args.output)
+    except OSError as exc:
+        print(f"study: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_shards(args, extra, scratch)
+    except KeyboardInterrupt:
+        return keep_partial(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scratch_folder(output: Path) -> Path:
+    """Return a new empty folder beside the output folder (same file system, so its files
+    rename into place); raise OSError when the output cannot be a folder."""
+    output = output.resolve()
+    if output.exists() and not output.is_dir():
+        raise OSError(errno.ENOTDIR, "not a folder; give a folder to write the study into")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+
+
+def run_shards(args: argparse.Namespace, extra: list[str], scratch: Path) -> int:
     """Run the planned shards one after another, then merge and render unless one shard only."""
-    shards, walls = plan(args), []
+    shards, walls = plan(args, scratch), []
     if args.timing and args.workers not in ("0", "1"):
         print(f"study: timing with -n {args.workers}: the workers share the cores, so the times "
               "are a loaded machine's, often many times slower; -n 0 times cleanly", flush=True)
     for shard, path in shards:
         cmd = pytest_command(args, extra, shard, path)
         name = "study" if shard is None else f"shard {shard[0]}/{shard[1]}"
-        path.unlink(missing_ok=True)  # a stale file must not pass for this shard's results
         start = time.perf_counter()
         status = run_streamed(cmd, name)
         walls.append(time.perf_counter() - start)
+        if status == INTERRUPTED and path.is_file():  # pytest alone got the Ctrl-C
+            return keep_partial(args, scratch)
         if status not in RAN or not path.is_file():
-            print(f"study: {name} stopped (pytest exit status {status}); nothing merged",
-                  file=sys.stderr)
+            print(f"study: {name} stopped (pytest exit status {status}); nothing merged, "
+                  f"{args.output} left as it was", file=sys.stderr)
             return status or 1
-        print(f"== {name}: {walls[-1]:.1f} s, results {path}", flush=True)
+        print(f"== {name}: {walls[-1]:.1f} s", flush=True)
     if args.shard is not None:
-        print(f"merge it with the other shards: python -m reports.study compare "
-              f"{args.output}/shard-*-of-{args.shard[1]}.json -o DIR")
-        return 0
-    doc = results.merge([results.load(p) for _, p in shards])
+        status = install(args.output, {}, {p.name: p.read_text("utf-8") for _, p in shards})
+        if status == 0:
+            print(f"merge it with the other shards: python -m reports.study compare "
+                  f"{args.output}/shard-*-of-{args.shard[1]}.json -o DIR")
+        return status
     print(f"study: {len(shards)} pytest run(s), {sum(walls):.1f} s in all")
-    return finish(doc, args.output)
+    return merged(args.output, [p for _, p in shards], args.shards > 1)
+
+
+def merged(output: Path, files: list[Path], keep_files: bool, partial: str | None = None) -> int:
+    """Merge the shards' results and write the study's outputs (the shards' files too when
+    there are several) into the output folder."""
+    try:
+        doc = results.merge([results.load(p) for p in files])
+    except results.ResultsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if partial:
+        doc["partial"] = partial
+    return finish(doc, output, {p.name: p.read_text("utf-8") for p in files} if keep_files
+                  else {})
+
+
+def keep_partial(args: argparse.Namespace, scratch: Path) -> int:
+    """Keep what an interrupted study finished: in the output folder when it holds no earlier
+    study, else in a folder beside it (NAME.interrupted), so the earlier study stays whole."""
+    files = [p for p in sorted(scratch.glob("*.json")) if _loads(p)]
+    if not files:
+        print(f"study: interrupted before any results were written; {args.output} left as "
+              "it was", file=sys.stderr)
+        return INTERRUPTED
+    names = ([p.name for p in files] if args.shard is not None
+             else ["results.json", *PAGES[1:], *(p.name for p in files)])
+    home = args.output.resolve()
+    if any((home / n).exists() for n in names):
+        home = home.with_name(home.name + ".interrupted")
+    print(f"study: interrupted; keeping the items finished (the rest are 'not run' or missing) "
+          f"in {home}", file=sys.stderr)
+    if args.shard is not None:
+        install(home, {}, {p.name: p.read_text("utf-8") for p in files})
+        return INTERRUPTED
+    merged(home, files, args.shards > 1 or len(files) > 1,
+           partial="interrupted: only the items finished before Ctrl-C")
+    return INTERRUPTED
+
+
+def _loads(path: Path) -> bool:
+    try:
+        results.load(path)
+    except results.ResultsError:
+        return False
+    return True
 
 
 def run_streamed(cmd: list[str], name: str) -> int:
-    """Run one pytest command, streaming its output line by line under a header."""
+    """Run one pytest command, streaming its output line by line under a header. On Ctrl-C
+    (which pytest gets too) let pytest write what it finished, then raise KeyboardInterrupt."""
     print(f"== {name}: {shlex.join(['python', *cmd[1:]])}", flush=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     env["PYTHONUNBUFFERED"] = "1"
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+        try:
+            _stream(proc)
+        except KeyboardInterrupt:
+            _stream(proc)  # pytest is writing its results; a second Ctrl-C abandons them
+            proc.wait()
+            raise
     return proc.returncode
+
+
+def _stream(proc: subprocess.Popen) -> None:
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def compare(args: argparse.Namespace) -> int:
     """Merge existing results files and write the study's outputs from them."""
-    try:
-        doc = results.merge([results.load(p) for p in args.files])
-    except results.ResultsError as exc:
-        print(exc, file=sys.stderr)
+    problem = _output_problem(args.output, args.files)
+    if problem:
+        print(f"study: {args.output}: {problem}", file=sys.stderr)
         return 2
-    return finish(doc, args.output)
+    return merged(args.output, args.files, False)
 
 
-def finish(doc: dict, output: Path) -> int:
-    """Write results.json, report.html and study.html into the folder; print a summary."""
+def _output_problem(output: Path, inputs: list[Path]) -> str | None:
+    """Say why the output folder cannot take the outputs of these inputs, None if it can."""
+    if output.exists() and not output.is_dir():
+        return "not a folder; give a folder to write the study into"
+    for name in PAGES:
+        clash = results.same_file(output / name, inputs)
+        if clash:
+            return f"its {name} is the input {clash}; write the outputs elsewhere"
+    return None
+
+
+def finish(doc: dict, output: Path, extra: dict[str, str] | None = None) -> int:
+    """Write results.json, report.html and study.html (and any extra files) into the folder,
+    all rendered first, then renamed into place together; print a summary."""
     from reports import html, study_page  # Jinja2 only when a page is written
 
-    pages = {"results.json": results.dumps, "report.html": html.render,
-             "study.html": study_page.render}
     try:
-        for name, render in pages.items():
-            results.write_text(output / name, render(doc))
-    except OSError as exc:
-        print(f"study: {output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        texts = {name: render(doc) for name, render in zip(
+            PAGES, (results.dumps, html.render, study_page.render), strict=True)}
+    except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no files
+        print(f"study: cannot render the results ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
         return 2
-    print(summary(doc))
-    print(f"study: {len(doc['runs'])} run(s), {len(doc['items'])} items → "
-          f"{(output / 'study.html').resolve()}")
-    return 0
+    status = install(output, texts, extra or {})
+    if status == 0:
+        print(summary(doc))
+        print(f"study: {len(doc['runs'])} run(s), {len(doc['items'])} items → "
+              f"{(output / 'study.html').resolve()}")
+    return status
+
+
+def install(output: Path, texts: dict[str, str], extra: dict[str, str]) -> int:
+    """Write the files into the output folder as one (see results.write_texts); 2 on failure,
+    with one line."""
+    _, errors = results.write_texts({output / n: t for n, t in {**extra, **texts}.items()})
+    for path, exc in errors:
+        print(f"study: {path}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+    return 2 if errors else 0
 
 
 def summary(doc: dict) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,49 @@ def test_absent_device_skips_locally_and_fails_under_require(pytester):
     skipped.assert_outcomes(skipped=8)
     skipped.stdout.fnmatch_lines(["*numpy runs on the cpu only, not on 'cuda'*"])
     run(pytester, *args, "--require-frameworks").assert_outcomes(failed=8)
+
+
+LOUD = '''
+from adapters.example import NumpyAdapter
+
+
+class Loud(NumpyAdapter):
+    name = "loud"
+
+    def gradients(self, case, dtype, device):
+        raise ValueError("x" * 5_000_000)
+'''
+
+
+@pytest.mark.parametrize("results,report", [("same.json", "same.json"),
+                                            ("same.json", "./sub/../same.json")])
+def test_results_and_report_at_one_file_is_a_usage_error(pytester, results, report):
+    """--results X --report X stops before any test runs, and writes nothing."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", *FAST,
+                 "--results", results, "--report", report)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --results and --report are one file (*same.json); "
+                                 "give two paths"])
+    assert "passed" not in result.stdout.str() and not (pytester.path / "same.json").exists()
+
+
+def test_a_fifo_as_results_is_a_usage_error_and_stays_a_fifo(pytester):
+    """A FIFO (like a device) at --results is refused before any test runs, never replaced."""
+    fifo = pytester.path / "fifo"
+    os.mkfifo(fifo)
+    result = run(pytester, "--adapter", "adapters.example:adapter", *FAST, "--results", "fifo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --results *fifo: a FIFO, not a regular file; left "
+                                 "untouched"])
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_huge_reason_is_capped_in_the_results(pytester):
+    """An adapter whose exception is one 5 MB line: the item's reason is cut with a marker."""
+    (pytester.path / "loud.py").write_text(LOUD)
+    pytester.syspathinsert()
+    run(pytester, "--adapter", "loud:Loud", "--cases", "chain", "--dtypes", "float64",
+        "--results", "r.json")
+    items = json.loads((pytester.path / "r.json").read_text())["items"]
+    assert items and all(len(i["reason"]) < 1000 and i["reason"].endswith("characters cut]")
+                         for i in items)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -390,3 +392,177 @@ def test_a_784_4096_10_report_stays_under_10_mb():
     """Two configs of the 784-4096-10 net (3.2 M entries in W1): page under 10 MB."""
     doc = synthetic_doc([((784, 4096, 10), 8)], 2, np.random.default_rng(2))
     assert len(html.render(doc).encode()) <= 10_000_000
+
+
+def good_file(where: Path, name: str = "good.json") -> Path:
+    """Write a valid results file (the hostile document) and return its path."""
+    path = where / name
+    path.write_text(results.dumps(hostile_doc()))
+    return path
+
+
+def is_fifo(path: Path) -> bool:
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_a_fifo_or_a_folder_at_the_path_is_never_replaced(tmp_path, capsys):
+    """Writing to a FIFO or a folder: one line saying what is there, and it stays as it was."""
+    fifo, folder = tmp_path / "fifo", tmp_path / "folder"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        with pytest.raises(OSError, match=f"^.*{kind}, not a regular file; left untouched$"):
+            results.write_text(path, "text")
+    assert reports_cli(["html", str(good_file(tmp_path)), "-o", str(fifo)]) == 2
+    assert re.fullmatch(rf"reports: {fifo}: cannot write \(a FIFO, not a regular file; left "
+                        r"untouched\)\n", capsys.readouterr().err)
+    assert is_fifo(fifo) and list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", "good.json"]
+
+
+def test_a_symlink_is_written_through_to_its_target(tmp_path):
+    """A symlinked path stays a symlink; its target gets the text. A symlink to a FIFO is a
+    FIFO's path: refused."""
+    (tmp_path / "target.json").write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to("target.json")
+    assert results.write_text(link, "new") == link
+    assert link.is_symlink() and (tmp_path / "target.json").read_text() == "new"
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to_fifo").symlink_to("fifo")
+    with pytest.raises(OSError, match="a FIFO, not a regular file"):
+        results.write_text(tmp_path / "to_fifo", "text")
+    assert is_fifo(tmp_path / "fifo")
+
+
+def test_several_files_are_staged_first_and_renamed_under_the_folders_lock(tmp_path,
+                                                                          monkeypatch):
+    """Both temporary files exist before the first rename, and every rename happens while
+    the folder is locked, so two runs cannot interleave their results and reports."""
+    seen, real_replace = [], os.replace
+
+    def replace(src, dst):
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        seen.append(sorted(p.name for p in tmp_path.glob(".*.tmp")))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(results.os, "replace", replace)
+    os.mkfifo(tmp_path / "fifo")
+    written, errors = results.write_texts({tmp_path / "a.json": "a", tmp_path / "b.html": "b",
+                                           tmp_path / "fifo": "c"})
+    assert written == [tmp_path / "a.json", tmp_path / "b.html"]
+    assert [(p, e.strerror) for p, e in errors] == [
+        (tmp_path / "fifo", "a FIFO, not a regular file; left untouched")]
+    assert len(seen) == 2 and len(seen[0]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.html", "fifo"]
+
+
+@pytest.mark.parametrize("command", ["html", "merge"])
+def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, command):
+    """`html R.json -o R.json` (or the same file by another path) writes nothing, exit 2."""
+    good = good_file(tmp_path)
+    before = good.read_bytes()
+    (tmp_path / "alias.json").symlink_to(good)
+    for output in (good, tmp_path / "alias.json", tmp_path / "." / "good.json"):
+        assert reports_cli([command, str(good), "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"reports: {re.escape(str(output))}: is the input .*; write the "
+                            r"output elsewhere\n", err), err
+    assert good.read_bytes() == before
+
+
+def forged(damage) -> dict:
+    """Return the hostile document (valid) with one change."""
+    doc = json.loads(results.dumps(hostile_doc()))
+    damage(doc)
+    return doc
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+SHAPES = [
+    (lambda d: d["runs"][0].update(id=["a"]), r"runs\[0\]\.id: expected a string"),
+    (lambda d: d["runs"][0].update(id=7), r"runs\[0\]\.id: expected a string"),
+    (lambda d: d["runs"].append(dict(d["runs"][0])), r"runs\[1\]\.id: .* appears twice"),
+    (lambda d: d["runs"][0].update(provenance=[1]), r"runs\[0\]\.provenance: expected an obj"),
+    (lambda d: d["items"].append(3), r"items\[1\]: expected an object"),
+    (lambda d: d["items"][0].update(run=["x"]), r"items\[0\]\.run: expected a run id"),
+    (lambda d: d["items"][0].update(run="other"), r"items\[0\]\.run: 'other' names no run"),
+    (lambda d: d["items"][0].update(config=[1, 2]), r"items\[0\]\.config: expected an object"),
+    (lambda d: d["items"][0].update(reason=["x"]), r"items\[0\]\.reason: expected a string"),
+    (lambda d: d["items"][0].update(entry=[10**12, 0]), r"items\[0\]\.entry: expected null"),
+    (lambda d: d["items"][0].update(entry=[-1]), r"items\[0\]\.entry: expected null"),
+    (lambda d: d["items"][0].update(entry=[0, 1]),
+     r"items\[0\]\.comparison\.worst\[1\]\.index: \[0, 0\] is not the item's entry \[0, 1\]"),
+    (lambda d: d["items"].extend([{**d["items"][0], "entry": [9000, 0], "comparison": None},
+                                  {**d["items"][0], "entry": [0, 9000], "comparison": None}]),
+     r"entries of tensor .* span more than \d+ cells"),
+    (lambda d: d["items"].extend([{**d["items"][0], "entry": [1], "comparison": None},
+                                  {**d["items"][0], "entry": [0, 1], "comparison": None}]),
+     r"entry \[0, 1\] of tensor .*: another entry has 1 indices"),
+    (lambda d: d["items"][0]["comparison"].pop("bits"),
+     r"items\[0\]\.comparison\.bits: expected an obj"),
+    (lambda d: d["items"][0]["comparison"].update(max_ratio=[1]),
+     r"items\[0\]\.comparison\.max_ratio: expected a number"),
+    (lambda d: d["items"][0]["comparison"]["worst"][0].update(ratio="big"),
+     r"items\[0\]\.comparison\.worst\[0\]\.ratio: expected a number"),
+    (lambda d: d["items"][0]["comparison"]["heatmap"].update(codes="!!"),
+     r"items\[0\]\.comparison\.heatmap\.codes: expected base64"),
+    (lambda d: d["items"][0]["comparison"]["heatmap"].update(cells=99),
+     r"items\[0\]\.comparison\.heatmap\.codes: expected base64 of one byte a cell"),
+    (lambda d: d["items"][0].update(details=json.loads(deep(40))),
+     r"nested more than 32 levels deep"),
+]
+
+
+def write_doc(path: Path, doc_or_text) -> Path:
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text))
+    return path
+
+
+@pytest.mark.parametrize("damage,problem", SHAPES, ids=range(len(SHAPES)))
+@pytest.mark.parametrize("command", ["html", "merge"])
+def test_valid_json_of_the_wrong_shape_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                      command, damage, problem):
+    """Ids that are lists or ints, items that are not objects, forged entries, wrong types:
+    one line naming the file and the field, exit 2, no output."""
+    good = good_file(tmp_path)
+    bad = write_doc(tmp_path / "bad.json", forged(damage))
+    out = tmp_path / "out"
+    assert reports_cli([command, str(good), str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"reports: {re.escape(str(bad))}: malformed: {problem}.*\n", err), err
+    assert not out.exists()
+
+
+def test_deep_nesting_is_one_line(tmp_path, capsys):
+    """100,000 nested lists are refused in one line, not a RecursionError."""
+    text = results.dumps(hostile_doc()).replace('"details":{}', f'"details":{deep(100_000)}')
+    bad = write_doc(tmp_path / "deep.json", text.replace('"duration"', f'"x":{deep(100_000)},'
+                                                         '"duration"'))
+    assert reports_cli(["html", str(bad), "-o", str(tmp_path / "out.html")]) == 2
+    assert re.fullmatch(rf"reports: {re.escape(str(bad))}: malformed: nested too deeply to "
+                        r"read\n", capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.json"]
+
+
+def test_the_hostile_document_reads_back_and_renders(tmp_path):
+    """The checks accept what the writer writes (the forged cases above are the only change)."""
+    assert results.load(good_file(tmp_path)) == json.loads(results.dumps(hostile_doc()))
+    assert reports_cli(["html", str(tmp_path / "good.json"), "-o", str(tmp_path / "g.html")]) == 0
+
+
+def test_a_huge_reason_is_capped_on_the_page():
+    """A 5 MB one-line reason (an older or foreign writer's) is cut with a marker."""
+    doc = hostile_doc()
+    doc["items"][0].update(reason="x" * 5_000_000, message="y" * 5_000_000)
+    page = html.render(doc)
+    assert len(page) < 200_000
+    assert f"… [{5_000_000 - record.REASON_CHARS} more characters cut]" in page

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -248,3 +250,118 @@ def test_content_ignores_runs_and_timing_only():
     assert study.content(a) == study.content(b)
     b["items"][0]["outcome"] = "failed"
     assert study.content(a) != study.content(b)
+
+
+SLOW = '''"""An adapter that marks where it is, then waits to be interrupted (on float32)."""
+import os
+import pathlib
+import time
+
+from adapters.example import NumpyAdapter
+
+
+class Slow(NumpyAdapter):
+    name = "slow"
+
+    def gradients(self, case, dtype, device):
+        if dtype == "float32":
+            pathlib.Path(os.environ["SLOW_MARK"]).touch()
+            time.sleep(600)
+        return super().gradients(case, dtype, device)
+'''
+
+
+def earlier_study(folder: Path) -> dict[str, bytes]:
+    """Put an earlier study's three files into the folder; return their contents."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in study.PAGES:
+        (folder / name).write_text(f"earlier {name}")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def interrupted_study(where: Path, output: Path) -> subprocess.CompletedProcess:
+    """Run a study whose float32 group waits, and press Ctrl-C (SIGINT to its process group,
+    as a terminal does) once the float64 groups are done."""
+    (where / "slow.py").write_text(SLOW)
+    mark = where / "mark"
+    mark.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    cmd = [sys.executable, "-m", "reports.study", "--frameworks=", "--adapter",
+           f"{where / 'slow.py'}:Slow", "--cases", "chain", "--dtypes", "float64,float32",
+           "--timing", "0", "-n", "0", "-o", str(output)]
+    with subprocess.Popen(cmd, cwd=ROOT, env={**env, "SLOW_MARK": str(mark)}, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=True) as proc:
+        while not mark.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_ctrl_c_keeps_what_finished_and_never_the_earlier_study(tmp_path):
+    """Interrupted into an empty folder, the finished items are saved there (the rest not
+    run); interrupted again, the earlier study stays whole and the new items go beside it."""
+    out = tmp_path / "out"
+    first = interrupted_study(tmp_path, out)
+    assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr
+    assert "study: interrupted; keeping the items finished" in first.stderr
+    doc = results.load(out / "results.json")
+    assert doc["partial"].startswith("interrupted")
+    outcomes = [i["outcome"] for i in doc["items"]]
+    assert outcomes == ["passed"] * 4 + ["not run"] * 4
+    assert sorted(contents(out)) == sorted(study.PAGES)
+    before = contents(out)
+    second = interrupted_study(tmp_path, out)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert contents(out) == before
+    beside = results.load(tmp_path / "out.interrupted" / "results.json")
+    assert [i["outcome"] for i in beside["items"]] == outcomes
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mark", "out", "out.interrupted", "slow.py"]  # no scratch folder left
+
+
+def test_a_study_that_fails_leaves_the_earlier_study_whole(tmp_path, capsys):
+    """A typo in the matrix: pytest refuses it, and the earlier study's files are untouched."""
+    out = tmp_path / "out"
+    before = earlier_study(out)
+    assert study.main(["--frameworks", "nosuch", "-n", "0", "-o", str(out)]) == 4
+    assert f"nothing merged, {out} left as it was" in capsys.readouterr().err
+    assert contents(out) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_file_as_the_output_folder_is_one_line(tmp_path, capsys):
+    """`study -o FILE` and `compare … -o FILE`: one line, exit 2, the file as it was."""
+    path = tmp_path / "file"
+    path.write_text("mine")
+    good = tmp_path / "good.json"
+    good.write_text(results.dumps(hostile_doc()))
+    for argv in (["-o", str(path)], ["compare", str(good), "-o", str(path)]):
+        assert study.main(argv) == 2
+        assert capsys.readouterr().err == (f"study: {path}: not a folder; give a folder to "
+                                           "write the study into\n")
+    assert path.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "good.json"]
+
+
+def test_compare_refuses_its_input_as_output_and_bad_shapes(tmp_path, capsys):
+    """`compare DIR/results.json -o DIR` would overwrite its input; a file of the wrong shape
+    stops it before anything is written, so the outputs never mix two studies."""
+    out = tmp_path / "out"
+    before = earlier_study(out)
+    (out / "results.json").write_text(results.dumps(hostile_doc()))
+    before = contents(out)
+    assert study.main(["compare", str(out / "results.json"), "-o", str(out)]) == 2
+    assert "its results.json is the input" in capsys.readouterr().err
+    bad = hostile_doc()
+    bad["runs"][0]["id"] = ["a list"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert study.main(["compare", str(out / "results.json"), str(tmp_path / "bad.json"), "-o",
+                       str(tmp_path / "new")]) == 2
+    assert capsys.readouterr().err == (f"reports: {tmp_path / 'bad.json'}: malformed: "
+                                       "runs[0].id: expected a string\n")
+    assert contents(out) == before and not (tmp_path / "new").exists()
