@@ -79,13 +79,18 @@ def chunk_width(terms: Callable[[slice], np.ndarray], K: int) -> int:
     return max(1, LIMIT // max(per_term, 1))
 
 
+def fresh(t: np.ndarray, dtype) -> np.ndarray:
+    """Return t in `dtype`, copied unless it is already a new array of its own to sum in place."""
+    return t if t.dtype == dtype and t.flags.owndata else t.astype(dtype)
+
+
 def sequential(terms: Callable[[slice], np.ndarray], K: int, dtype, k0: int = 0,
                k1: int | None = None) -> np.ndarray:
     """Return Σ terms(k0:k1) added left to right in `dtype`, each term rounded first."""
     k1 = K if k1 is None else k1
     acc = None
     for ks in chunks(k1, chunk_width(terms, K), k0):
-        t = terms(ks).astype(dtype, copy=True)
+        t = fresh(terms(ks), dtype)
         if acc is not None:
             t[0] += acc  # the next step of the loop: fl(acc + t₀)
         np.cumsum(t, axis=0, out=t)
@@ -103,7 +108,7 @@ def part_sums(terms: Callable[[slice], np.ndarray], K: int, width: int, dtype) -
                          for k0 in range(0, K, width)])
     sums = []
     for ks in chunks(K, (per_chunk // width) * width):
-        t = terms(ks).astype(dtype, copy=True)
+        t = fresh(terms(ks), dtype)
         pad = -len(t) % width  # zeros added to a sum change nothing
         t = np.concatenate([t, np.zeros((pad, *t.shape[1:]), dtype)]) if pad else t
         t = t.reshape(-1, width, *t.shape[1:])
@@ -138,7 +143,7 @@ class FMASums(OrderedSums):
             return sequential(terms, K, dtype)
         acc = np.zeros(terms(slice(0, 0)).shape[1:], dtype=np.float32)
         for ks in chunks(K, chunk_width(terms, K)):
-            acc = fma_chain(terms(ks).astype(np.float64), acc)
+            acc = fma_chain(np.asarray(terms(ks), np.float64), acc)
         return acc
 
 
@@ -149,11 +154,13 @@ MIDPOINT = np.uint64(1 << 28)
 def fma_chain(p: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Return acc + p₀ + p₁ + … (float32 acc, exact float64 products) by fused multiply-adds."""
     out = np.empty(p.shape, dtype=np.float32)
+    s = np.empty(p.shape[1:], dtype=np.float64)
     k = 0
     while k < len(p):
         prev = acc if k == 0 else out[k - 1]
-        for pk, ok in zip(p[k:], out[k:], strict=True):  # fl₃₂(fl₆₄(prev + pk)), one call
-            np.add(prev, pk, out=ok, casting="unsafe", dtype=np.float64)
+        for pk, ok in zip(p[k:], out[k:], strict=True):  # fl₃₂(fl₆₄(prev + pk))
+            np.add(prev, pk, out=s)
+            np.copyto(ok, s, casting="unsafe")
             prev = ok
         k = _first_tie(p, out, acc, k)
     return out[-1] if len(p) else acc
@@ -210,7 +217,7 @@ class PairwiseSums(OrderedSums):
         width = min(width, 1 << int(np.ceil(np.log2(max(K, 1)))))
         level0 = int(np.log2(width))
         for ks in chunks(K, width):
-            t = terms(ks).astype(dtype)
+            t = np.asarray(terms(ks), dtype)
             if len(t) < width:
                 t = np.concatenate([t, np.zeros((width - len(t), *t.shape[1:]), dtype)])
             while len(t) > 1:
