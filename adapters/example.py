@@ -32,6 +32,10 @@ class NumpyAdapter:
         """Multiply two matrices in their own dtype."""
         return a @ b
 
+    def colsum(self, a: np.ndarray) -> np.ndarray:
+        """Sum a matrix's rows (the batch) in its own dtype."""
+        return a.sum(axis=0)
+
     def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the gradients of the summed cost (19) computed in `dtype`."""
         if device != "cpu":
@@ -47,9 +51,9 @@ class NumpyAdapter:
         delta1 = df1(z1, a1) * self.matmul(delta2, p["W2"])  # (26), (28)–(29)
         return {
             "W1": self.matmul(delta1.T, x),
-            "b1": delta1.sum(axis=0),
+            "b1": self.colsum(delta1),
             "W2": self.dW2(delta2, a1, z2, a2, y),
-            "b2": delta2.sum(axis=0),
+            "b2": self.colsum(delta2),
         }
 
     def dC_da2(self, a2: np.ndarray, y: np.ndarray) -> np.ndarray:

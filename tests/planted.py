@@ -1,5 +1,6 @@
 """Adapters with planted bugs: each breaks a known set of tensors, and the suite must say so;
-and one correct adapter that sums in the least accurate order, which must pass."""
+and (from tests/orders.py) correct adapters that sum in every order frameworks use, which must
+pass."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import numpy as np
 
 from adapters.example import SIGMA, NumpyAdapter
 from reference.simulate import round_mantissa, truncate_mantissa
+from tests.orders import (  # noqa: F401  the correct adapters, one per summation order
+    ORDERS,
+    BlockedSums,
+    FMASums,
+    PairwiseSums,
+    SequentialSums,
+    SplitSums,
+)
 
 
 class MissingPrime(NumpyAdapter):
@@ -93,20 +102,6 @@ class TruncatedBF16Operands(RoundedOperands):
     name = "planted_bf16_truncated"
     bits = 7
     cut = staticmethod(truncate_mantissa)
-
-
-class SequentialSums(NumpyAdapter):
-    """Correct, in the least accurate common order: every matrix product summed one term at a
-    time, each product rounded before it is added (no FMA, no blocking, no pairwise tree).
-    Not a bug: a device free to order its sums any way must still pass."""
-
-    name = "sequential_sums"
-
-    def matmul(self, a, b):
-        acc = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
-        for k in range(a.shape[1]):
-            acc += a[:, k : k + 1] * b[k : k + 1, :]
-        return acc
 
 
 class Raises(NumpyAdapter):

@@ -95,7 +95,7 @@ def correct_adapters(all_idioms: bool) -> list:
 
 
 def planted_adapters() -> dict:
-    return {**{n: planted.NUMERIC[n]() for n in BREAKS}, **{n: planted.NUMERIC[n]() for n in REDUCED}}
+    return {n: planted.NUMERIC[n]() for n in (*BREAKS, *REDUCED)}
 
 
 def default_matrix(args) -> None:
@@ -135,7 +135,7 @@ def default_matrix(args) -> None:
         cells = [least.get((b, case, dtype)) for b in BREAKS]
         print(f"{case:<16}{dtype:<9}{f'{w:.3g} ({alarms[(case, dtype)]})':>14}" +
               "".join(f"{'—' if v is None else f'{v:.3g}':>16}" for v in cells))
-    for name, want in REDUCED.items():
+    for name in REDUCED:
         print(f"{name[8:]} (float32 groups): " + ", ".join(
             f"{case} reads {'/'.join(sorted(r))} z ≥ {zs[(n, case)]:.3g}"
             for (n, case), r in sorted(reads.items()) if n == name))
