@@ -147,44 +147,43 @@ class FMASums(OrderedSums):
         return acc
 
 
-MIDPOINT_BITS = np.uint64((1 << 29) - 1)  # the 52 − 23 float64 fraction bits float32 drops
-MIDPOINT = np.uint64(1 << 28)
+MIDPOINT_BITS = np.uint32((1 << 29) - 1)  # the 52 − 23 float64 fraction bits float32 drops
+MIDPOINT = np.uint32(1 << 28)
 
 
 def fma_chain(p: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Return acc + p₀ + p₁ + … (float32 acc, exact float64 products) by fused multiply-adds."""
     out = np.empty(p.shape, dtype=np.float32)
-    s = np.empty(p.shape[1:], dtype=np.float64)
+    s = np.empty(p.shape, dtype=np.float64)  # each step's float64 sum, kept to find ties
     k = 0
     while k < len(p):
         prev = acc if k == 0 else out[k - 1]
-        for pk, ok in zip(p[k:], out[k:], strict=True):  # fl₃₂(fl₆₄(prev + pk))
-            np.add(prev, pk, out=s)
-            np.copyto(ok, s, casting="unsafe")
+        for pk, sk, ok in zip(p[k:], s[k:], out[k:], strict=True):  # fl₃₂(fl₆₄(prev + pk))
+            np.add(prev, pk, out=sk)
+            np.copyto(ok, sk, casting="unsafe")
             prev = ok
-        k = _first_tie(p, out, acc, k)
+        k = _first_tie(p, s, out, acc, k)
     return out[-1] if len(p) else acc
 
 
-def _first_tie(p: np.ndarray, out: np.ndarray, acc: np.ndarray, k: int) -> int:
-    """Correct the first step from k on whose float64 sum fell on a float32 tie while inexact
+def _first_tie(p: np.ndarray, s: np.ndarray, out: np.ndarray, acc: np.ndarray, k: int) -> int:
+    """Correct the first step from k on whose float64 sum s fell on a float32 tie while inexact
     (there fl₃₂(fl₆₄(·)) rounds twice); return the step to resume from, len(p) if none."""
-    prevs = np.concatenate([acc[None], out[:-1]])[k:].astype(np.float64)
-    s = prevs + p[k:]
-    ties = np.flatnonzero(((s.view(np.uint64) & MIDPOINT_BITS) == MIDPOINT).reshape(len(s), -1)
-                          .any(axis=1))
-    for i in ties:
-        fixed = fma_step(prevs[i].astype(np.float32), p[k + i])
-        if not np.array_equal(fixed, out[k + i]):
-            out[k + i] = fixed
-            return k + i + 1
+    low = s[k:].view(np.uint32)[..., ::2]  # little-endian: the low word holds the bits dropped
+    ties = np.flatnonzero(((low & MIDPOINT_BITS) == MIDPOINT).reshape(len(low), -1).any(axis=1))
+    for i in k + ties:
+        prev = acc if i == 0 else out[i - 1]
+        fixed = fma_step(prev, p[i])
+        if not np.array_equal(fixed, out[i]):
+            out[i] = fixed
+            return i + 1
     return len(p)
 
 
 def fma_step(acc: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Return acc + p (float32 + exact float64 product) rounded once to float32."""
     s = acc + p  # float64, rounded once
-    mid = (s.view(np.uint64) & MIDPOINT_BITS) == MIDPOINT
+    mid = (s.view(np.uint32)[..., ::2] & MIDPOINT_BITS) == MIDPOINT
     if mid.any():  # a float32 tie in float64: break it by the error of the float64 sum
         a64 = acc.astype(np.float64)
         bb = s - a64

@@ -40,3 +40,10 @@ def test_gpu_check_says_when_there_is_no_cuda():
         pytest.skip("a CUDA device is present: run tests/bench/gpu_check.py itself")
     done = script("gpu_check.py", "--quick")
     assert done.returncode == 2 and "no CUDA" in done.stdout
+
+
+def test_orders_bench_prints_a_row_per_order():
+    """orders.py on the chain: one row per order and dtype, every one inside its bound."""
+    done = script("orders.py", "--sizes", "1x1x1-b1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("9 runs, 0 past their bound")
