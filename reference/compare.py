@@ -106,10 +106,14 @@ def compare(tensor: str, got: np.ndarray, ref: np.ndarray, bound: np.ndarray, dt
 
 Z = 6.0
 """How many standard errors the fitted share of a reduced arithmetic's simulated error must
-stand above zero before the errors are read as that arithmetic (see `fit`): with independent,
-sign-symmetric noise per row the chance of a false reading is at most exp(−Z²/2) ≈ 1.5·10⁻⁸
-per arithmetic and group; tests/bench/separation.py measures it on correct adapters that sum
-in every order."""
+stand above zero before the errors are read as that arithmetic (see `fit`). With independent,
+sign-symmetric noise per row, z exceeds Z by chance with probability at most exp(−Z²/2) ≈
+1.5·10⁻⁸; rows are not always independent (they share upstream errors) and a tiny net has two,
+so z alone is not trusted: a reading also needs the share in BETA. A correct float32 run's
+errors are its own summation noise, whose projection on the simulated operand rounding is
+measured at shares below 10⁻³ (tests/bench/separation.py prints the greatest share and z of
+every correct group's fits, over every summation order of tests/orders.py), so a false reading
+needs the noise to mimic half the simulated field."""
 BETA = (0.5, 2.0)
 """The fitted share must also lie in this range: the errors have that arithmetic's size, not
 an eighth of it (bf16 against a tf32 run) or eight times (tf32 against a bf16 run)."""

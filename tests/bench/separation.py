@@ -100,7 +100,7 @@ def planted_adapters() -> dict:
 
 def default_matrix(args) -> None:
     specs = matrix.specs(matrix.named(args.cases.split(",")), None, range(args.soak + 1))
-    worst, alarms, groups = defaultdict(float), defaultdict(int), 0
+    worst, alarms, groups, share = defaultdict(float), defaultdict(int), 0, [0.0, 0.0]
     least = defaultdict(lambda: float("inf"))
     reads, zs = defaultdict(set), defaultdict(lambda: float("inf"))
     bad = planted_adapters()
@@ -113,6 +113,7 @@ def default_matrix(args) -> None:
                 worst[(key, dtype)] = max(worst[(key, dtype)], ratio)
                 alarms[(key, dtype)] += diag.fails
                 groups += 1
+                share = _null_fit(share, diag)
         for name, a in bad.items():
             for dtype in matrix.DTYPES:
                 got = a.gradients(c.case, dtype, "cpu")
@@ -139,6 +140,8 @@ def default_matrix(args) -> None:
         print(f"{name[8:]} (float32 groups): " + ", ".join(
             f"{case} reads {'/'.join(sorted(r))} z ≥ {zs[(n, case)]:.3g}"
             for (n, case), r in sorted(reads.items()) if n == name))
+    print(f"correct groups' reduced fits: greatest share {share[0]:.3g} (a reading needs ≥ 0.5), "
+          f"greatest z {share[1]:.3g}")
     right = all(r == {REDUCED[n]} for (n, _), r in reads.items())
     print(f"separation: correct ≤ {max(worst.values()):.3g} with {sum(alarms.values())} groups "
           f"failed; planted bugs ≥ {min(least.values()):.3g} per item; reduced precision "
@@ -159,7 +162,7 @@ def ladder(args) -> None:
           "one entry that fails an item; times: reference, bound, all five simulations")
     for sizes, batch in shapes:
         c = Case(sizes, batch, args.seed, s1, s2)
-        worst, alarms, skipped = 0.0, 0, 0
+        worst, alarms, skipped, share = 0.0, 0, 0, [0.0, 0.0]
         for a in correct:
             if a.name in orders.ORDERS and batch * (sizes[0] + sizes[2]) * sizes[1] > ORDER_WORK:
                 skipped += 1
@@ -167,6 +170,7 @@ def ladder(args) -> None:
             for dtype in ("float32", "float64"):
                 ratio, diag = c.judge(a.gradients(c.case, dtype, "cpu"), dtype)
                 worst, alarms = max(worst, ratio), alarms + diag.fails
+                share = _null_fit(share, diag)
         cells = []
         for name, a in reduced.items():
             _, diag = c.judge(a.gradients(c.case, "float32", "cpu"), "float32")
@@ -175,10 +179,17 @@ def ladder(args) -> None:
         f32, f64 = c.smallest_change("float32"), c.smallest_change("float64")
         t_bound, t_sims = c.timed_detection()
         left = f" ({skipped} order adapters left out)" if skipped else ""
-        print(f"{c.name}: correct ≤ {worst:.3g} ({alarms} failed){left}; " + "; ".join(cells) +
+        print(f"{c.name}: correct ≤ {worst:.3g} ({alarms} failed, greatest share {share[0]:.2g}, "
+              f"z {share[1]:.2g}){left}; " + "; ".join(cells) +
               f"; change float32 {f32[0]:.2g} ({f32[1]:.2g}), float64 {f64[0]:.2g} ({f64[1]:.2g})"
               f"; times {c.t_ref:.3g} s, {t_bound:.3g} s, {t_sims:.3g} s "
               f"(bound + detection {(t_bound + t_sims) / c.t_ref:.2g}× the reference)", flush=True)
+
+
+def _null_fit(share: list, diag) -> list:
+    """Return the greatest share and z of any reduced fit so far, over correct groups."""
+    fits = diag.fits or ()
+    return [max([share[0], *(f.beta for f in fits)]), max([share[1], *(f.z for f in fits)])]
 
 
 def _simulated(name: str) -> str:
