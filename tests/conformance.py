@@ -58,9 +58,10 @@ def case_for(spec: Spec) -> Case:
     Adapters never receive it: each call gets a fresh read-only copy (`_fresh`), compared to
     this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
     """
-    case = make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
-    for a in _arrays(case).values():
-        a.setflags(write=False)
+    case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
+    for a in _fields(case).values():
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)
     return case
 
 
@@ -239,33 +240,54 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return a.view(f"u{a.dtype.itemsize}")
 
 
-def _arrays(case: Case) -> dict[str, np.ndarray]:
-    return {f.name: getattr(case, f.name) for f in dataclasses.fields(case)
-            if isinstance(getattr(case, f.name), np.ndarray)}
+def _fields(case: Case) -> dict[str, object]:
+    """Return the case's fields by name, its layers' fields numbered like the gradients (W1, b1,
+    sigma1, …, WL, bL, sigmaL), so that a change is named the way a reader knows it."""
+    out = {}
+    for f in dataclasses.fields(case):
+        value = getattr(case, f.name)
+        if _records(value):
+            out[f.name] = len(value)
+            for i, layer in enumerate(value, 1):
+                out |= {f"{g.name}{i}": getattr(layer, g.name) for g in dataclasses.fields(layer)}
+        else:
+            out[f.name] = value
+    return out
 
 
-def _fresh(case: Case) -> Case:
-    """Return a copy of the case whose arrays are fresh, read-only views of fresh copies (a
-    view of a read-only base cannot be made writeable again)."""
+def _records(value) -> bool:
+    """Say whether a field holds a tuple of dataclasses (the case's layers)."""
+    return isinstance(value, tuple) and bool(value) and all(
+        dataclasses.is_dataclass(v) for v in value)
+
+
+def _fresh(case):
+    """Return a copy of the case (or of one layer) whose arrays are fresh, read-only views of
+    fresh copies (a view of a read-only base cannot be made writeable again)."""
     copies = {}
-    for k, a in _arrays(case).items():
-        base = a.copy()
-        base.setflags(write=False)
-        copies[k] = base.view()
+    for f in dataclasses.fields(case):
+        value = getattr(case, f.name)
+        if isinstance(value, np.ndarray):
+            base = value.copy()
+            base.setflags(write=False)
+            copies[f.name] = base.view()
+        elif _records(value):
+            copies[f.name] = tuple(_fresh(v) for v in value)
     return dataclasses.replace(case, **copies)
 
 
 def _changes(case: Case, pristine: Case) -> str:
     """Say which field of the case differs from the pristine one, bitwise; '' if none."""
-    for f in dataclasses.fields(pristine):
-        a, b = getattr(case, f.name), getattr(pristine, f.name)
+    now = _fields(case)
+    for name, b in _fields(pristine).items():
+        a = now.get(name)
         if not isinstance(b, np.ndarray):
             if a != b:
-                return f"{f.name} changed ({b!r} → {a!r})"
+                return f"{name} changed ({b!r} → {a!r})"
         elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
-            return f"{f.name} changed (now {_layout(a)}, was {_layout(b)})"
+            return f"{name} changed (now {_layout(a)}, was {_layout(b)})"
         elif (n := int((_bits(a) != _bits(b)).sum())):
-            return f"{f.name} changed ({n} of {b.size} entries)"
+            return f"{name} changed ({n} of {b.size} entries)"
     return ""
 
 

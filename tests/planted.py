@@ -10,26 +10,59 @@ from reference.simulate import round_mantissa, truncate_mantissa
 
 
 class MissingPrime(NumpyAdapter):
-    """(22) as printed: σ2(z2) where σ2′(z2) belongs; breaks W2 only."""
+    """(22) as printed: σL(zL) where σL′(zL) belongs in ∂C/∂WL; breaks WL (W2) only."""
 
     name = "planted_missing_prime"
 
-    def dW2(self, delta2, a1, z2, a2, y):
-        f2 = SIGMA[self.sigma2][0]
-        return self.matmul((f2(z2) * self.dC_da2(a2, y)).T, a1)
+    def dW(self, l, delta, a_prev, z, dC_da):
+        if l < len(self.sigmas):
+            return super().dW(l, delta, a_prev, z, dC_da)
+        return self.matmul((SIGMA[self.sigmas[-1]][0](z) * dC_da).T, a_prev)
 
     def gradients(self, case, dtype, device):
-        self.sigma2 = case.sigma2
+        self.sigmas = [layer.sigma for layer in case.layers]
         return super().gradients(case, dtype, device)
 
 
+class MissingPrimeMiddle(MissingPrime):
+    """σ⁽²⁾(z⁽²⁾) where σ⁽²⁾′(z⁽²⁾) belongs in layer 2's own gradients, of a net of three or more
+    layers (the δ passed on to layer 1 is right); breaks W2 and b2 only."""
+
+    name = "planted_missing_prime_middle"
+
+    def dW(self, l, delta, a_prev, z, dC_da):
+        return NumpyAdapter.dW(self, l, self._delta(l, delta, z, dC_da), a_prev, z, dC_da)
+
+    def db(self, l, delta, z, dC_da):
+        return NumpyAdapter.db(self, l, self._delta(l, delta, z, dC_da), z, dC_da)
+
+    def _delta(self, l, delta, z, dC_da):
+        if l != 2 or len(self.sigmas) < 3:
+            return delta
+        return SIGMA[self.sigmas[1]][0](z) * dC_da
+
+
+class SwappedMiddle(NumpyAdapter):
+    """Returns layers 2 and 3's gradients swapped (W2 ↔ W3, b2 ↔ b3), a loop's off-by-one
+    that shapes alone cannot catch where those layers are alike (784-16-16-16-10); breaks W2,
+    b2, W3 and b3 only."""
+
+    name = "planted_swapped_middle"
+
+    def gradients(self, case, dtype, device):
+        g = super().gradients(case, dtype, device)
+        if len(case.layers) >= 4:
+            g["W2"], g["W3"], g["b2"], g["b3"] = g["W3"], g["W2"], g["b3"], g["b2"]
+        return g
+
+
 class MeanLoss(NumpyAdapter):
-    """nn.MSELoss's default reduction: the cost divided by batch × n2; breaks every tensor."""
+    """nn.MSELoss's default reduction: the cost divided by batch × nL; breaks every tensor."""
 
     name = "planted_mean_loss"
 
-    def dC_da2(self, a2, y):
-        return 2 * (a2 - y) / a2.size
+    def dC_daL(self, aL, y):
+        return 2 * (aL - y) / aL.size
 
 
 class Float32Leak(NumpyAdapter):
@@ -153,7 +186,8 @@ class MissingTensor(NumpyAdapter):
         return g
 
 
-NUMERIC = {a.name: a for a in (MissingPrime, MeanLoss, Float32Leak, OffByOneEntry,
+NUMERIC = {a.name: a for a in (MissingPrime, MissingPrimeMiddle, SwappedMiddle, MeanLoss,
+                               Float32Leak, OffByOneEntry,
                                RoundedOperands, TruncatedOperands, BF16Operands,
                                TruncatedBF16Operands)}
 """Bugs that change values: the separation is measured on these."""
