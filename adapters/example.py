@@ -26,8 +26,9 @@ SIGMA = {  # σ and σ′ in the dtype of z; σ′ from the output where framewo
 class NumpyAdapter:
     """Hand-written backprop in NumPy, in float32 or float64, on the CPU, at any depth.
 
-    Layer l = 1…L reads a⁽ˡ⁻¹⁾ (a⁽⁰⁾ = x) and writes z⁽ˡ⁾ and a⁽ˡ⁾; `a[l]` and `z[l]` below are
-    indexed so (z[0] unused). Each step is a method, so that tests/planted.py can break one.
+    Layer i = 1…L (the seed's l) reads a⁽ⁱ⁻¹⁾ (a⁽⁰⁾ = x) and writes z⁽ⁱ⁾ and a⁽ⁱ⁾; the lists
+    `a[i]`, `z[i]`, `W[i]`, … below are indexed so, their entry 0 unused but a[0] = x.
+    Each step is a method, so that tests/planted.py can break one.
     """
 
     name = "numpy"
@@ -50,26 +51,26 @@ class NumpyAdapter:
         sigma = [None] + [SIGMA[layer.sigma] for layer in case.layers]
         L, y = len(case.layers), case.y.astype(dtype)
         z, a = [None], [case.x.astype(dtype)]
-        for l in range(1, L + 1):
-            z.append(self.matmul(a[l - 1], W[l].T) + b[l])  # (13); (15), (17)
-            a.append(sigma[l][0](z[l]))  # (16), (18)
+        for i in range(1, L + 1):
+            z.append(self.matmul(a[i - 1], W[i].T) + b[i])  # (13); (15), (17)
+            a.append(sigma[i][0](z[i]))  # (16), (18)
         g, dC_da = {}, self.dC_daL(a[L], y)  # (19) differentiated
-        for l in range(L, 0, -1):
-            delta = sigma[l][1](z[l], a[l]) * dC_da  # (24), (26)
-            g[f"W{l}"] = self.dW(l, delta, a[l - 1], z[l], dC_da)  # (22), (26)
-            g[f"b{l}"] = self.db(l, delta, z[l], dC_da)  # (24)
-            dC_da = self.matmul(delta, W[l])  # (28)–(29): ∂C/∂a⁽ˡ⁻¹⁾, summed over m
+        for i in range(L, 0, -1):
+            delta = sigma[i][1](z[i], a[i]) * dC_da  # (24), (26)
+            g[f"W{i}"] = self.dW(i, delta, a[i - 1], z[i], dC_da)  # (22), (26)
+            g[f"b{i}"] = self.db(i, delta, z[i], dC_da)  # (24)
+            dC_da = self.matmul(delta, W[i])  # (28)–(29): ∂C/∂a⁽ⁱ⁻¹⁾, summed over m
         return g
 
     def dC_daL(self, aL: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Differentiate (19) at the output layer, summed over the batch."""
         return 2 * (aL - y)
 
-    def dW(self, l: int, delta, a_prev, z, dC_da) -> np.ndarray:
+    def dW(self, i: int, delta, a_prev, z, dC_da) -> np.ndarray:
         """Return ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾, (22) and (26) summed over the batch."""
         return self.matmul(delta.T, a_prev)
 
-    def db(self, l: int, delta, z, dC_da) -> np.ndarray:
+    def db(self, i: int, delta, z, dC_da) -> np.ndarray:
         """Return ∂C/∂b⁽ˡ⁾, the batch sum of δ⁽ˡ⁾ as in (24)."""
         return self.colsum(delta)
 

@@ -33,8 +33,8 @@ def _activation(name: str):
 
 def _cost(p: dict, x, y, sigmas: tuple[str, ...]):
     a = x
-    for l, sigma in enumerate(sigmas, 1):
-        a = _activation(sigma)(a @ p[f"W{l}"].T + p[f"b{l}"])  # (13): z⁽ˡ⁾, then a⁽ˡ⁾ = σ⁽ˡ⁾(z⁽ˡ⁾)
+    for i, sigma in enumerate(sigmas, 1):
+        a = _activation(sigma)(a @ p[f"W{i}"].T + p[f"b{i}"])  # (13): z⁽ⁱ⁾, then a⁽ⁱ⁾ = σ⁽ⁱ⁾(z⁽ⁱ⁾)
     return ((a - y) ** 2).sum()  # (19), summed over the batch
 
 
@@ -58,8 +58,8 @@ def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
     dev = _device(device)
     put = lambda a: jax.device_put(np.asarray(a, dtype=dtype), dev)  # noqa: E731
     p = {}
-    for l, layer in enumerate(case.layers, 1):
-        p[f"W{l}"], p[f"b{l}"] = put(layer.W), put(layer.b)
+    for i, layer in enumerate(case.layers, 1):
+        p[f"W{i}"], p[f"b{i}"] = put(layer.W), put(layer.b)
     g = grad_fn(p, put(case.x), put(case.y), tuple(layer.sigma for layer in case.layers))
     out = {k: np.asarray(v) for k, v in g.items()}
     for k, v in out.items():

@@ -71,8 +71,8 @@ def _tensors(case: Case, dtype: str, device: str, grad: bool) -> tuple[dict, obj
     dt = getattr(torch, dtype)
     put = lambda a, g=False: torch.tensor(a, dtype=dt, device=device, requires_grad=g)  # noqa: E731
     p = {}
-    for l, layer in enumerate(case.layers, 1):
-        p[f"W{l}"], p[f"b{l}"] = put(layer.W, grad), put(layer.b, grad)
+    for i, layer in enumerate(case.layers, 1):
+        p[f"W{i}"], p[f"b{i}"] = put(layer.W, grad), put(layer.b, grad)
     return p, put(case.x), put(case.y)
 
 
@@ -82,8 +82,8 @@ def _numpy(grads: dict) -> dict[str, np.ndarray]:
 
 def _cost(p: dict, x, y, sigmas: tuple):
     a = x
-    for l, sigma in enumerate(sigmas, 1):
-        a = sigma(a @ p[f"W{l}"].T + p[f"b{l}"])  # (13): z⁽ˡ⁾ = W⁽ˡ⁾a⁽ˡ⁻¹⁾ + b⁽ˡ⁾, a⁽ˡ⁾ = σ⁽ˡ⁾(z⁽ˡ⁾)
+    for i, sigma in enumerate(sigmas, 1):
+        a = sigma(a @ p[f"W{i}"].T + p[f"b{i}"])  # (13): z⁽ⁱ⁾ = W⁽ⁱ⁾a⁽ⁱ⁻¹⁾ + b⁽ⁱ⁾, then σ⁽ⁱ⁾
     return ((a - y) ** 2).sum()  # (19), summed over the batch
 
 
@@ -125,8 +125,8 @@ class TorchNN(_Torch):
         _, x, y = _tensors(case, dtype, device, grad=False)
         nn.MSELoss(reduction="sum")(model(x), y).backward()
         grads = {}
-        for l, linear in enumerate(linears, 1):
-            grads[f"W{l}"], grads[f"b{l}"] = linear.weight.grad, linear.bias.grad
+        for i, linear in enumerate(linears, 1):
+            grads[f"W{i}"], grads[f"b{i}"] = linear.weight.grad, linear.bias.grad
         return _numpy(grads)
 
 

@@ -189,8 +189,8 @@ def _check_memory(sizes: list[tuple[int, ...]], batches: list[int]) -> None:
     if need > limit:
         n, b = shape
         raise pytest.UsageError(
-            f"--sizes {'x'.join(map(str, n))} --batches {b}: needs about {need / 2**30:.3g} GiB (case, "
-            f"reference, bounds and gradients in float64), over the limit of "
+            f"--sizes {'x'.join(map(str, n))} --batches {b}: needs about {need / 2**30:.3g} GiB "
+            f"(case, reference, bounds and gradients in float64), over the limit of "
             f"{limit / 2**30:.3g} GiB (half this machine's memory)")
 
 

@@ -4,7 +4,6 @@ must fail it with one line naming the adapter (tests/test_integrity.py)."""
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import sys
 import time
 
@@ -48,10 +47,8 @@ class SGDStep(NumpyAdapter):
 
     def gradients(self, case, dtype, device):
         g = super().gradients(case, dtype, device)
-        stepped = tuple(dataclasses.replace(layer, W=layer.W - 0.1 * g[f"W{l}"],
-                                            b=layer.b - 0.1 * g[f"b{l}"])
-                        for l, layer in enumerate(case.layers, 1))
-        object.__setattr__(case, "layers", stepped)  # past the frozen dataclass
+        for k, v in g.items():
+            object.__setattr__(case, k, getattr(case, k) - 0.1 * v)
         return g
 
 

@@ -99,7 +99,7 @@ def memory_bytes(sizes: tuple[int, ...], batch: int) -> int:
     dtypes, the simulated arithmetic and the intermediates of each pass (measured peak on
     4000x2000x10, batch 200, with the NumPy adapter: 0.70 GB; this says 0.80 GB). At any depth
     the same counts hold layer by layer: every W and b, and every layer's z and a."""
-    params = sum(n * m + n for m, n in zip(sizes, sizes[1:]))
+    params = sum(n * m + n for m, n in zip(sizes, sizes[1:], strict=False))
     data = batch * (sizes[0] + sizes[-1])
     hidden = batch * sum(sizes[1:])
     return 8 * (12 * params + 4 * data + 12 * hidden)

@@ -14,9 +14,9 @@ class MissingPrime(NumpyAdapter):
 
     name = "planted_missing_prime"
 
-    def dW(self, l, delta, a_prev, z, dC_da):
-        if l < len(self.sigmas):
-            return super().dW(l, delta, a_prev, z, dC_da)
+    def dW(self, i, delta, a_prev, z, dC_da):
+        if i < len(self.sigmas):
+            return super().dW(i, delta, a_prev, z, dC_da)
         return self.matmul((SIGMA[self.sigmas[-1]][0](z) * dC_da).T, a_prev)
 
     def gradients(self, case, dtype, device):
@@ -30,14 +30,14 @@ class MissingPrimeMiddle(MissingPrime):
 
     name = "planted_missing_prime_middle"
 
-    def dW(self, l, delta, a_prev, z, dC_da):
-        return NumpyAdapter.dW(self, l, self._delta(l, delta, z, dC_da), a_prev, z, dC_da)
+    def dW(self, i, delta, a_prev, z, dC_da):
+        return NumpyAdapter.dW(self, i, self._delta(i, delta, z, dC_da), a_prev, z, dC_da)
 
-    def db(self, l, delta, z, dC_da):
-        return NumpyAdapter.db(self, l, self._delta(l, delta, z, dC_da), z, dC_da)
+    def db(self, i, delta, z, dC_da):
+        return NumpyAdapter.db(self, i, self._delta(i, delta, z, dC_da), z, dC_da)
 
-    def _delta(self, l, delta, z, dC_da):
-        if l != 2 or len(self.sigmas) < 3:
+    def _delta(self, i, delta, z, dC_da):
+        if i != 2 or len(self.sigmas) < 3:
             return delta
         return SIGMA[self.sigmas[1]][0](z) * dC_da
 
