@@ -59,9 +59,8 @@ def case_for(spec: Spec) -> Case:
     this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
     """
     case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
-    for a in _fields(case).values():
-        if isinstance(a, np.ndarray):
-            a.setflags(write=False)
+    for a in _arrays(case).values():
+        a.setflags(write=False)
     return case
 
 
@@ -240,55 +239,60 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return a.view(f"u{a.dtype.itemsize}")
 
 
-def _fields(case: Case) -> dict[str, object]:
-    """Return the case's fields by name, its layers' fields numbered like the gradients (W1, b1,
-    sigma1, …, WL, bL, sigmaL), so that a change is named the way a reader knows it."""
+def _values(case: Case) -> dict[str, object]:
+    """Return every value of the case by name, layers flattened: sizes, batch, seed, sigmas,
+    W1, b1, sigma1, …, WL, bL, sigmaL, x, y (a changed array is then named as its gradient is)."""
     out = {}
     for f in dataclasses.fields(case):
         value = getattr(case, f.name)
-        if _records(value):
-            out[f.name] = len(value)
-            for i, layer in enumerate(value, 1):
-                out |= {f"{g.name}{i}": getattr(layer, g.name) for g in dataclasses.fields(layer)}
-        else:
+        if f.name != "layers":
             out[f.name] = value
+            continue
+        for i, layer in enumerate(value, start=1):
+            out.update({f"W{i}": layer.W, f"b{i}": layer.b, f"sigma{i}": layer.sigma})
     return out
 
 
-def _records(value) -> bool:
-    """Say whether a field holds a tuple of dataclasses (the case's layers)."""
-    return isinstance(value, tuple) and bool(value) and all(
-        dataclasses.is_dataclass(v) for v in value)
+def _arrays(case: Case) -> dict[str, np.ndarray]:
+    return {k: v for k, v in _values(case).items() if isinstance(v, np.ndarray)}
 
 
-def _fresh(case):
-    """Return a copy of the case (or of one layer) whose arrays are fresh, read-only views of
-    fresh copies (a view of a read-only base cannot be made writeable again)."""
-    copies = {}
-    for f in dataclasses.fields(case):
-        value = getattr(case, f.name)
-        if isinstance(value, np.ndarray):
-            base = value.copy()
-            base.setflags(write=False)
-            copies[f.name] = base.view()
-        elif _records(value):
-            copies[f.name] = tuple(_fresh(v) for v in value)
-    return dataclasses.replace(case, **copies)
+def _read_only_copy(a: np.ndarray) -> np.ndarray:
+    """Return a fresh read-only view of a fresh copy (a view of a read-only base cannot be
+    made writeable again)."""
+    base = a.copy()
+    base.setflags(write=False)
+    return base.view()
+
+
+def _fresh(case: Case) -> Case:
+    """Return a copy of the case whose arrays, the layers' included, are fresh and read-only."""
+    layers = tuple(dataclasses.replace(layer, W=_read_only_copy(layer.W),
+                                       b=_read_only_copy(layer.b)) for layer in case.layers)
+    arrays = {f.name: _read_only_copy(getattr(case, f.name)) for f in dataclasses.fields(case)
+              if isinstance(getattr(case, f.name), np.ndarray)}
+    return dataclasses.replace(case, layers=layers, **arrays)
 
 
 def _changes(case: Case, pristine: Case) -> str:
-    """Say which field of the case differs from the pristine one, bitwise; '' if none."""
-    now = _fields(case)
-    for name, b in _fields(pristine).items():
-        a = now.get(name)
+    """Say which value of the case differs from the pristine one, bitwise; '' if none."""
+    if not isinstance(case.layers, tuple) or len(case.layers) != len(pristine.layers):
+        return f"layers changed (now {_count(case.layers)}, was {len(pristine.layers)})"
+    now = _values(case)
+    for k, b in _values(pristine).items():
+        a = now[k]
         if not isinstance(b, np.ndarray):
             if a != b:
-                return f"{name} changed ({b!r} → {a!r})"
+                return f"{k} changed ({b!r} → {a!r})"
         elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
-            return f"{name} changed (now {_layout(a)}, was {_layout(b)})"
+            return f"{k} changed (now {_layout(a)}, was {_layout(b)})"
         elif (n := int((_bits(a) != _bits(b)).sum())):
-            return f"{name} changed ({n} of {b.size} entries)"
+            return f"{k} changed ({n} of {b.size} entries)"
     return ""
+
+
+def _count(layers) -> str:
+    return f"{len(layers)}" if isinstance(layers, tuple) else type(layers).__name__
 
 
 def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> Exception:
