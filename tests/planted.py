@@ -175,6 +175,28 @@ class WrongShape(NumpyAdapter):
         return g
 
 
+class TwoLayerOnly:
+    """A correct contract-v1 adapter: it reads case.W1, b1, W2, b2, sigma1, sigma2 only, as
+    third-party adapters written before depth do; on a deeper case it must fail in one line."""
+
+    name = "two_layer_only"
+    framework = "numpy"
+
+    def gradients(self, case, dtype, device):
+        W1, b1, W2, b2 = (np.asarray(getattr(case, k), dtype=dtype) for k in
+                          ("W1", "b1", "W2", "b2"))
+        (f1, df1), (f2, df2) = SIGMA[case.sigma1], SIGMA[case.sigma2]
+        x, y = case.x.astype(dtype), case.y.astype(dtype)
+        z1 = x @ W1.T + b1  # (15)
+        a1 = f1(z1)  # (16)
+        z2 = a1 @ W2.T + b2  # (17)
+        a2 = f2(z2)  # (18)
+        delta2 = df2(z2, a2) * 2 * (a2 - y)  # (24)
+        delta1 = df1(z1, a1) * (delta2 @ W2)  # (26), (28)–(29)
+        return {"W1": delta1.T @ x, "b1": delta1.sum(axis=0), "W2": delta2.T @ a1,
+                "b2": delta2.sum(axis=0)}
+
+
 class MissingTensor(NumpyAdapter):
     """Returns no ∂C/∂b2."""
 

@@ -90,7 +90,7 @@ def by_id(doc: dict) -> dict[str, dict]:
 
 def expected_ids(adapters: list[str], dtypes: list[str], cases: list[str]) -> set[str]:
     """Return the ids the default pairs of these cases give."""
-    specs = [matrix.Spec(*matrix.CASES[c], 0, *pair) for c in cases for pair in matrix.PAIRS[c]]
+    specs = [matrix.Spec(*matrix.CASES[c], 0, pair) for c in cases for pair in matrix.PAIRS[c]]
     return {matrix.Item(matrix.Config(a, "cpu", d), s, t).id
             for a in adapters for d in dtypes for s in specs for t in TENSORS}
 
@@ -104,8 +104,8 @@ def test_every_item_is_recorded_with_its_parameters(runs):
                                       ["float32", "float64"], ["chain", "small"])
     item = items["numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W2"]
     assert item["config"] == matrix.Config("numpy", "cpu", "float64")._asdict()
-    assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0, "sigma1": "tanh",
-                            "sigma2": "softplus"}
+    assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0,
+                            "sigmas": ["tanh", "softplus"]}
     assert (item["tensor"], item["entry"], item["outcome"]) == ("W2", None, "passed")
     assert (item["framework"], item["framework_version"]) == ("numpy", np.__version__)
     assert item["fingerprint"] == "float64" and item["run"] == doc["runs"][0]["id"]
@@ -366,7 +366,7 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
     for c in range(configs):
         config = matrix.Config(f"a{c // 2}", "cpu", ("float32", "float64")[c % 2])
         for n, (size, batch) in enumerate(sizes):
-            spec = matrix.Spec(size, batch, 0, "sigmoid", f"s{n}")
+            spec = matrix.Spec(size, batch, 0, ("sigmoid", f"s{n}"))
             n0, n1, n2 = size
             for tensor, shape in (("W1", (n1, n0)), ("b1", (n1,)), ("W2", (n2, n1)),
                                   ("b2", (n2,))):
