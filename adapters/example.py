@@ -60,7 +60,7 @@ class NumpyAdapter:
             g[f"W{i}"] = self.dW(i, delta, a[i - 1], z[i], dC_da)  # (22), (26)
             g[f"b{i}"] = self.db(i, delta, z[i], dC_da)  # (24)
             dC_da = self.matmul(delta, W[i])  # (28)–(29): ∂C/∂a⁽ⁱ⁻¹⁾, summed over m
-        return g
+        return {k: g[k] for k in case.params}  # in order: W1, b1, …, WL, bL
 
     def dC_daL(self, aL: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Differentiate (19) at the output layer, summed over the batch."""
