@@ -38,7 +38,12 @@ Depth. The 2-layer pass is written out as (15)–(29); `magnitude_pass_deep` is 
 stated once for layer i of any depth (z_i inherits a_(i−1)'s error through |W_i|; ∂C/∂a_(i−1)
 inherits δ_i's through |W_i|; ∂C/∂W_i inherits both δ_i's and a_(i−1)'s), and on a 2-layer case
 it computes the 2-layer pass bit for bit (tests/test_depth.py), so a change to the model is a
-change to both.
+change to both. The price of worst-case magnitudes at depth: each layer multiplies an inherited
+error by Σ|w|·|σ′| where the signal gets |Σ w·…|·|σ′|, about √n_i times less, forward and back.
+Measured (784-64-…-64-10, batch 8, tanh, float32): the median W1 bound is 0.009·|ref| at L = 2,
+0.21 at L = 3, 5.2 at L = 4 and 5.6·10⁶ at L = 8, while float32 errors reach 10⁻⁴ … 10⁻⁸ of
+it; with sigmoid layers (|σ′| ≤ 1/4) it passes |ref| at L = 6. It holds at every depth; past
+three or four layers of such widths it no longer tells W1 of a wrong gradient from a right one.
 """
 
 from __future__ import annotations

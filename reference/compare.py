@@ -168,7 +168,7 @@ def _regress(d: dict, s: dict, norm: dict) -> tuple[float, float, int]:
     for k in d:
         w2 = np.zeros_like(norm[k])
         np.divide(1.0, norm[k] ** 2, out=w2, where=norm[k] > 0)
-        row = k[1:]  # W2 and b2 are layer 2: entry j of b2 joins row j of W2
+        row = k[1:]  # W2 and b2 are layer 2 (W10, b10 layer 10): b2[j] joins row j of W2
         p, q = w2 * d[k] * s[k], w2 * s[k] * s[k]
         if p.ndim > 1:
             p, q = p.reshape(len(p), -1).sum(axis=1), q.reshape(len(q), -1).sum(axis=1)

@@ -23,7 +23,7 @@ from adapters import DeviceUnavailable
 from reference.bounds import bounds
 from reference.case import Case, TwoLayerField, make_case
 from reference.compare import Comparison, Diagnosis, compare, diagnose
-from reference.network import Forward, forward, gradients
+from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
 from tests.matrix import Item, Spec
 
@@ -65,7 +65,7 @@ def case_for(spec: Spec) -> Case:
 
 
 @functools.lru_cache(maxsize=8)
-def forward_for(spec: Spec) -> Forward:
+def forward_for(spec: Spec) -> Forward | Layers:
     """Return the reference forward pass of one case (the bounds reuse it)."""
     return forward(case_for(spec))
 
