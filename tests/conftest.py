@@ -11,7 +11,6 @@ import zlib
 import pytest
 
 import adapters
-from reference.activations import CATALOGUE
 from tests import matrix, scheduling
 from tests.conformance import Runner
 
@@ -126,33 +125,12 @@ def _choose(config: pytest.Config, option: str, known) -> list[str]:
 
 
 def _activations(config: pytest.Config, shapes: list) -> list[tuple[str, ...]] | None:
-    """Return the activation tuples asked for (--activations, or --pairs), None for each case's
-    own; stop the run when one fits no case's depth."""
-    pairs, given = config.getoption("pairs"), config.getoption("activations")
-    if pairs != "default" and given != "default":
-        raise pytest.UsageError(f"--pairs {pairs} --activations {given}: --pairs is the 2-layer "
-                                "spelling of --activations; give one")
-    flag, value = ("pairs", pairs) if pairs != "default" else ("activations", given)
-    if value == "default":
-        return None
-    if flag == "pairs" and value == "all":
-        chosen = list(matrix.ALL_PAIRS)
-    else:
-        chosen = [tuple(a.split("-")) for a in _split(value)]
-    bad = [a for a in chosen if (flag == "pairs" and len(a) != 2)
-           or not all(s in CATALOGUE for s in a)]
-    if bad or not chosen:
-        shape = "σ1-σ2 pairs" if flag == "pairs" else "σ1-…-σL (one per layer)"
-        also = ", 'default' or 'all'" if flag == "pairs" else " or 'default'"
-        raise pytest.UsageError(f"--{flag} {value}: expected {shape} of "
-                                f"{', '.join(CATALOGUE)}{also}")
-    depths = sorted({len(sizes) - 1 for sizes, _, _ in shapes})
-    unfit = [a for a in chosen if len(a) not in depths]
-    if unfit:
-        raise pytest.UsageError(
-            f"--{flag} {'-'.join(unfit[0])}: {len(unfit[0])} activation(s), but the cases have "
-            f"{' or '.join(map(str, depths))} layer(s); give one activation per layer")
-    return chosen
+    """Return the activation tuples of --activations or --pairs, None for each case's own."""
+    try:
+        return matrix.activations(config.getoption("pairs"), config.getoption("activations"),
+                                  {len(sizes) - 1 for sizes, _, _ in shapes})
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _shapes(config: pytest.Config) -> list:

@@ -138,6 +138,37 @@ def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
     ]
 
 
+def activations(pairs: str, given: str, depths: set[int]) -> list[tuple[str, ...]] | None:
+    """Return the activation tuples of --pairs (the 2-layer spelling) or --activations, None for
+    each case's own; raise ValueError, in one line, on a bad name or a tuple whose length fits
+    none of the cases' depths."""
+    from reference.activations import CATALOGUE
+
+    if pairs != "default" and given != "default":
+        raise ValueError(f"--pairs {pairs} --activations {given}: --pairs is the 2-layer "
+                         "spelling of --activations; give one")
+    flag, value = ("pairs", pairs) if pairs != "default" else ("activations", given)
+    if value == "default":
+        return None
+    if flag == "pairs" and value == "all":
+        chosen = list(ALL_PAIRS)
+    else:
+        chosen = list(dict.fromkeys(tuple(a.strip().split("-")) for a in value.split(",")
+                                    if a.strip()))
+    bad = [a for a in chosen if (flag == "pairs" and len(a) != 2)
+           or not all(s in CATALOGUE for s in a)]
+    if bad or not chosen:
+        shape = "σ1-σ2 pairs" if flag == "pairs" else "σ1-…-σL (one per layer)"
+        also = ", 'default' or 'all'" if flag == "pairs" else " or 'default'"
+        raise ValueError(f"--{flag} {value}: expected {shape} of {', '.join(CATALOGUE)}{also}")
+    unfit = [a for a in chosen if len(a) not in depths]
+    if unfit:
+        raise ValueError(f"--{flag} {'-'.join(unfit[0])}: {len(unfit[0])} activation(s), but the "
+                         f"cases have {' or '.join(map(str, sorted(depths)))} layer(s); give one "
+                         "activation per layer")
+    return chosen
+
+
 def shape_of(sizes: tuple[int, ...], tensor: str) -> tuple[int, ...]:
     """Return the shape of W<l> (n_l, n_{l−1}) or b<l> (n_l,) in a net of these sizes."""
     layer = int(tensor[1:])

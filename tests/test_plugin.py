@@ -270,3 +270,16 @@ def test_a_huge_reason_is_capped_in_the_results(pytester):
     items = json.loads((pytester.path / "r.json").read_text())["items"]
     assert items and all(len(i["reason"]) < 1000 and i["reason"].endswith("characters cut]")
                          for i in items)
+
+
+def test_memory_estimate_at_depth_keeps_the_two_layer_number():
+    """memory_bytes of a 2-layer net is what it was before depth; each layer adds its own."""
+    from tests import matrix
+
+    n0, n1, n2, b = 4000, 2000, 10, 200
+    before = 8 * (12 * (n1 * n0 + n1 + n2 * n1 + n2) + 4 * b * (n0 + n2) + 12 * b * (n1 + n2))
+    assert matrix.memory_bytes((n0, n1, n2), b) == before
+    deeper = matrix.memory_bytes((n0, n1, n1, n2), b)
+    assert deeper - matrix.memory_bytes((n0, n1, n2), b) == 8 * (12 * (n1 * n1 + n1) + 12 * b * n1)
+    assert matrix.entry_indices((3, 2, 4, 2), "W3")[-1] == (1, 3)
+    assert matrix.shape_of((784, 64, 32, 16, 10), "b3") == (16,)
