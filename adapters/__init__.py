@@ -7,9 +7,10 @@ an object with
     framework: str   # what it tests: "torch", "jax"; a distribution name gives its version
     def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]
 
-`gradients` builds the network from exactly the case's parameters, inputs, targets and σ pair
-in `dtype` ("float32", "float64") on `device` ("cpu", "cuda"), and returns ∂C/∂W1, ∂C/∂b1,
-∂C/∂W2, ∂C/∂b2 of the summed cost (19) as NumPy arrays shaped like the parameters. It holds no
+`gradients` builds the network from exactly the case's layers (contract v2: `case.layers`, each
+with W, b and sigma, any depth L), inputs and targets in `dtype` ("float32", "float64") on
+`device` ("cpu", "cuda"), and returns ∂C/∂W1, ∂C/∂b1, …, ∂C/∂WL, ∂C/∂bL of the summed cost (19)
+as NumPy arrays shaped like the parameters. It holds no
 tolerances, compares nothing, prints nothing, and imports its framework only when called.
 
 Optional, for precision studies: `precisions` (the framework's float32 matmul settings the

@@ -2,8 +2,9 @@
 
     pytest --adapter adapters.example:adapter
 
-It backpropagates by hand in the requested dtype, so it is also a correct, framework-free
-adapter that the suite's self-tests plant bugs into (tests/planted.py overrides its steps).
+It backpropagates by hand in the requested dtype, through any number of layers (contract v2:
+`case.layers`), so it is also a correct, framework-free adapter that the suite's self-tests plant
+bugs into (tests/planted.py overrides its steps).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ SIGMA = {  # σ and σ′ in the dtype of z; σ′ from the output where framewo
 
 
 class NumpyAdapter:
-    """Hand-written backprop in NumPy, in float32 or float64, on the CPU."""
+    """Hand-written backprop in NumPy, in float32 or float64, on the CPU, at any depth.
+
+    Layer i = 1…L (the seed's l) reads a⁽ⁱ⁻¹⁾ (a⁽⁰⁾ = x) and writes z⁽ⁱ⁾ and a⁽ⁱ⁾; the lists
+    `a[i]`, `z[i]`, `W[i]`, … below are indexed so, their entry 0 unused but a[0] = x.
+    Each step is a method, so that tests/planted.py can break one.
+    """
 
     name = "numpy"
     framework = "numpy"
@@ -40,29 +46,33 @@ class NumpyAdapter:
         """Return the gradients of the summed cost (19) computed in `dtype`."""
         if device != "cpu":
             raise DeviceUnavailable(f"numpy runs on the cpu only, not on {device!r}")
-        p = {k: np.asarray(v, dtype=dtype) for k, v in case.params.items()}
-        x, y = case.x.astype(dtype), case.y.astype(dtype)
-        (f1, df1), (f2, df2) = SIGMA[case.sigma1], SIGMA[case.sigma2]
-        z1 = self.matmul(x, p["W1"].T) + p["b1"]  # (15)
-        a1 = f1(z1)  # (16)
-        z2 = self.matmul(a1, p["W2"].T) + p["b2"]  # (17)
-        a2 = f2(z2)  # (18)
-        delta2 = df2(z2, a2) * self.dC_da2(a2, y)  # (24)
-        delta1 = df1(z1, a1) * self.matmul(delta2, p["W2"])  # (26), (28)–(29)
-        return {
-            "W1": self.matmul(delta1.T, x),
-            "b1": self.colsum(delta1),
-            "W2": self.dW2(delta2, a1, z2, a2, y),
-            "b2": self.colsum(delta2),
-        }
+        W = [None] + [np.asarray(layer.W, dtype=dtype) for layer in case.layers]
+        b = [None] + [np.asarray(layer.b, dtype=dtype) for layer in case.layers]
+        sigma = [None] + [SIGMA[layer.sigma] for layer in case.layers]
+        L, y = len(case.layers), case.y.astype(dtype)
+        z, a = [None], [case.x.astype(dtype)]
+        for i in range(1, L + 1):
+            z.append(self.matmul(a[i - 1], W[i].T) + b[i])  # (13); (15), (17)
+            a.append(sigma[i][0](z[i]))  # (16), (18)
+        g, dC_da = {}, self.dC_daL(a[L], y)  # (19) differentiated
+        for i in range(L, 0, -1):
+            delta = sigma[i][1](z[i], a[i]) * dC_da  # (24), (26)
+            g[f"W{i}"] = self.dW(i, delta, a[i - 1], z[i], dC_da)  # (22), (26)
+            g[f"b{i}"] = self.db(i, delta, z[i], dC_da)  # (24)
+            dC_da = self.matmul(delta, W[i])  # (28)–(29): ∂C/∂a⁽ⁱ⁻¹⁾, summed over m
+        return {k: g[k] for k in case.params}  # in order: W1, b1, …, WL, bL
 
-    def dC_da2(self, a2: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Differentiate (19), summed over the batch."""
-        return 2 * (a2 - y)
+    def dC_daL(self, aL: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Differentiate (19) at the output layer, summed over the batch."""
+        return 2 * (aL - y)
 
-    def dW2(self, delta2, a1, z2, a2, y) -> np.ndarray:
-        """Return (22) summed over the batch."""
-        return self.matmul(delta2.T, a1)
+    def dW(self, i: int, delta, a_prev, z, dC_da) -> np.ndarray:
+        """Return ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾, (22) and (26) summed over the batch."""
+        return self.matmul(delta.T, a_prev)
+
+    def db(self, i: int, delta, z, dC_da) -> np.ndarray:
+        """Return ∂C/∂b⁽ˡ⁾, the batch sum of δ⁽ˡ⁾ as in (24)."""
+        return self.colsum(delta)
 
 
 adapter = NumpyAdapter()

@@ -31,16 +31,17 @@ def _activation(name: str):
     return (lambda z: z) if attr is None else getattr(jax.nn, attr)
 
 
-def _cost(p: dict, x, y, sigma1: str, sigma2: str):
-    a1 = _activation(sigma1)(x @ p["W1"].T + p["b1"])  # (15)–(16)
-    a2 = _activation(sigma2)(a1 @ p["W2"].T + p["b2"])  # (17)–(18)
-    return ((a2 - y) ** 2).sum()  # (19), summed over the batch
+def _cost(p: dict, x, y, sigmas: tuple[str, ...]):
+    a = x
+    for i, sigma in enumerate(sigmas, 1):
+        a = _activation(sigma)(a @ p[f"W{i}"].T + p[f"b{i}"])  # (13): z⁽ⁱ⁾, then a⁽ⁱ⁾ = σ⁽ⁱ⁾(z⁽ⁱ⁾)
+    return ((a - y) ** 2).sum()  # (19), summed over the batch
 
 
 @functools.cache
 def _jitted_grad():
     jax = _jax()
-    return jax.jit(jax.grad(_cost), static_argnums=(3, 4))
+    return jax.jit(jax.grad(_cost), static_argnums=(3,))
 
 
 def _device(device: str):
@@ -56,8 +57,10 @@ def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
     jax = _jax()
     dev = _device(device)
     put = lambda a: jax.device_put(np.asarray(a, dtype=dtype), dev)  # noqa: E731
-    p = {k: put(v) for k, v in case.params.items()}
-    g = grad_fn(p, put(case.x), put(case.y), case.sigma1, case.sigma2)
+    p = {}
+    for i, layer in enumerate(case.layers, 1):
+        p[f"W{i}"], p[f"b{i}"] = put(layer.W), put(layer.b)
+    g = grad_fn(p, put(case.x), put(case.y), tuple(layer.sigma for layer in case.layers))
     out = {k: np.asarray(v) for k, v in g.items()}
     for k, v in out.items():
         if v.dtype != np.dtype(dtype):  # x64 off or a downcast would show here
@@ -101,7 +104,7 @@ class JaxEager(_Jax):
 
 
 class JaxJit(_Jax):
-    """jax.jit(jax.grad(cost)), compiled per shape, dtype, σ pair and precision setting."""
+    """jax.jit(jax.grad(cost)), compiled per shape, dtype, activations and precision setting."""
 
     name = "jax"
 

@@ -65,25 +65,30 @@ def _functional(name: str):
     return (lambda z: z) if fn is None else getattr(torch.nn.functional, fn)
 
 
-def _tensors(case: Case, dtype: str, device: str, grad: bool) -> dict:
+def _tensors(case: Case, dtype: str, device: str, grad: bool) -> tuple[dict, object, object]:
+    """Return the case's parameters (W1, b1, …, WL, bL), x and y as tensors."""
     torch = _torch()
     dt = getattr(torch, dtype)
-    names = ("W1", "b1", "W2", "b2", "x", "y")
-    return {
-        k: torch.tensor(getattr(case, k), dtype=dt, device=device,
-                        requires_grad=grad and k[0] in "Wb")
-        for k in names
-    }
+    put = lambda a, g=False: torch.tensor(a, dtype=dt, device=device, requires_grad=g)  # noqa: E731
+    p = {}
+    for i, layer in enumerate(case.layers, 1):
+        p[f"W{i}"], p[f"b{i}"] = put(layer.W, grad), put(layer.b, grad)
+    return p, put(case.x), put(case.y)
 
 
 def _numpy(grads: dict) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in grads.items()}
 
 
-def _cost(p: dict, x, y, s1, s2):
-    a1 = s1(x @ p["W1"].T + p["b1"])  # (15)–(16)
-    a2 = s2(a1 @ p["W2"].T + p["b2"])  # (17)–(18)
-    return ((a2 - y) ** 2).sum()  # (19), summed over the batch
+def _cost(p: dict, x, y, sigmas: tuple):
+    a = x
+    for i, sigma in enumerate(sigmas, 1):
+        a = sigma(a @ p[f"W{i}"].T + p[f"b{i}"])  # (13): z⁽ⁱ⁾ = W⁽ⁱ⁾a⁽ⁱ⁻¹⁾ + b⁽ⁱ⁾, then σ⁽ⁱ⁾
+    return ((a - y) ** 2).sum()  # (19), summed over the batch
+
+
+def _sigmas(case: Case) -> tuple:
+    return tuple(_functional(layer.sigma) for layer in case.layers)
 
 
 class TorchAutograd(_Torch):
@@ -93,9 +98,8 @@ class TorchAutograd(_Torch):
 
     def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the autograd gradients of the summed cost."""
-        t = _tensors(case, dtype, device, grad=True)
-        p = {k: t[k] for k in ("W1", "b1", "W2", "b2")}
-        _cost(p, t["x"], t["y"], _functional(case.sigma1), _functional(case.sigma2)).backward()
+        p, x, y = _tensors(case, dtype, device, grad=True)
+        _cost(p, x, y, _sigmas(case)).backward()
         return _numpy({k: v.grad for k, v in p.items()})
 
 
@@ -107,20 +111,22 @@ class TorchNN(_Torch):
     def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the gradients of a Sequential model whose weights are copied from the case."""
         torch = _torch()
-        nn = torch.nn
-        (n0, n1, n2), dt = case.sizes, getattr(torch, dtype)
-        model = nn.Sequential(
-            nn.Linear(n0, n1), getattr(nn, ACTIVATIONS[case.sigma1][1])(),
-            nn.Linear(n1, n2), getattr(nn, ACTIVATIONS[case.sigma2][1])(),
-        ).to(device=device, dtype=dt)
+        nn, dt = torch.nn, getattr(torch, dtype)
+        modules = []
+        for layer in case.layers:
+            n_out, n_in = layer.W.shape
+            modules += [nn.Linear(n_in, n_out), getattr(nn, ACTIVATIONS[layer.sigma][1])()]
+        model = nn.Sequential(*modules).to(device=device, dtype=dt)
+        linears = list(model)[::2]
         with torch.no_grad():
-            for layer, W, b in ((model[0], case.W1, case.b1), (model[2], case.W2, case.b2)):
-                layer.weight.copy_(torch.tensor(W, dtype=dt, device=device))
-                layer.bias.copy_(torch.tensor(b, dtype=dt, device=device))
-        t = _tensors(case, dtype, device, grad=False)
-        nn.MSELoss(reduction="sum")(model(t["x"]), t["y"]).backward()
-        grads = {"W1": model[0].weight.grad, "b1": model[0].bias.grad}
-        grads |= {"W2": model[2].weight.grad, "b2": model[2].bias.grad}
+            for linear, layer in zip(linears, case.layers, strict=True):
+                linear.weight.copy_(torch.tensor(layer.W, dtype=dt, device=device))
+                linear.bias.copy_(torch.tensor(layer.b, dtype=dt, device=device))
+        _, x, y = _tensors(case, dtype, device, grad=False)
+        nn.MSELoss(reduction="sum")(model(x), y).backward()
+        grads = {}
+        for i, linear in enumerate(linears, 1):
+            grads[f"W{i}"], grads[f"b{i}"] = linear.weight.grad, linear.bias.grad
         return _numpy(grads)
 
 
@@ -132,7 +138,5 @@ class TorchFunc(_Torch):
     def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return torch.func.grad of the summed cost."""
         torch = _torch()
-        t = _tensors(case, dtype, device, grad=False)
-        p = {k: t[k] for k in ("W1", "b1", "W2", "b2")}
-        s1, s2 = _functional(case.sigma1), _functional(case.sigma2)
-        return _numpy(torch.func.grad(_cost)(p, t["x"], t["y"], s1, s2))
+        p, x, y = _tensors(case, dtype, device, grad=False)
+        return _numpy(torch.func.grad(_cost)(p, x, y, _sigmas(case)))

@@ -4,6 +4,7 @@
         --batches 1,8,32 --seeds 5 --timing 3 --shards 2 -o reports/out/study
     python -m reports.study --shard 1/2 -o out/   # one shard, e.g. on another machine
     python -m reports.study compare out/shard-*.json -o reports/out/study
+    python -m reports.study --depths 2-8 --width 64 --batches 8 --seeds 3 -o reports/out/depth
 
 The output folder gets results.json (merged), report.html (the standard report) and study.html
 (the comparison page), and with --shards K the shards' files. A study runs in a scratch folder
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "test_conformance.py"
 DEFAULT_OUT = ROOT / "reports" / "out" / "study"
 PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "devices", "dtypes",
-                  "precisions", "pairs", "cases", "sizes", "batches", "seeds", "timing")
+                  "precisions", "pairs", "activations", "cases", "sizes", "batches", "seeds",
+                  "timing")
 """The conformance options (tests/conftest.py) a study hands to pytest as given."""
 RAN = (0, 1, 5)
 """pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
@@ -55,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shards must be 1 or more")
     if args.shard is not None and args.shards != 1:
         parser.error("give --shards K (run all K here) or --shard I/K (run one), not both")
+    if args.depths is not None:
+        if args.sizes is not None:
+            parser.error("--depths sets --sizes; give one")
+        if args.width < 1:
+            parser.error("--width must be 1 or more")
+        args.sizes = depth_sizes(args.depths, args.width)
     try:
         return study(args, extra)
     except KeyboardInterrupt:  # a second Ctrl-C while the first one's results were saved
@@ -84,9 +92,14 @@ def study_parser() -> argparse.ArgumentParser:
                    help="fail, not skip, items of a framework or device that is missing")
     for name, example in (("devices", "cpu,cuda"), ("dtypes", "float32,float64"),
                           ("precisions", "default,highest,high"), ("pairs", "all"),
-                          ("cases", "seed,small"), ("sizes", "784x16x10,784x64x10"),
-                          ("batches", "1,8,32")):
+                          ("activations", "relu-relu-sigmoid"), ("cases", "seed,small"),
+                          ("sizes", "784x16x10,784x64x32x10"), ("batches", "1,8,32")):
         m.add_argument(f"--{name}", help=f"e.g. {example}")
+    m.add_argument("--depths", type=depths_arg, metavar="A-B",
+                   help="a depth study: networks of A…B layers, 784-W-…-W-10 with W = --width "
+                        "(sets --sizes), e.g. 2-8")
+    m.add_argument("--width", type=int, default=64, metavar="W",
+                   help="hidden units per layer of --depths (default 64)")
     m.add_argument("--seeds", type=int, metavar="N", help="seeds 0…N−1")
     m.add_argument("--timing", type=int, default=3, metavar="R",
                    help="time each adapter call R more times after a warm-up (default 3; 0: off)")
@@ -120,6 +133,22 @@ def shard_arg(value: str) -> tuple[int, int]:
     if not (i.isdigit() and k.isdigit() and 1 <= int(i) <= int(k)):
         raise argparse.ArgumentTypeError(f"{value!r}: expected I/K with 1 ≤ I ≤ K, e.g. 1/2")
     return int(i), int(k)
+
+
+def depths_arg(value: str) -> tuple[int, int]:
+    """Parse `A-B` (or `A`) with 1 ≤ A ≤ B."""
+    a, _, b = value.partition("-")
+    b = b or a
+    if not (a.isdigit() and b.isdigit() and 1 <= int(a) <= int(b)):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected A-B with 1 ≤ A ≤ B, e.g. 2-8")
+    return int(a), int(b)
+
+
+def depth_sizes(depths: tuple[int, int], width: int, inputs: int = 784,
+                outputs: int = 10) -> str:
+    """Return the --sizes of a depth study: 784x64x10, 784x64x64x10, … (L − 1 hidden layers)."""
+    return ",".join("x".join(map(str, [inputs, *[width] * (L - 1), outputs]))
+                    for L in range(depths[0], depths[1] + 1))
 
 
 def conformance_args(args: argparse.Namespace) -> list[str]:

@@ -194,30 +194,37 @@ def _groups(items: list[dict]) -> dict[str, dict]:
         spec = i.get("spec") if isinstance(i.get("spec"), dict) else {}
         g = groups.setdefault(json.dumps(spec, sort_keys=True), {
             "spec": str(i.get("spec_id") or ""), "case": _case(spec), "ratios": [],
-            "timing": None})
+            "bits": [], "timing": None})
         cmp = i.get("comparison") if isinstance(i.get("comparison"), dict) else {}
         ratio = number(cmp.get("max_ratio"))
         if ratio is not None:
             g["ratios"].append(ratio)
+        bits = number((cmp.get("bits") or {}).get("min")) if isinstance(cmp.get("bits"),
+                                                                         dict) else None
+        if bits is not None and not math.isnan(bits):
+            g["bits"].append(bits)
         timing = (i.get("details") or {}).get("timing") if isinstance(i.get("details"),
                                                                       dict) else None
         if isinstance(timing, dict) and number(timing.get("median_s")) is not None:
             g["timing"] = timing
     for g in groups.values():
         g["ratio"] = max(g["ratios"], default=None)
+        g["bits_min"] = min(g["bits"], default=None)
     return groups
 
 
-def _case(spec: dict) -> tuple[str, int, int]:
-    """Return (sizes as `784x16x10`, n1, batch) of a spec; 0 for what is not recorded."""
+def _case(spec: dict) -> tuple[str, int, int, int]:
+    """Return (sizes as `784x16x10`, n1 of a 2-layer net, batch, depth L) of a spec; 0 for
+    what is not recorded (n1 too on deeper nets: the width plot compares 2-layer nets only)."""
     sizes = spec.get("sizes") if isinstance(spec.get("sizes"), list) else []
     n1 = sizes[1] if len(sizes) == 3 and isinstance(sizes[1], int) else 0
     batch = spec.get("batch") if isinstance(spec.get("batch"), int) else 0
-    return ("x".join(map(str, sizes)) or "?", n1, batch)
+    depth = len(sizes) - 1 if len(sizes) >= 2 and all(isinstance(n, int) for n in sizes) else 0
+    return ("x".join(map(str, sizes)) or "?", n1, batch, depth)
 
 
-def _case_order(case: tuple[str, int, int]) -> tuple:
-    return (case[1], case[0], case[2])
+def _case_order(case: tuple[str, int, int, int]) -> tuple:
+    return (case[3], case[1], case[0], case[2])
 
 
 def ms(seconds) -> str:
@@ -241,30 +248,44 @@ def _timing_row(config: dict, cases: list[tuple]) -> dict:
 
 
 def _plots(configs: list[dict]) -> list[dict]:
-    """Return the figures: greatest ratio against batch and against width; time against batch."""
-    batch, width = (lambda g: g["case"][2]), (lambda g: g["case"][1])
-    figures = [
-        ("error against batch size", "batch size", batch, _ratio_of, max),
-        ("error against width n1", "width n1 (hidden units)", width, _ratio_of, max),
-        ("gradient time against batch size", "batch size", batch, _time_of, statistics.median),
+    """Return the figures: greatest ratio against batch, width and depth; bits of agreement
+    against depth; time against batch."""
+    batch, width, depth = (lambda g: g["case"][2]), (lambda g: g["case"][1]), (lambda g:
+                                                                                g["case"][3])
+    figures = [  # title, x label, x, y, line through each x, y label, log y
+        ("error against batch size", "batch size", batch, _ratio_of, max, RATIO, True),
+        ("error against width n1", "width n1 (hidden units)", width, _ratio_of, max, RATIO, True),
+        ("error against depth", "depth L (layers)", depth, _ratio_of, max, RATIO, True),
+        ("bits of agreement against depth", "depth L (layers)", depth, _bits_of, min,
+         "least bits of agreement", False),
+        ("gradient time against batch size", "batch size", batch, _time_of, statistics.median,
+         "median time per call (ms)", True),
     ]
     out = []
-    for title, xlabel, x_of, y_of, line in figures:
+    for title, xlabel, x_of, y_of, line, ylabel, log_y in figures:
         series = [_series(c, x_of, y_of, line) for c in configs]
         xs = {x for s in series for x, _, _ in s["points"]}
         if len(xs) == 1:
             out.append({"title": title, "svg": None, "line": "",
                         "only": f"one {xlabel.split(' (')[0]} only: {num(xs.pop())}"})
         elif xs:
-            error = y_of is _ratio_of
-            ylabel = "greatest |g − ref| / bound" if error else "median time per call (ms)"
-            out.append({"title": title, "svg": plot(series, xlabel, ylabel, bound=error),
-                        "line": "the worst call" if line is max else "the median call"})
+            out.append({"title": title, "line": LINES[line],
+                        "svg": plot(series, xlabel, ylabel, bound=y_of is _ratio_of,
+                                    log_y=log_y)})
     return out
+
+
+RATIO = "greatest |g − ref| / bound"
+LINES = {max: "the worst call", min: "the worst call (fewest bits)",
+         statistics.median: "the median call"}
 
 
 def _ratio_of(group: dict) -> float | None:
     return group["ratio"]
+
+
+def _bits_of(group: dict) -> float | None:
+    return group["bits_min"]
 
 
 def _time_of(group: dict) -> float | None:
@@ -294,22 +315,26 @@ def log_range(values: list[float], pad: float = 0.0) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 1, hi + 1)
 
 
-def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False) -> Markup:
-    """Return a log–log line plot as an inline SVG; every text in it is escaped."""
+def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False,
+         log_y: bool = True) -> Markup:
+    """Return a line plot, x logarithmic, y logarithmic or linear from 0, as an inline SVG;
+    every text in it is escaped."""
     xs = sorted({x for s in series for x, _, _ in s["points"]})
     ys = [y for s in series for _, y, _ in s["points"]]
     finite = [max(y, FLOOR) for y in ys if math.isfinite(y)] + ([1.0] if bound else [])
+    if not log_y:
+        return _linear_plot(series, xs, ys, xlabel, ylabel)
     ylo, yhi = log_range(finite)
-    xlo, xhi = math.log10(xs[0]), math.log10(xs[-1])
-    xlo, xhi = (xlo - 0.3, xhi + 0.3) if xhi == xlo else (xlo - 0.05 * (xhi - xlo),
-                                                          xhi + 0.05 * (xhi - xlo))
+    xlo, xhi = _x_range(xs)
     px = lambda x: LEFT + (math.log10(x) - xlo) / (xhi - xlo) * (WIDTH - LEFT - RIGHT)  # noqa: E731
 
     def py(y: float) -> float:
         y = 10.0 ** yhi if not math.isfinite(y) else max(y, FLOOR)
         return TOP + (yhi - math.log10(y)) / (yhi - ylo) * (HEIGHT - TOP - BOTTOM)
 
-    parts = _axes(xs, px, (ylo, yhi), py, xlabel, ylabel)
+    step = max(1, math.ceil((yhi - ylo) / 8))
+    ticks = [(10.0 ** e, f"1e{e}") for e in range(int(ylo), int(yhi) + 1, step)]
+    parts = _axes(xs, px, ticks, py, xlabel, ylabel)
     if bound:
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(1.0):.1f}" '
                      f'y2="{py(1.0):.1f}" stroke="#b30000" stroke-dasharray="4 3"/>'
@@ -317,23 +342,50 @@ def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False) -> M
                      f'fill="#b30000">bound</text>')
     for s in series:
         parts += _draw(s, px, py)
-    body = "".join(parts)
+    return _svg("".join(parts))
+
+
+def _linear_plot(series: list[dict], xs: list[float], ys: list[float], xlabel: str,
+                 ylabel: str) -> Markup:
+    """Return a plot whose y axis runs linearly from 0 (bits of agreement), x logarithmic."""
+    top = max([y for y in ys if math.isfinite(y)], default=1.0)
+    yhi = max(8.0, 8.0 * math.ceil(top / 8.0))
+    xlo, xhi = _x_range(xs)
+    px = lambda x: LEFT + (math.log10(x) - xlo) / (xhi - xlo) * (WIDTH - LEFT - RIGHT)  # noqa: E731
+
+    def py(y: float) -> float:
+        y = yhi if not math.isfinite(y) else min(max(y, 0.0), yhi)
+        return TOP + (yhi - y) / yhi * (HEIGHT - TOP - BOTTOM)
+
+    ticks = [(float(v), str(v)) for v in range(0, int(yhi) + 1, 8 if yhi <= 64 else 16)]
+    parts = _axes(xs, px, ticks, py, xlabel, ylabel)
+    for s in series:
+        parts += _draw(s, px, py)
+    return _svg("".join(parts))
+
+
+def _x_range(xs: list[float]) -> tuple[float, float]:
+    """Return the log10 range of the x axis, padded."""
+    xlo, xhi = math.log10(xs[0]), math.log10(xs[-1])
+    return (xlo - 0.3, xhi + 0.3) if xhi == xlo else (xlo - 0.05 * (xhi - xlo),
+                                                      xhi + 0.05 * (xhi - xlo))
+
+
+def _svg(body: str) -> Markup:
     return Markup(f'<svg class="plot" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} '
                   f'{HEIGHT}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
 
 
-def _axes(xs: list[float], px, yrange: tuple[float, float], py, xlabel: str,
+def _axes(xs: list[float], px, yticks: list[tuple[float, str]], py, xlabel: str,
           ylabel: str) -> list[str]:
-    """Return the frame, the ticks (each x value; each decade of y) and the axis labels."""
-    ylo, yhi = yrange
+    """Return the frame, the ticks (each x value; the given y ticks) and the axis labels."""
     parts = [f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
              f'height="{HEIGHT - TOP - BOTTOM}" fill="none" stroke="#999"/>']
-    step = max(1, math.ceil((yhi - ylo) / 8))
-    for e in range(int(ylo), int(yhi) + 1, step):
-        y = py(10.0 ** e)
+    for value, label in yticks:
+        y = py(value)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
                      f'stroke="#eee"/><text x="{LEFT - 4}" y="{y + 4:.1f}" '
-                     f'text-anchor="end">1e{e}</text>')
+                     f'text-anchor="end">{escape(label)}</text>')
     ticks = xs if len(xs) <= 12 else [x for x in xs if math.log10(x).is_integer()] or xs[::4]
     for x in ticks:
         parts.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{HEIGHT - BOTTOM}" '

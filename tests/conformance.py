@@ -21,7 +21,7 @@ import pytest
 
 from adapters import DeviceUnavailable
 from reference.bounds import bounds
-from reference.case import Case, make_case
+from reference.case import Case, TwoLayerField, make_case
 from reference.compare import Comparison, Diagnosis, compare, diagnose
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
@@ -58,7 +58,7 @@ def case_for(spec: Spec) -> Case:
     Adapters never receive it: each call gets a fresh read-only copy (`_fresh`), compared to
     this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
     """
-    case = make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+    case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
     for a in _arrays(case).values():
         a.setflags(write=False)
     return case
@@ -310,6 +310,8 @@ def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> E
     if isinstance(exc, DeviceUnavailable):
         return FrameworkMissing(_first_line(exc))
     last = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, TwoLayerField):  # name the adapter's line that read the field
+        last = [f for f in last if not f.filename.endswith(f"reference{os.sep}case.py")]
     where = f" ({last[-1].filename.rsplit('/', 1)[-1]}:{last[-1].lineno})" if last else ""
     which = f" (call {call} of {calls})" if call > 1 else ""
     return AdapterFailed(f"{type(exc).__name__}: {_first_line(exc)}{where}{which}")

@@ -11,7 +11,6 @@ import zlib
 import pytest
 
 import adapters
-from reference.activations import CATALOGUE
 from tests import matrix, scheduling
 from tests.conformance import Runner
 
@@ -65,8 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "own), or names, e.g. highest,high (each adapter runs those it offers)")
     g.addoption("--cases", default=",".join(matrix.CASES),
                 help=f"comma-separated cases (known: {', '.join(matrix.CASES)})")
-    g.addoption("--sizes", default=None, metavar="N0xN1xN2,…",
-                help="run these network sizes (with --batches) instead of the named cases")
+    g.addoption("--sizes", default=None, metavar="N0xN1x…xNL,…",
+                help="run these network sizes, any number of layers (with --batches), instead "
+                     "of the named cases")
     g.addoption("--batches", default=None, metavar="B,…",
                 help="batch sizes for --sizes (default 1; alone, with the 784x16x10 net)")
     g.addoption("--seeds", type=int, default=None, metavar="N",
@@ -76,8 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--timing", type=int, default=0, metavar="R",
                 help="time each adapter call R more times after a warm-up; report the median")
     g.addoption("--pairs", default="default",
-                help="σ pairs: 'default' (each case's own), 'all', or e.g. "
-                     "relu-tanh,sigmoid-identity")
+                help="σ pairs, the 2-layer spelling of --activations: 'default' (each case's "
+                     "own), 'all', or e.g. relu-tanh,sigmoid-identity")
+    g.addoption("--activations", default="default",
+                help="an activation per layer: 'default' (each case's own), or e.g. "
+                     "relu-relu-sigmoid,tanh-tanh-identity; each replaces the activations of "
+                     "the cases of its depth")
     g.addoption("--entries", action="store_true",
                 help="make every gradient entry its own test item (small nets, bisecting)")
     g.addoption("--soak", type=int, default=0, metavar="N",
@@ -120,19 +124,13 @@ def _choose(config: pytest.Config, option: str, known) -> list[str]:
     return chosen
 
 
-def _pairs(config: pytest.Config) -> list[tuple[str, str]] | None:
-    """Return the σ pairs asked for, None for each case's default ones."""
-    value = config.getoption("pairs")
-    if value == "default":
-        return None
-    if value == "all":
-        return list(matrix.ALL_PAIRS)
-    pairs = [tuple(p.split("-")) for p in _split(value)]
-    bad = [p for p in pairs if len(p) != 2 or not all(s in CATALOGUE for s in p)]
-    if bad or not pairs:
-        raise pytest.UsageError(
-            f"--pairs {value}: expected σ1-σ2 pairs of {', '.join(CATALOGUE)}, 'default' or 'all'")
-    return pairs
+def _activations(config: pytest.Config, shapes: list) -> list[tuple[str, ...]] | None:
+    """Return the activation tuples of --activations or --pairs, None for each case's own."""
+    try:
+        return matrix.activations(config.getoption("pairs"), config.getoption("activations"),
+                                  {len(sizes) - 1 for sizes, _, _ in shapes})
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _shapes(config: pytest.Config) -> list:
@@ -145,13 +143,13 @@ def _shapes(config: pytest.Config) -> list:
         b = [int(v) for v in _split(_or(batches, "1"))]
     except ValueError:
         n, b = [], []
-    if not n or not b or any(len(t) != 3 or min(t) < 1 for t in n) or min(b) < 1:
+    if not n or not b or any(len(t) < 2 or min(t) < 1 for t in n) or min(b) < 1:
         given = " ".join(f"--{k} {v or repr(v)}" for k, v in (("sizes", sizes),
                                                                ("batches", batches))
                          if v is not None)
         raise pytest.UsageError(f"{given}: expected e.g. "
-                                "--sizes 784x16x10,784x64x10 --batches 1,32 "
-                                "(three sizes ≥ 1, batches ≥ 1)")
+                                "--sizes 784x16x10,784x128x64x10 --batches 1,32 "
+                                "(two or more sizes ≥ 1, batches ≥ 1)")
     n, b = list(dict.fromkeys(n)), list(dict.fromkeys(b))  # 4x3x2 and 04x3x2 run once
     _check_memory(n, b)
     return matrix.grid(n, b)
@@ -162,15 +160,15 @@ def _or(value: str | None, default: str) -> str:
     return default if value is None else value
 
 
-def _check_memory(sizes: list[tuple[int, int, int]], batches: list[int]) -> None:
+def _check_memory(sizes: list[tuple[int, ...]], batches: list[int]) -> None:
     """Stop before drawing a case whose arrays would not fit in memory, saying how much."""
     need, shape = max((matrix.memory_bytes(s, b), (s, b)) for s in sizes for b in batches)
     limit = matrix.memory_limit()
     if need > limit:
-        (n0, n1, n2), b = shape
+        n, b = shape
         raise pytest.UsageError(
-            f"--sizes {n0}x{n1}x{n2} --batches {b}: needs about {need / 2**30:.3g} GiB (case, "
-            f"reference, bounds and gradients in float64), over the limit of "
+            f"--sizes {'x'.join(map(str, n))} --batches {b}: needs about {need / 2**30:.3g} GiB "
+            f"(case, reference, bounds and gradients in float64), over the limit of "
             f"{limit / 2**30:.3g} GiB (half this machine's memory)")
 
 
@@ -303,7 +301,8 @@ def _matrix(config: pytest.Config) -> tuple[list, list]:
                for name, adapter in config.conformance_adapters.items()
                for dev in devices for dt in dtypes
                for p in _precisions(config.getoption("precisions"), adapter)]
-    return configs, matrix.specs(_shapes(config), _pairs(config), _seeds(config))
+    shapes = _shapes(config)
+    return configs, matrix.specs(shapes, _activations(config, shapes), _seeds(config))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -5,23 +5,26 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from reference.case import TENSORS
+from reference.case import tensors
 
-CASES = {  # name → (sizes, batch)
+CASES = {  # name → (sizes n0…nL, batch)
     "seed": ((784, 16, 10), 1),  # the seed's 784-16-10 net, one sample, as in (15)–(20)
     "minibatch": ((784, 16, 10), 32),
     "chain": ((1, 1, 1), 1),  # the one-neuron chain (1)–(12)
     "small": ((5, 4, 3), 3),
+    "deep": ((784, 64, 32, 16, 10), 8),  # the general layer (13) stacked four times
 }
-PAIRS = {  # name → the σ pairs the default matrix runs it with
+PAIRS = {  # name → the activations (one per layer) the default matrix runs it with
     "seed": (("sigmoid", "sigmoid"), ("softplus", "tanh")),
     "minibatch": (("relu", "sigmoid"), ("tanh", "identity")),
     "chain": (("sigmoid", "sigmoid"),),
     "small": (("tanh", "softplus"),),
+    "deep": (("relu", "tanh", "sigmoid", "softplus"),),
 }
-"""Each case with few pairs: every new shape costs JAX a compilation per op (≈50 ms each on
-the CPU, eagerly), so the default spreads its pairs over the cases; `--pairs all` crosses
-every case with every pair of ALL_PAIRS, and `--pairs relu-tanh,…` with those."""
+"""Each case with few activation tuples: every new shape costs JAX a compilation per op (≈50 ms
+each on the CPU, eagerly), so the default spreads them over the cases; `--pairs all` crosses
+every 2-layer case with every pair of ALL_PAIRS, `--pairs relu-tanh,…` with those, and
+`--activations relu-relu-sigmoid,…` gives every case of that depth those activations."""
 ALL_PAIRS = (
     ("sigmoid", "sigmoid"), ("relu", "sigmoid"), ("tanh", "identity"), ("softplus", "tanh"),
     ("tanh", "softplus"), ("identity", "relu"),
@@ -34,17 +37,21 @@ KNOWN_DEVICES = ("cpu", "cuda")
 class Spec(NamedTuple):
     """A case by name only: the arrays are drawn when an item first needs them."""
 
-    sizes: tuple[int, int, int]
+    sizes: tuple[int, ...]  # n0…nL
     batch: int
     seed: int
-    sigma1: str
-    sigma2: str
+    sigmas: tuple[str, ...]  # σ1…σL
+
+    @property
+    def depth(self) -> int:
+        """Return L, the number of layers."""
+        return len(self.sizes) - 1
 
     @property
     def id(self) -> str:
-        """Return `sigmoid-sigmoid-784x16x10-b1-s0`."""
-        n0, n1, n2 = self.sizes
-        return f"{self.sigma1}-{self.sigma2}-{n0}x{n1}x{n2}-b{self.batch}-s{self.seed}"
+        """Return `sigmoid-sigmoid-784x16x10-b1-s0`, `relu-tanh-sigmoid-784x64x32x10-b8-s0`."""
+        sizes = "x".join(map(str, self.sizes))
+        return f"{'-'.join(self.sigmas)}-{sizes}-b{self.batch}-s{self.seed}"
 
 
 class Config(NamedTuple):
@@ -86,15 +93,15 @@ MEMORY_FALLBACK = 16 * 2**30
 """The memory limit where the machine does not say how much it has."""
 
 
-def memory_bytes(sizes: tuple[int, int, int], batch: int) -> int:
+def memory_bytes(sizes: tuple[int, ...], batch: int) -> int:
     """Estimate the bytes one case of these sizes holds at its peak, all float64: the pristine
     case and each call's copy, the reference's and the adapter's gradients, the bounds of both
     dtypes, the simulated arithmetic and the intermediates of each pass (measured peak on
-    4000x2000x10, batch 200, with the NumPy adapter: 0.70 GB; this says 0.80 GB)."""
-    n0, n1, n2 = sizes
-    params = n1 * n0 + n1 + n2 * n1 + n2
-    data = batch * (n0 + n2)
-    hidden = batch * (n1 + n2)
+    4000x2000x10, batch 200, with the NumPy adapter: 0.70 GB; this says 0.80 GB). At any depth
+    the same counts hold layer by layer: every W and b, and every layer's z and a."""
+    params = sum(n * m + n for m, n in zip(sizes, sizes[1:], strict=False))
+    data = batch * (sizes[0] + sizes[-1])
+    hidden = batch * sum(sizes[1:])
     return 8 * (12 * params + 4 * data + 12 * hidden)
 
 
@@ -106,34 +113,73 @@ def memory_limit() -> int:
         return MEMORY_FALLBACK
 
 
-Shape = tuple[tuple[int, int, int], int, tuple[tuple[str, str], ...]]  # sizes, batch, pairs
+Shape = tuple[tuple[int, ...], int, tuple[tuple[str, ...], ...]]  # sizes, batch, activations
 
 
 def named(cases: list[str]) -> list[Shape]:
-    """Return the named cases with their own σ pairs."""
+    """Return the named cases with their own activations."""
     return [(*CASES[name], PAIRS[name]) for name in cases]
 
 
-def grid(sizes: list[tuple[int, int, int]], batches: list[int]) -> list[Shape]:
-    """Return every sizes × batch case, with (sigmoid, sigmoid) as the pair unless overridden."""
-    return [(s, b, (("sigmoid", "sigmoid"),)) for s in sizes for b in batches]
+def grid(sizes: list[tuple[int, ...]], batches: list[int]) -> list[Shape]:
+    """Return every sizes × batch case, with sigmoid in every layer unless overridden."""
+    return [(s, b, (("sigmoid",) * (len(s) - 1),)) for s in sizes for b in batches]
 
 
-def specs(shapes: list[Shape], pairs: list[tuple[str, str]] | None, seeds: range) -> list[Spec]:
-    """Return every (case, σ pair, seed) of the matrix; pairs None means each case's own."""
+def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
+          seeds: range) -> list[Spec]:
+    """Return every (case, activations, seed) of the matrix: each case with the given activation
+    tuples of its depth, or with its own where none is of its depth (or none is given)."""
     return [
-        Spec(sizes, batch, seed, s1, s2)
-        for sizes, batch, own in shapes for (s1, s2) in (pairs or own) for seed in seeds
+        Spec(sizes, batch, seed, tuple(sigmas))
+        for sizes, batch, own in shapes
+        for sigmas in ([a for a in activations or () if len(a) == len(sizes) - 1] or own)
+        for seed in seeds
     ]
 
 
-def entry_indices(sizes: tuple[int, int, int], tensor: str) -> list[tuple[int, ...]]:
+def activations(pairs: str, given: str, depths: set[int]) -> list[tuple[str, ...]] | None:
+    """Return the activation tuples of --pairs (the 2-layer spelling) or --activations, None for
+    each case's own; raise ValueError, in one line, on a bad name or a tuple whose length fits
+    none of the cases' depths."""
+    from reference.activations import CATALOGUE
+
+    if pairs != "default" and given != "default":
+        raise ValueError(f"--pairs {pairs} --activations {given}: --pairs is the 2-layer "
+                         "spelling of --activations; give one")
+    flag, value = ("pairs", pairs) if pairs != "default" else ("activations", given)
+    if value == "default":
+        return None
+    if flag == "pairs" and value == "all":
+        chosen = list(ALL_PAIRS)
+    else:
+        chosen = list(dict.fromkeys(tuple(a.strip().split("-")) for a in value.split(",")
+                                    if a.strip()))
+    bad = [a for a in chosen if (flag == "pairs" and len(a) != 2)
+           or not all(s in CATALOGUE for s in a)]
+    if bad or not chosen:
+        shape = "σ1-σ2 pairs" if flag == "pairs" else "σ1-…-σL (one per layer)"
+        also = ", 'default' or 'all'" if flag == "pairs" else " or 'default'"
+        raise ValueError(f"--{flag} {value}: expected {shape} of {', '.join(CATALOGUE)}{also}")
+    unfit = [a for a in chosen if len(a) not in depths]
+    if unfit:
+        raise ValueError(f"--{flag} {'-'.join(unfit[0])}: {len(unfit[0])} activation(s), but the "
+                         f"cases have {' or '.join(map(str, sorted(depths)))} layer(s); give one "
+                         "activation per layer")
+    return chosen
+
+
+def shape_of(sizes: tuple[int, ...], tensor: str) -> tuple[int, ...]:
+    """Return the shape of W<l> (n_l, n_{l−1}) or b<l> (n_l,) in a net of these sizes."""
+    layer = int(tensor[1:])
+    return (sizes[layer], sizes[layer - 1]) if tensor[0] == "W" else (sizes[layer],)
+
+
+def entry_indices(sizes: tuple[int, ...], tensor: str) -> list[tuple[int, ...]]:
     """Return every index of one parameter tensor, row-major."""
-    n0, n1, n2 = sizes
-    shape = {"W1": (n1, n0), "b1": (n1,), "W2": (n2, n1), "b2": (n2,)}[tensor]
     import numpy as np
 
-    return [tuple(int(i) for i in idx) for idx in np.ndindex(shape)]
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(shape_of(sizes, tensor))]
 
 
 def items(configs: list[Config], specs_: list[Spec], entries: bool) -> list[Item]:
@@ -141,7 +187,7 @@ def items(configs: list[Config], specs_: list[Spec], entries: bool) -> list[Item
     out = []
     for config in configs:
         for spec in specs_:
-            for tensor in TENSORS:
+            for tensor in tensors(spec.depth):
                 if entries:
                     entries_ = entry_indices(spec.sizes, tensor)
                     out += [Item(config, spec, tensor, e) for e in entries_]

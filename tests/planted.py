@@ -19,26 +19,59 @@ from tests.orders import (  # noqa: F401  the correct adapters, one per summatio
 
 
 class MissingPrime(NumpyAdapter):
-    """(22) as printed: σ2(z2) where σ2′(z2) belongs; breaks W2 only."""
+    """(22) as printed: σL(zL) where σL′(zL) belongs in ∂C/∂WL; breaks WL (W2) only."""
 
     name = "planted_missing_prime"
 
-    def dW2(self, delta2, a1, z2, a2, y):
-        f2 = SIGMA[self.sigma2][0]
-        return self.matmul((f2(z2) * self.dC_da2(a2, y)).T, a1)
+    def dW(self, i, delta, a_prev, z, dC_da):
+        if i < len(self.sigmas):
+            return super().dW(i, delta, a_prev, z, dC_da)
+        return self.matmul((SIGMA[self.sigmas[-1]][0](z) * dC_da).T, a_prev)
 
     def gradients(self, case, dtype, device):
-        self.sigma2 = case.sigma2
+        self.sigmas = [layer.sigma for layer in case.layers]
         return super().gradients(case, dtype, device)
 
 
+class MissingPrimeMiddle(MissingPrime):
+    """σ⁽²⁾(z⁽²⁾) where σ⁽²⁾′(z⁽²⁾) belongs in layer 2's own gradients, of a net of three or more
+    layers (the δ passed on to layer 1 is right); breaks W2 and b2 only."""
+
+    name = "planted_missing_prime_middle"
+
+    def dW(self, i, delta, a_prev, z, dC_da):
+        return NumpyAdapter.dW(self, i, self._delta(i, delta, z, dC_da), a_prev, z, dC_da)
+
+    def db(self, i, delta, z, dC_da):
+        return NumpyAdapter.db(self, i, self._delta(i, delta, z, dC_da), z, dC_da)
+
+    def _delta(self, i, delta, z, dC_da):
+        if i != 2 or len(self.sigmas) < 3:
+            return delta
+        return SIGMA[self.sigmas[1]][0](z) * dC_da
+
+
+class SwappedMiddle(NumpyAdapter):
+    """Returns layers 2 and 3's gradients swapped (W2 ↔ W3, b2 ↔ b3), a loop's off-by-one
+    that shapes alone cannot catch where those layers are alike (784-16-16-16-10); breaks W2,
+    b2, W3 and b3 only."""
+
+    name = "planted_swapped_middle"
+
+    def gradients(self, case, dtype, device):
+        g = super().gradients(case, dtype, device)
+        if len(case.layers) >= 4:
+            g["W2"], g["W3"], g["b2"], g["b3"] = g["W3"], g["W2"], g["b3"], g["b2"]
+        return g
+
+
 class MeanLoss(NumpyAdapter):
-    """nn.MSELoss's default reduction: the cost divided by batch × n2; breaks every tensor."""
+    """nn.MSELoss's default reduction: the cost divided by batch × nL; breaks every tensor."""
 
     name = "planted_mean_loss"
 
-    def dC_da2(self, a2, y):
-        return 2 * (a2 - y) / a2.size
+    def dC_daL(self, aL, y):
+        return 2 * (aL - y) / aL.size
 
 
 class Float32Leak(NumpyAdapter):
@@ -137,6 +170,28 @@ class WrongShape(NumpyAdapter):
         return g
 
 
+class TwoLayerOnly:
+    """A correct contract-v1 adapter: it reads case.W1, b1, W2, b2, sigma1, sigma2 only, as
+    third-party adapters written before depth do; on a deeper case it must fail in one line."""
+
+    name = "two_layer_only"
+    framework = "numpy"
+
+    def gradients(self, case, dtype, device):
+        W1, b1, W2, b2 = (np.asarray(getattr(case, k), dtype=dtype) for k in
+                          ("W1", "b1", "W2", "b2"))
+        (f1, df1), (f2, df2) = SIGMA[case.sigma1], SIGMA[case.sigma2]
+        x, y = case.x.astype(dtype), case.y.astype(dtype)
+        z1 = x @ W1.T + b1  # (15)
+        a1 = f1(z1)  # (16)
+        z2 = a1 @ W2.T + b2  # (17)
+        a2 = f2(z2)  # (18)
+        delta2 = df2(z2, a2) * 2 * (a2 - y)  # (24)
+        delta1 = df1(z1, a1) * (delta2 @ W2)  # (26), (28)–(29)
+        return {"W1": delta1.T @ x, "b1": delta1.sum(axis=0), "W2": delta2.T @ a1,
+                "b2": delta2.sum(axis=0)}
+
+
 class MissingTensor(NumpyAdapter):
     """Returns no ∂C/∂b2."""
 
@@ -148,7 +203,8 @@ class MissingTensor(NumpyAdapter):
         return g
 
 
-NUMERIC = {a.name: a for a in (MissingPrime, MeanLoss, Float32Leak, OffByOneEntry,
+NUMERIC = {a.name: a for a in (MissingPrime, MissingPrimeMiddle, SwappedMiddle, MeanLoss,
+                               Float32Leak, OffByOneEntry,
                                RoundedOperands, TruncatedOperands, BF16Operands,
                                TruncatedBF16Operands)}
 """Bugs that change values: the separation is measured on these."""

@@ -47,10 +47,65 @@ def test_sums_in_the_least_accurate_order_pass(pytester):
                                        "tests.planted:SequentialSums", *matrix_args)
         assert outcomes and set(outcomes.values()) == {"passed"}, messages
 
+def last_weights(item_id: str) -> str:
+    """Return the name of an item's last-layer weights: W2 on 784x16x10, W4 on 784x64x32x16x10."""
+    sizes = re.search(r"-(\d+(?:x\d+)+)-b\d+-s\d+-", item_id).group(1)
+    return f"W{sizes.count('x')}"
+
+
 def test_missing_prime_breaks_w2_only(pytester):
-    """(22) as printed is flagged on every W2 item and nowhere else."""
+    """(22) as printed is flagged on every W2 item (WL on the deep case) and nowhere else."""
     outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MissingPrime")
-    assert failed(outcomes) == {k for k in outcomes if k.endswith("-W2")}
+    assert failed(outcomes) == {k for k in outcomes if k.endswith(f"-{last_weights(k)}")}
+    assert any(k.endswith("-W4") for k in failed(outcomes))
+
+
+DEEP = ("--frameworks=", "--sizes", "784x16x16x16x10", "--batches", "8", "--activations",
+        "relu-tanh-sigmoid-softplus")
+"""A deep case whose middle layers 2 and 3 are alike (16×16), so a swap keeps every shape."""
+
+
+def test_missing_prime_in_a_middle_layer_breaks_that_layer_only(pytester):
+    """σ′ lost in layer 2's own gradients of a 4-layer net: W2 and b2 fail, in both dtypes,
+    each naming its worst entries in W2 or b2; W1, W3, b3, W4, b4 and b1 pass."""
+    outcomes, messages = run_suite(pytester, *DEEP, "--adapter",
+                                   "tests.planted:MissingPrimeMiddle")
+    assert len(outcomes) == 2 * 8
+    assert failed(outcomes) == {k for k in outcomes if k.endswith(("-W2", "-b2"))}
+    for k, message in messages.items():
+        tensor = k.rsplit("-", 1)[1]
+        assert re.search(rf"{tensor}: \d+ of \d+ entries .* outside their bound", message)
+        assert re.search(rf"  {tensor}\[\d+(, \d+)?\]: got", message), message
+
+
+def test_swapped_middle_layers_break_those_layers_only(pytester):
+    """Layers 2 and 3's gradients returned swapped (same shapes): W2, b2, W3, b3 fail and
+    nothing else, on the deep case; the 2-layer cases it cannot swap pass."""
+    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.planted:SwappedMiddle")
+    assert failed(outcomes) == {k for k in outcomes if k.endswith(("-W2", "-b2", "-W3", "-b3"))}
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:SwappedMiddle", "--cases",
+                            "small,chain")
+    assert outcomes and set(outcomes.values()) == {"passed"}
+
+
+def test_missing_prime_breaks_the_last_layer_at_any_depth(pytester):
+    """(22) as printed on a 4-layer net: W4 only."""
+    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.planted:MissingPrime")
+    assert failed(outcomes) == {k for k in outcomes if k.endswith("-W4")}
+
+
+def test_a_two_layer_only_adapter_fails_deep_cases_in_one_line(pytester):
+    """A contract-v1 adapter (case.W1 … case.sigma2) passes the 2-layer cases and fails every
+    item of a deeper one with the one line that says why, not a KeyError from inside."""
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.planted:TwoLayerOnly",
+                                   "--cases", "small,deep")
+    deep = {k for k in outcomes if "-784x64x32x16x10-" in k}
+    assert len(deep) == 2 * 8 and failed(outcomes) == deep
+    reason = (r"adapter 'two_layer_only' raised while computing [Wb][1-4]: TwoLayerField: this "
+              r"case has 4 layers: W1 is a 2-layer field; read case.layers \(adapter contract "
+              r"v2, adapters/README.md\) \(planted.py:\d+\)")
+    for k in deep:
+        assert re.fullmatch(reason, messages[k].strip()), messages[k]
 
 
 def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
@@ -89,13 +144,14 @@ def test_reduced_operands_fail_every_float32_item_and_say_so(pytester, planted, 
 
 
 @pytest.mark.parametrize("planted,tensor,reason", [
-    ("Raises", None, r"adapter 'planted_raises' raised while computing (W1|b1|W2|b2): "
+    ("Raises", None, r"adapter 'planted_raises' raised while computing [Wb][1-4]: "
                      r"RuntimeError: planted failure inside the adapter \(planted.py:\d+\)"),
     ("ReturnsNaN", "b1", r"adapter 'planted_nan' returned b1 with 1 NaN/Inf of \d+ entries "
                    r"\(first at b1\[0\]\)"),
     ("WrongShape", "W1", r"adapter 'planted_wrong_shape' returned W1 with shape \(\d+, \d+\), "
                          r"expected \(\d+, \d+\)"),
-    ("MissingTensor", "b2", r"adapter 'planted_missing' returned no b2 \(it returned W1, b1, W2\)"),
+    ("MissingTensor", "b2", r"adapter 'planted_missing' returned no b2 \(it returned W1, b1, W2"
+                            r"(, W3, b3, W4, b4)?\)"),
 ])
 def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor, reason):
     """A broken adapter fails its items with a one-line reason; every other item still runs."""

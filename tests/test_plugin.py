@@ -31,7 +31,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_ids_read_like_the_domain(pytester):
-    """Ids are adapter-device-dtype-σ1-σ2-sizes-batch-seed-tensor, as in DESIGN.md."""
+    """Ids are adapter-device-dtype-σ1-…-σL-sizes-batch-seed-tensor, as in DESIGN.md."""
     result = run(pytester, "--collect-only", "-q", "--frameworks", "torch")
     result.stdout.fnmatch_lines(
         ["*test_gradient[[]torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[]]"])
@@ -127,10 +127,21 @@ def test_shards_partition_the_matrix_keeping_adapter_calls_whole(pytester):
 @pytest.mark.parametrize("args,says", [
     (("--shard", "0/2"), "--shard 0/2: expected I/N"),
     (("--shard", "x"), "--shard x: expected I/N"),
-    (("--sizes", "784x16"), "--sizes 784x16: expected e.g."),
+    (("--sizes", "784"), "--sizes 784: expected e.g."),
+    (("--sizes", "784x0x10"), "--sizes 784x0x10: expected e.g."),
     (("--batches", "0"), "--batches 0: expected e.g."),
     (("--seeds", "2", "--soak", "1"), "--seeds and --soak both set the seeds"),
     (("--pairs", "relu-nope"), "--pairs relu-nope: expected σ1-σ2 pairs"),
+    (("--pairs", "relu-tanh-tanh"), "--pairs relu-tanh-tanh: expected σ1-σ2 pairs"),
+    (("--activations", "relu-nope-tanh"), "--activations relu-nope-tanh: expected σ1-…-σL"),
+    (("--sizes", "784x128x64x10", "--activations", "relu-sigmoid"),
+     "--activations relu-sigmoid: 2 activation(s), but the cases have 3 layer(s); give one "
+     "activation per layer"),
+    (("--cases", "small", "--activations", "relu-relu-sigmoid"),
+     "--activations relu-relu-sigmoid: 3 activation(s), but the cases have 2 layer(s)"),
+    (("--pairs", "relu-tanh", "--activations", "relu-relu-tanh"),
+     "--pairs relu-tanh --activations relu-relu-tanh: --pairs is the 2-layer spelling of "
+     "--activations; give one"),
     (("--dtypes", "float16"), "--dtypes float16: unknown; known: float32, float64"),
     (("--precisions", "default,hihg"),
      "--precisions hihg: no adapter of this run offers it (numpy: default; or 'all')"),
@@ -150,6 +161,59 @@ def test_sizes_and_batches_make_a_grid(pytester):
     ids = collected(result)
     assert len(ids) == 2 * 2 * 2 * 4
     assert "numpy-cpu-float64-sigmoid-sigmoid-6x5x4-b7-s1-b2" in ids
+
+
+def test_sizes_take_any_number_of_layers_with_an_activation_each(pytester):
+    """--sizes 784x128x64x10 --activations relu-relu-sigmoid: ids name each layer's activation
+    and every tensor W1…b3; a 1-layer net is a case too, with its own activations."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--sizes",
+                 "784x128x64x10,6x3", "--batches", "8", "--activations",
+                 "relu-relu-sigmoid,tanh", "--collect-only", "-q")
+    ids = collected(result)
+    assert "numpy-cpu-float32-relu-relu-sigmoid-784x128x64x10-b8-s0-W2" in ids
+    assert {i.rsplit("-", 1)[1] for i in ids if "784x128x64x10" in i} == {
+        "W1", "b1", "W2", "b2", "W3", "b3"}
+    assert {i.rsplit("-", 1)[1] for i in ids if "-tanh-6x3-" in i} == {"W1", "b1"}
+    assert len(ids) == 2 * (6 + 2)
+
+
+def test_activations_replace_those_of_their_depth_only(pytester):
+    """On the named cases, 4 activations replace the deep case's own; the 2-layer cases keep
+    theirs; --pairs is the 2-layer spelling of the same option, leaving deep cases alone."""
+    base = ("--adapter", "adapters.example:adapter", "--cases", "small,deep", "--dtypes",
+            "float64", "--collect-only", "-q")
+    ids = collected(run(pytester, *base, "--activations", "tanh-tanh-tanh-tanh"))
+    assert "numpy-cpu-float64-tanh-tanh-tanh-tanh-784x64x32x16x10-b8-s0-W4" in ids
+    assert "numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W1" in ids and len(ids) == 4 + 8
+    ids = collected(run(pytester, *base, "--pairs", "relu-identity"))
+    assert "numpy-cpu-float64-relu-identity-5x4x3-b3-s0-b2" in ids
+    assert "numpy-cpu-float64-relu-tanh-sigmoid-softplus-784x64x32x16x10-b8-s0-b4" in ids
+
+
+def test_the_default_matrix_has_a_deep_case(pytester):
+    """The default cases include 784-64-32-16-10 at batch 8 with mixed activations."""
+    ids = collected(run(pytester, "--adapter", "adapters.example:adapter", "--collect-only",
+                        "-q"))
+    deep = {i for i in ids if "-784x64x32x16x10-b8-" in i}
+    assert "numpy-cpu-float32-relu-tanh-sigmoid-softplus-784x64x32x16x10-b8-s0-W3" in deep
+    assert len(deep) == 2 * 8
+
+
+def test_entries_at_depth_index_every_layer(pytester):
+    """--entries on a 3-layer net makes an item of every entry of every layer's W and b."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--sizes", "3x2x4x2",
+                 "--dtypes", "float64", "--entries", "-v")
+    result.assert_outcomes(passed=2 * 3 + 2 + 4 * 2 + 4 + 2 * 4 + 2)
+    result.stdout.fnmatch_lines(["*numpy-cpu-float64-sigmoid-sigmoid-sigmoid-3x2x4x2-b1-s0-W3[[]1,3[]]*"
+                                 "PASSED*"])
+
+
+def test_memory_estimate_counts_every_layer(pytester):
+    """A deep net too large for the machine stops before any case is drawn, naming its size."""
+    result = run(pytester, "--adapter", "adapters.example:adapter", "--sizes",
+                 "784x100000x100000x10", "--batches", "8")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--sizes 784x100000x100000x10 --batches 8: needs about * GiB*"])
 
 
 def test_absent_device_skips_locally_and_fails_under_require(pytester):
@@ -206,3 +270,16 @@ def test_a_huge_reason_is_capped_in_the_results(pytester):
     items = json.loads((pytester.path / "r.json").read_text())["items"]
     assert items and all(len(i["reason"]) < 1000 and i["reason"].endswith("characters cut]")
                          for i in items)
+
+
+def test_memory_estimate_at_depth_keeps_the_two_layer_number():
+    """memory_bytes of a 2-layer net is what it was before depth; each layer adds its own."""
+    from tests import matrix
+
+    n0, n1, n2, b = 4000, 2000, 10, 200
+    before = 8 * (12 * (n1 * n0 + n1 + n2 * n1 + n2) + 4 * b * (n0 + n2) + 12 * b * (n1 + n2))
+    assert matrix.memory_bytes((n0, n1, n2), b) == before
+    deeper = matrix.memory_bytes((n0, n1, n1, n2), b)
+    assert deeper - matrix.memory_bytes((n0, n1, n2), b) == 8 * (12 * (n1 * n1 + n1) + 12 * b * n1)
+    assert matrix.entry_indices((3, 2, 4, 2), "W3")[-1] == (1, 3)
+    assert matrix.shape_of((784, 64, 32, 16, 10), "b3") == (16,)

@@ -365,3 +365,66 @@ def test_compare_refuses_its_input_as_output_and_bad_shapes(tmp_path, capsys):
     assert capsys.readouterr().err == (f"reports: {tmp_path / 'bad.json'}: malformed: "
                                        "runs[0].id: expected a string\n")
     assert contents(out) == before and not (tmp_path / "new").exists()
+
+
+def deep_item(adapter: str, dtype: str, sizes: list[int], seed: int, bits: float,
+              ratio: float) -> dict:
+    """Return a hand-built results item of one tensor of a net of these sizes."""
+    spec = {"sizes": sizes, "batch": 8, "seed": seed, "sigmas": ["tanh"] * (len(sizes) - 1)}
+    spec_id = "-".join(spec["sigmas"]) + f"-{'x'.join(map(str, sizes))}-b8-s{seed}"
+    return {**item(adapter, dtype, 8, 64, seed), "spec": spec, "spec_id": spec_id,
+            "id": f"{adapter}-cpu-{dtype}-{spec_id}-W1",
+            "comparison": {"max_ratio": ratio, "bits": {"min": bits, "median": bits + 2,
+                                                        "of": 24 if dtype == "float32" else 53}}}
+
+
+def test_the_page_plots_error_and_bits_against_depth():
+    """A study over depths 2…4 draws the greatest ratio and the least bits of agreement against
+    depth, a line per config through its worst call; the width plot keeps 2-layer nets only."""
+    items = [deep_item(a, dt, [784, *[64] * (L - 1), 10], s, bits=30.0 - L - s, ratio=0.1 * L)
+             for a in ("a", "b") for dt in ("float32", "float64") for L in (2, 3, 4)
+             for s in (0, 1)]
+    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    for title in ("error against depth", "bits of agreement against depth"):
+        assert f"<b>{title}</b>" in page
+    assert "least bits of agreement" in page and "depth L (layers)" in page
+    assert "one width n1 only: 64" in page and "one batch size only: 8" in page
+    configs = study_page.view(results.jsonable(results.document([{"id": "r1"}], items)))
+    a32 = next(c for c in configs["configs"] if c["label"] == "a-cpu-float32")
+    depth = lambda g: g["case"][3]  # noqa: E731
+    assert study_page._series(a32, depth, study_page._bits_of, min)["line"] == [
+        (2, 27.0), (3, 26.0), (4, 25.0)]
+    assert study_page._series(a32, depth, study_page._ratio_of, max)["line"] == [
+        (2, 0.2), (3, 0.30000000000000004), (4, 0.4)]
+
+
+def test_depths_make_the_sizes_of_a_depth_study(tmp_path):
+    """--depths 2-4 --width 32 hands pytest 784x32x10,784x32x32x10,784x32x32x32x10; with
+    --sizes too it is a usage error."""
+    assert study.depth_sizes((2, 4), 32) == "784x32x10,784x32x32x10,784x32x32x32x10"
+    assert study.depth_sizes((1, 1), 8) == "784x10"
+    with pytest.raises(SystemExit):
+        study.main(["--depths", "2-4", "--sizes", "4x3x2", "-o", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        study.main(["--depths", "4-2", "-o", str(tmp_path)])
+
+
+def test_a_depth_study_runs_through_pytest_and_plots_depth(tmp_path):
+    """The README's depth study, narrowed to the NumPy example, depths 1…3 of width 4: every
+    layer's tensors are checked, and the page plots error and bits against depth."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    cmd = [sys.executable, "-m", "reports.study", "--frameworks=", "--adapter",
+           "adapters.example:adapter", "--depths", "1-3", "--width", "4", "--batches", "2",
+           "--activations", "tanh,tanh-relu,tanh-relu-sigmoid", "--timing", "0", "-n", "0",
+           "-o", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "--sizes=784x10,784x4x10,784x4x4x10" in done.stdout
+    doc = results.load(tmp_path / "results.json")
+    assert len(doc["items"]) == 2 * (2 + 4 + 6)
+    assert {i["outcome"] for i in doc["items"]} == {"passed"}
+    assert "numpy-cpu-float64-tanh-relu-sigmoid-784x4x4x10-b2-s0-W3" in {
+        i["id"] for i in doc["items"]}
+    page = (tmp_path / "study.html").read_text()
+    assert page.count('<svg class="plot"') == 2  # error and bits against depth
+    assert "<b>error against depth</b>" in page and "<b>bits of agreement against depth</b>" in page

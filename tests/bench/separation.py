@@ -39,8 +39,8 @@ from reference.simulate import simulate  # noqa: E402
 from tests import matrix, orders, planted  # noqa: E402
 
 BREAKS = {  # planted value bug → which items it breaks
-    "planted_missing_prime": lambda c, s, t: t == "W2",
-    "planted_mean_loss": lambda c, s, t: s.batch * s.sizes[2] > 1,
+    "planted_missing_prime": lambda c, s, t: t == f"W{len(s.sizes) - 1}",
+    "planted_mean_loss": lambda c, s, t: s.batch * s.sizes[-1] > 1,
     "planted_float32_leak": lambda c, s, t: c.dtype == "float64",
     "planted_off_entry": lambda c, s, t: c.dtype == "float64" and t == "W1",
 }
@@ -57,9 +57,9 @@ ORDER_WORK = 3e9
 class Case:
     """One case with its reference, bounds and simulations, each computed once, timed."""
 
-    def __init__(self, sizes, batch, seed, s1, s2):
-        self.case = make_case(sizes, batch, seed, s1, s2)
-        self.name = "{}x{}x{}-b{}".format(*sizes, batch)
+    def __init__(self, sizes, batch, seed, *sigmas):
+        self.case = make_case(sizes, batch, seed, *sigmas)
+        self.name = f"{'x'.join(map(str, sizes))}-b{batch}"
         start = time.perf_counter()
         self.ref = gradients(self.case)
         self.t_ref = time.perf_counter() - start
@@ -105,7 +105,7 @@ def default_matrix(args) -> None:
     reads, zs = defaultdict(set), defaultdict(lambda: float("inf"))
     bad = planted_adapters()
     for spec in specs:
-        c = Case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+        c = Case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
         key = c.name
         for a in correct_adapters(args.all_idioms):
             for dtype in matrix.DTYPES:
