@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from reference.activations import activation
 from reference.bounds import tmm
-from reference.case import Case
+from reference.case import Case, tensors
 
 MATMUL_BITS = {"tf32": 10, "bfloat16": 7}
 """Explicit mantissa bits that matrix-product operands keep under each reduced arithmetic."""
@@ -38,16 +40,14 @@ def truncate_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
 
 def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
     """Return (15)–(29) computed in float64, float32, or float32 with tf32/bf16 products
-    (`tf32`, `bfloat16`: operands rounded to nearest; with `-truncated`: truncated)."""
-    dtype = np.float64 if arithmetic == "float64" else np.float32
-    base = arithmetic.removesuffix(TRUNCATED)
-    bits = MATMUL_BITS.get(base)
+    (`tf32`, `bfloat16`: operands rounded to nearest; with `-truncated`: truncated), at any
+    depth (the 2-layer network written out, others layer by layer: `_simulate_deep`)."""
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"unknown arithmetic {arithmetic!r}")
-    cut = truncate_mantissa if arithmetic.endswith(TRUNCATED) else round_mantissa
-
-    def rounded(a):
-        return a if bits is None else cut(a, bits)
+    dtype = np.float64 if arithmetic == "float64" else np.float32
+    rounded = _operands(arithmetic)
+    if case.depth != 2:
+        return _simulate_deep(case, dtype, rounded)
 
     def mm(a, b):
         return rounded(a) @ rounded(b)
@@ -66,3 +66,30 @@ def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
          "W2": tmm(rounded(delta2), rounded(a1)),
          "b2": delta2.sum(axis=0)}
     return {k: v.astype(np.float64) for k, v in g.items()}
+
+
+def _operands(arithmetic: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Return what the arithmetic does to a matrix product's operand (nothing, in float)."""
+    bits = MATMUL_BITS.get(arithmetic.removesuffix(TRUNCATED))
+    cut = truncate_mantissa if arithmetic.endswith(TRUNCATED) else round_mantissa
+    return (lambda a: a) if bits is None else (lambda a: cut(a, bits))
+
+
+def _simulate_deep(case: Case, dtype: type, rounded: Callable) -> dict[str, np.ndarray]:
+    """Return the gradients of any depth with every matrix product's operands `rounded`."""
+    L = case.depth
+    W = [None, *(layer.W.astype(dtype) for layer in case.layers)]  # index i is layer i
+    s = [None, *(activation(layer.sigma) for layer in case.layers)]
+    z, ar = [None], [rounded(case.x.astype(dtype))]  # ar[i]: a_i as a product's operand
+    for i in range(1, L + 1):
+        z.append(ar[i - 1] @ rounded(W[i].T) + case.layers[i - 1].b.astype(dtype))  # (13)
+        a = s[i].f(z[i]).astype(dtype)
+        ar.append(rounded(a))
+    delta = s[L].df(z[L]).astype(dtype) * (2 * (a - case.y.astype(dtype)))  # (19), (22)
+    g = {}
+    for i in range(L, 0, -1):
+        g[f"W{i}"] = tmm(rounded(delta), ar[i - 1])  # (21)–(22)/(26)
+        g[f"b{i}"] = delta.sum(axis=0)  # (23)–(24)
+        if i > 1:
+            delta = s[i - 1].df(z[i - 1]).astype(dtype) * (rounded(delta) @ rounded(W[i]))
+    return {k: g[k].astype(np.float64) for k in tensors(L)}

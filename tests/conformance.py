@@ -239,34 +239,60 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return a.view(f"u{a.dtype.itemsize}")
 
 
+def _values(case: Case) -> dict[str, object]:
+    """Return every value of the case by name, layers flattened: sizes, batch, seed, sigmas,
+    W1, b1, sigma1, …, WL, bL, sigmaL, x, y (a changed array is then named as its gradient is)."""
+    out = {}
+    for f in dataclasses.fields(case):
+        value = getattr(case, f.name)
+        if f.name != "layers":
+            out[f.name] = value
+            continue
+        for i, layer in enumerate(value, start=1):
+            out.update({f"W{i}": layer.W, f"b{i}": layer.b, f"sigma{i}": layer.sigma})
+    return out
+
+
 def _arrays(case: Case) -> dict[str, np.ndarray]:
-    return {f.name: getattr(case, f.name) for f in dataclasses.fields(case)
-            if isinstance(getattr(case, f.name), np.ndarray)}
+    return {k: v for k, v in _values(case).items() if isinstance(v, np.ndarray)}
+
+
+def _read_only_copy(a: np.ndarray) -> np.ndarray:
+    """Return a fresh read-only view of a fresh copy (a view of a read-only base cannot be
+    made writeable again)."""
+    base = a.copy()
+    base.setflags(write=False)
+    return base.view()
 
 
 def _fresh(case: Case) -> Case:
-    """Return a copy of the case whose arrays are fresh, read-only views of fresh copies (a
-    view of a read-only base cannot be made writeable again)."""
-    copies = {}
-    for k, a in _arrays(case).items():
-        base = a.copy()
-        base.setflags(write=False)
-        copies[k] = base.view()
-    return dataclasses.replace(case, **copies)
+    """Return a copy of the case whose arrays, the layers' included, are fresh and read-only."""
+    layers = tuple(dataclasses.replace(layer, W=_read_only_copy(layer.W),
+                                       b=_read_only_copy(layer.b)) for layer in case.layers)
+    arrays = {f.name: _read_only_copy(getattr(case, f.name)) for f in dataclasses.fields(case)
+              if isinstance(getattr(case, f.name), np.ndarray)}
+    return dataclasses.replace(case, layers=layers, **arrays)
 
 
 def _changes(case: Case, pristine: Case) -> str:
-    """Say which field of the case differs from the pristine one, bitwise; '' if none."""
-    for f in dataclasses.fields(pristine):
-        a, b = getattr(case, f.name), getattr(pristine, f.name)
+    """Say which value of the case differs from the pristine one, bitwise; '' if none."""
+    if not isinstance(case.layers, tuple) or len(case.layers) != len(pristine.layers):
+        return f"layers changed (now {_count(case.layers)}, was {len(pristine.layers)})"
+    now = _values(case)
+    for k, b in _values(pristine).items():
+        a = now[k]
         if not isinstance(b, np.ndarray):
             if a != b:
-                return f"{f.name} changed ({b!r} → {a!r})"
+                return f"{k} changed ({b!r} → {a!r})"
         elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
-            return f"{f.name} changed (now {_layout(a)}, was {_layout(b)})"
+            return f"{k} changed (now {_layout(a)}, was {_layout(b)})"
         elif (n := int((_bits(a) != _bits(b)).sum())):
-            return f"{f.name} changed ({n} of {b.size} entries)"
+            return f"{k} changed ({n} of {b.size} entries)"
     return ""
+
+
+def _count(layers) -> str:
+    return f"{len(layers)}" if isinstance(layers, tuple) else type(layers).__name__
 
 
 def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> Exception:

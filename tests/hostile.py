@@ -47,8 +47,9 @@ class SGDStep(NumpyAdapter):
 
     def gradients(self, case, dtype, device):
         g = super().gradients(case, dtype, device)
-        for k, v in g.items():
-            object.__setattr__(case, k, getattr(case, k) - 0.1 * v)
+        for k, v in g.items():  # W3 is layer 3's W: the frozen layer is stepped past its guard
+            layer, part = case.layers[int(k[1:]) - 1], k[0]
+            object.__setattr__(layer, part, getattr(layer, part) - 0.1 * v)
         return g
 
 

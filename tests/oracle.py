@@ -1,4 +1,5 @@
-"""A high-precision oracle: (15)–(29) and central differences of (19) in mpmath, small nets only."""
+"""A high-precision oracle: (13)–(29) and central differences of (19) in mpmath, any depth,
+small nets only."""
 
 from __future__ import annotations
 
@@ -25,47 +26,47 @@ def _dot(w: list, v: list):
     return mp.fsum(a * b for a, b in zip(w, v, strict=True))
 
 
-def _forward(p: dict, x: list, s1, s2) -> tuple[list, list, list, list]:
-    n1, n2 = len(p["b1"]), len(p["b2"])
-    z1 = [_dot(p["W1"][j], x) + p["b1"][j] for j in range(n1)]
-    a1 = [s1(z) for z in z1]
-    z2 = [_dot(p["W2"][j], a1) + p["b2"][j] for j in range(n2)]
-    return z1, a1, z2, [s2(z) for z in z2]
+def _forward(p: dict, x: list, sigmas: tuple) -> tuple[list, list]:
+    """Return z and a of every layer for one sample; index i is layer i, a[0] = x, z[0] None."""
+    z, a = [None], [x]
+    for i, sigma in enumerate(sigmas, start=1):
+        W, b = p[f"W{i}"], p[f"b{i}"]
+        z.append([_dot(W[j], a[i - 1]) + b[j] for j in range(len(b))])  # (13)
+        a.append([SIGMA[sigma][0](zj) for zj in z[i]])
+    return z, a
 
 
 def cost(case: Case, p: dict | None = None, dps: int = 50) -> mp.mpf:
     """Return (19) summed over the batch at `dps` digits, for parameters p (default: theirs)."""
     with mp.workdps(dps):
         p = p or {k: _mp(v) for k, v in case.params.items()}
-        (f1, _), (f2, _) = SIGMA[case.sigma1], SIGMA[case.sigma2]
         total = mp.mpf(0)
         for x, y in zip(case.x, case.y, strict=True):
-            a2 = _forward(p, _mp(x), f1, f2)[3]
-            total += mp.fsum((a - mp.mpf(float(t))) ** 2 for a, t in zip(a2, y, strict=True))
+            aL = _forward(p, _mp(x), case.sigmas)[1][-1]
+            total += mp.fsum((a - mp.mpf(float(t))) ** 2 for a, t in zip(aL, y, strict=True))
         return +total
 
 
 def gradients(case: Case, dps: int = 50) -> dict[str, np.ndarray]:
-    """Return the gradients by (21)–(29) at `dps` digits, rounded once to float64."""
+    """Return the gradients of any depth by the δ recursion of (21)–(29) at `dps` digits,
+    rounded once to float64."""
     with mp.workdps(dps):
         p = {k: _mp(v) for k, v in case.params.items()}
-        (f1, d1), (f2, d2) = SIGMA[case.sigma1], SIGMA[case.sigma2]
-        n0, n1, n2 = case.sizes
+        L, n = case.depth, case.sizes
         g = {k: np.zeros(v.shape, dtype=object) for k, v in case.params.items()}
         for x, y in zip(case.x, case.y, strict=True):
-            x = _mp(x)
-            z1, a1, z2, a2 = _forward(p, x, f1, f2)
-            delta2 = [d2(z2[m]) * 2 * (a2[m] - mp.mpf(float(y[m]))) for m in range(n2)]
-            dC_da1 = [mp.fsum(p["W2"][m][j] * delta2[m] for m in range(n2)) for j in range(n1)]
-            delta1 = [d1(z1[j]) * dC_da1[j] for j in range(n1)]
-            for j in range(n2):
-                g["b2"][j] += delta2[j]
-                for k in range(n1):
-                    g["W2"][j, k] += delta2[j] * a1[k]
-            for j in range(n1):
-                g["b1"][j] += delta1[j]
-                for k in range(n0):
-                    g["W1"][j, k] += delta1[j] * x[k]
+            z, a = _forward(p, _mp(x), case.sigmas)
+            dC_da = [2 * (a[L][m] - mp.mpf(float(y[m]))) for m in range(n[L])]  # (19)
+            for i in range(L, 0, -1):
+                d = SIGMA[case.sigmas[i - 1]][1]
+                delta = [d(z[i][j]) * dC_da[j] for j in range(n[i])]
+                for j in range(n[i]):
+                    g[f"b{i}"][j] += delta[j]
+                    for k in range(n[i - 1]):
+                        g[f"W{i}"][j, k] += delta[j] * a[i - 1][k]
+                W = p[f"W{i}"]
+                dC_da = [mp.fsum(W[m][j] * delta[m] for m in range(n[i]))
+                         for j in range(n[i - 1])]  # (28)–(29)
         return {k: v.astype(float) for k, v in g.items()}
 
 
