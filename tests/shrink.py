@@ -126,7 +126,7 @@ def ladder(n: int) -> list[int]:
     """Return the widths to try below n, smallest first: 1, 2, 3, 4, 6, 8, 12, 16, 24, …"""
     out, p = [], 1
     while p < n:
-        out += [v for v in (p, p + p // 2) if v < n and v not in out]
+        out += [v for v in dict.fromkeys((p, p + p // 2)) if v < n]
         p *= 2
     return out
 
