@@ -8,9 +8,9 @@ candidate has entries of that tensor outside their bound, only such candidates a
 The search is greedy and deterministic: fewer layers, then each width, then the batch, each
 tried from the smallest ladder value up, the first that still fails taken; then each σ
 replaced by identity; passes repeat until none shrinks. Then the seeds of SEEDS are tried from
-the result, and the smallest case wins (ties: the lower seed). A time budget cuts the search;
-`Shrunk.complete` says whether it ran to the end (only then is the result the same on every
-machine).
+the result, and the smallest case wins (ties: the lower seed). A time budget cuts the search
+(the original case is always judged first); `Shrunk.complete` says whether it ran to the end
+(only then is the result the same on every machine).
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ def shrink(adapter, config: Config, spec, tensor: str, budget: float = BUDGET) -
     """Return the smallest case found within `budget` seconds that fails like `spec` does."""
     start = time.monotonic()
     search = _Search(adapter, config, tensor, "", start + budget)
-    first = search.judge(spec)
-    if first is None or not first.fails:
+    first = search.seen[spec] = verdict(adapter, config, spec, tensor)  # whatever the budget
+    if not first.fails:
         return Shrunk(spec, spec, tensor, None, first, 1, time.monotonic() - start, True)
     search.reads = first.reads
     best, v = search.run(spec, first)

@@ -40,3 +40,11 @@ def test_gpu_check_says_when_there_is_no_cuda():
         pytest.skip("a CUDA device is present: run tests/bench/gpu_check.py itself")
     done = script("gpu_check.py", "--quick")
     assert done.returncode == 2 and "no CUDA" in done.stdout
+
+
+def test_repro_bench_shrinks_every_planted_bug_and_its_script_fails():
+    """repro_bench.py on a small case: every planted bug's script exits 1 with its reading."""
+    done = script("repro_bench.py", "--size", "5x4x3-b3", "--pair", "tanh-softplus")
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()[2:]
+    assert len(rows) == 8 and all(row.split()[8] == "1" for row in rows), done.stdout
