@@ -79,7 +79,7 @@ def _adapter_source(adapter) -> dict:
 
 def data(adapter, config: Config, shrunk: Shrunk, item_id: str) -> dict:
     """Return what the script embeds for a shrunk failure."""
-    spec, tensor, diag = shrunk.spec, shrunk.tensor, shrunk.verdict.diagnosis
+    spec, tensor, diag = shrunk.spec, shrunk.shrunk_tensor, shrunk.verdict.diagnosis
     case = case_for(spec)
     entries = failing_entries(adapter, config, spec, tensor)
     if not entries:
@@ -125,7 +125,7 @@ def info(path: Path, shrunk: Shrunk) -> dict:
     """Return what the results and the report keep of an export."""
     return {"script": str(path), "original": size_text(shrunk.original),
             "shrunk": size_text(shrunk.spec), "shrunk_id": shrunk.spec.id,
-            "tensor": shrunk.tensor, "reads": shrunk.reads, "complete": shrunk.complete,
+            "tensor": shrunk.shrunk_tensor, "reads": shrunk.reads, "complete": shrunk.complete,
             "seconds": round(shrunk.seconds, 3), "cases": shrunk.evaluations}
 
 

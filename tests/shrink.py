@@ -1,9 +1,10 @@
 """Shrink a failing group: the smallest case on which the adapter still fails the same way.
 
 "The same way" is the suite's own verdict on each candidate (`verdict`): the same tensor
-fails, and the group's diagnosis reads the same (tf32, float32, wrong gradient, …). Once a
-candidate has entries of that tensor outside their bound, only such candidates are kept
-(a standalone script checks entries, not a field of errors).
+fails (renamed, W3 → W2, when a layer before it goes), and the group's diagnosis reads the
+same (tf32, float32, wrong gradient, …). Once a candidate has entries of that tensor outside
+their bound, only such candidates are kept (a standalone script checks entries, not a field
+of errors).
 
 The search is greedy and deterministic: fewer layers, then each width, then the batch, each
 tried from the smallest ladder value up, the first that still fails taken; then each σ
@@ -100,7 +101,8 @@ class Shrunk:
 
     original: Spec
     spec: Spec
-    tensor: str
+    tensor: str  # the failing tensor of the original case
+    shrunk_tensor: str  # its name in the shrunk case (a layer before it may have gone)
     reads: str | None  # what the original read; None if it did not fail when called again
     verdict: Verdict | None
     evaluations: int
@@ -134,82 +136,84 @@ def ladder(n: int) -> list[int]:
 class _Search:
     """One deterministic greedy search, cut by a deadline."""
 
-    def __init__(self, adapter, config: Config, tensor: str, reads: str, deadline: float):
-        self.adapter, self.config, self.tensor, self.reads = adapter, config, tensor, reads
+    def __init__(self, adapter, config: Config, reads: str, deadline: float):
+        self.adapter, self.config, self.reads = adapter, config, reads
         self.deadline = deadline
-        self.seen: dict[Spec, Verdict | None] = {}
+        self.seen: dict[tuple[Spec, str], Verdict] = {}
         self.out_of_time = False
 
-    def judge(self, spec) -> Verdict | None:
+    def judge(self, spec, tensor: str) -> Verdict | None:
         """Return the candidate's verdict, None once the time is spent."""
-        if spec not in self.seen:
+        if (spec, tensor) not in self.seen:
             if time.monotonic() > self.deadline:
                 self.out_of_time = True
                 return None
-            self.seen[spec] = verdict(self.adapter, self.config, spec, self.tensor)
-        return self.seen[spec]
+            self.seen[spec, tensor] = verdict(self.adapter, self.config, spec, tensor)
+        return self.seen[spec, tensor]
 
-    def same(self, spec, entries: bool) -> Verdict | None:
+    def same(self, spec, tensor: str, entries: bool) -> Verdict | None:
         """Return the verdict when the candidate fails as the original did, else None."""
-        v = self.judge(spec)
+        v = self.judge(spec, tensor)
         if v is None or not v.fails or v.reads != self.reads or (entries and not v.entries):
             return None
         return v
 
-    def candidates(self, spec):
-        """Yield smaller neighbours in the search's fixed order, each pass's group in turn."""
+    @staticmethod
+    def candidates(spec, tensor: str):
+        """Yield groups of smaller neighbours (sizes, batch, σs, tensor) in a fixed order."""
         sizes, sigmas = list(spec.sizes), list(sigmas_of(spec))
-        layer = int(self.tensor[1:])
-        for i in range(1, len(sizes) - 1):  # fewer layers: drop hidden layer i
-            if layer < i:  # the tensor keeps its name and its layer
-                yield [(sizes[:i] + sizes[i + 1:], spec.batch, sigmas[:i - 1] + sigmas[i:])]
+        part, layer = tensor[0], int(tensor[1:])
+        for i in range(1, len(sizes) - 1):  # fewer layers: layers i and i + 1 become one
+            name = f"{part}{layer - 1}" if layer > i else tensor  # its layer moved down
+            yield [(sizes[:i] + sizes[i + 1:], spec.batch, sigmas[:i - 1] + sigmas[i:], name)]
         for i in range(len(sizes)):
-            yield [(sizes[:i] + [n] + sizes[i + 1:], spec.batch, sigmas) for n in ladder(sizes[i])]
-        yield [(sizes, b, sigmas) for b in ladder(spec.batch)]
+            yield [(sizes[:i] + [n] + sizes[i + 1:], spec.batch, sigmas, tensor)
+                   for n in ladder(sizes[i])]
+        yield [(sizes, b, sigmas, tensor) for b in ladder(spec.batch)]
         for i, s in enumerate(sigmas):
             if s != "identity":
-                yield [(sizes, spec.batch, sigmas[:i] + ["identity"] + sigmas[i + 1:])]
+                yield [(sizes, spec.batch, sigmas[:i] + ["identity"] + sigmas[i + 1:], tensor)]
 
-    def run(self, spec, v: Verdict) -> tuple[Spec, Verdict]:
+    def run(self, spec, tensor: str, v: Verdict) -> tuple[Spec, str, Verdict]:
         """Shrink from a failing spec until no neighbour fails the same way."""
         changed = True
         while changed and not self.out_of_time:
             changed = False
-            for group in self.candidates(spec):
-                for sizes, batch, sigmas in group:
+            for group in self.candidates(spec, tensor):
+                for sizes, batch, sigmas, name in group:
                     try:
                         cand = spec_of(sizes, batch, spec.seed, sigmas)
                     except ValueError:
                         continue
-                    w = self.same(cand, bool(v.entries))
+                    w = self.same(cand, name, bool(v.entries))
                     if w is not None:
-                        spec, v, changed = cand, w, True
+                        spec, tensor, v, changed = cand, name, w, True
                         break
                 if self.out_of_time:
                     break
-        return spec, v
+        return spec, tensor, v
 
 
 def shrink(adapter, config: Config, spec, tensor: str, budget: float = BUDGET) -> Shrunk:
     """Return the smallest case found within `budget` seconds that fails like `spec` does."""
     start = time.monotonic()
-    search = _Search(adapter, config, tensor, "", start + budget)
-    first = search.seen[spec] = verdict(adapter, config, spec, tensor)  # whatever the budget
+    search = _Search(adapter, config, "", start + budget)
+    first = search.seen[spec, tensor] = verdict(adapter, config, spec, tensor)  # always
     if not first.fails:
-        return Shrunk(spec, spec, tensor, None, first, 1, time.monotonic() - start, True)
+        return Shrunk(spec, spec, tensor, tensor, None, first, 1, time.monotonic() - start, True)
     search.reads = first.reads
-    best, v = search.run(spec, first)
+    best, name, v = search.run(spec, tensor, first)
     for seed in SEEDS:
         if search.out_of_time or seed == best.seed:
             continue
         cand = spec_of(best.sizes, best.batch, seed, sigmas_of(best))
-        w = search.same(cand, bool(v.entries))
+        w = search.same(cand, name, bool(v.entries))
         if w is None:
             continue
-        other, w = search.run(cand, w)
+        other, other_name, w = search.run(cand, name, w)
         if (numbers(other), other.seed) < (numbers(best), best.seed):
-            best, v = other, w
-    return Shrunk(spec, best, tensor, first.reads, v, len(search.seen),
+            best, name, v = other, other_name, w
+    return Shrunk(spec, best, tensor, name, first.reads, v, len(search.seen),
                   time.monotonic() - start, not search.out_of_time)
 
 

@@ -14,15 +14,15 @@ import pytest
 
 from reports import repro as render
 from tests import planted
-from tests.matrix import Config, Spec
+from tests.matrix import Config
 from tests.repro import data, export
-from tests.shrink import ladder, numbers, shrink, verdict
+from tests.shrink import ladder, numbers, shrink, spec_of, verdict
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
-START = Spec((20, 8, 5), 4, 0, "tanh", "sigmoid")
+START = spec_of((20, 8, 5), 4, 0, ("tanh", "sigmoid"))
 """The case each planted bug is found on before it is shrunk."""
 
 BUGS = {  # planted adapter → (dtype, tensor, what the diagnosis reads, words of its sentence)

@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests import planted  # noqa: E402
-from tests.matrix import Config, Spec  # noqa: E402
+from tests.matrix import Config  # noqa: E402
 from tests.repro import export  # noqa: E402
-from tests.shrink import sigmas_of, size_text  # noqa: E402
+from tests.shrink import sigmas_of, size_text, spec_of  # noqa: E402
 
 BUGS = (  # adapter, dtype, tensor
     (planted.RoundedOperands, "float32", "W1"), (planted.TruncatedOperands, "float32", "W1"),
@@ -51,7 +51,7 @@ def main() -> int:
     args = p.parse_args()
     sizes, batch = args.size.split("-b")
     print(f"start: {args.size} {args.pair}, seed 0")
-    spec = Spec(tuple(int(n) for n in sizes.split("x")), int(batch), 0, *args.pair.split("-"))
+    spec = spec_of([int(n) for n in sizes.split("x")], int(batch), 0, args.pair.split("-"))
     print(f"{'adapter':24} {'dtype':8} {'tensor':6} {'shrunk to':22} {'cases':>5} "
           f"{'shrink s':>8} {'exit':>4} {'run s':>6}  reads")
     with tempfile.TemporaryDirectory() as folder:
