@@ -41,30 +41,32 @@ def hex_array(a: np.ndarray) -> str:
     return f"f32(\n{lines},\n    {shape})"
 
 
+def _listed(arrays: list) -> str:
+    """Return a list of embedded arrays, on one line when it fits."""
+    items = [hex_array(a) for a in arrays]
+    one = f"[{', '.join(items)}]"
+    return one if len(one) <= 88 and "\n" not in one else \
+        "[\n" + "".join(f"    {i},\n" for i in items) + "]"
+
+
 def _data(d: dict) -> str:
-    """Return the embedded inputs: f32, SIZES … SIGMAS, W, b, x, y."""
-    W = ",\n".join(f"    {hex_array(Wl)}" for Wl, _ in d["layers"])
-    b = ",\n".join(f"    {hex_array(bl)}" for _, bl in d["layers"])
+    """Return the embedded inputs: f32, SIGMAS, W, b, x, y."""
+    n = d["sizes"][-1]
     return "\n".join([
-        "",
-        "def f32(hex_bytes, *shape):",
-        '    """Return float32 values stored little-endian as hex: the exact inputs."""',
-        '    return np.frombuffer(bytes.fromhex(hex_bytes), dtype="<f4").reshape(shape)',
-        "",
-        "",
-        f"SIZES, BATCH, SEED = {tuple(d['sizes'])!r}, {d['batch']}, {d['seed']}",
-        f"SIGMAS = {tuple(d['sigmas'])!r}  # activation of each layer",
-        f"W = [  # W[l] of layer l + 1 is (out, in), as in (20)\n{W},\n]",
-        f"b = [\n{b},\n]",
-        f"x = {hex_array(d['x'])}  # (batch, n0)",
-        f"y = np.eye({d['sizes'][-1]})[{list(d['labels'])!r}]  # one-hot targets",
+        "f32 = lambda h, *shape: np.frombuffer(bytes.fromhex(h), \"<f4\").reshape(shape)"
+        ".astype(float)",
+        f"SIGMAS = {tuple(d['sigmas'])!r}",
+        f"W = {_listed([Wl for Wl, _ in d['layers']])}  # (out, in) as in (20)",
+        f"b = {_listed([bl for _, bl in d['layers']])}",
+        f"x, y = {hex_array(d['x'])}, np.eye({n})[{list(d['labels'])!r}]  # exact float32 "
+        "inputs (little-endian hex); y one-hot",
     ])
 
 
 def _entries(d: dict) -> str:
-    rows = [f"    ({tuple(e['index'])!r}, {e['ref']!r}, {e['bound']!r}, {e.get('sim')!r}),"
+    rows = [f"({tuple(e['index'])!r}, {e['ref']!r}, {e['bound']!r}, {e.get('sim')!r})"
             for e in d["entries"]]
-    return "\n".join(rows)
+    return f"[{rows[0]}]" if len(rows) == 1 else "[\n" + "".join(f"    {r},\n" for r in rows) + "]"
 
 
 def render(d: dict) -> str:
@@ -74,23 +76,30 @@ def render(d: dict) -> str:
     used = dict.fromkeys(d["sigmas"])
     acts = ", ".join(f"{s!r}: {ACTIVATIONS.get(kind, {}).get(s, '')}" for s in used)
     precision = d.get("precision", "default")
+    source = d.get("adapter", {})
     fields = {
         "data": _data(d), "dtype": d["dtype"], "device": d["device"], "layer": layer,
         "part": part, "tensor": d["tensor"], "activations": acts,
+        "sizes": repr(tuple(d["sizes"])), "batch": d["batch"], "seed": d["seed"],
         "precision_line": (f'torch.set_float32_matmul_precision("{precision}")'
                            if precision != "default" else
-                           "# float32 matmul precision: left at the framework's default"),
+                           "# float32 matmul precision: the framework's default"),
         "precision": repr(None if precision == "default" else precision),
-        "setting": repr({} if precision == "default" else {"precision": precision}),
-        **{k: d.get("adapter", {}).get(k, "") for k in ("name", "module", "attr")},
-        "paths": repr(list(d.get("adapter", {}).get("paths", []))),
+        "device_name": ("torch.cuda.get_device_name()" if d["device"] == "cuda"
+                        else "platform.processor() or 'cpu'"),
+        "setting": "" if precision == "default" else f", precision={precision!r}",
+        "setting_text": "" if precision == "default" else f", precision {precision}",
+        **{k: source.get(k, "") for k in ("name", "module", "attr")},
+        "paths": repr(list(source.get("paths", []))),
     }
     head = _template("head").substitute(
-        title=d["title"], diagnosis=textwrap.fill(d["diagnosis"], 96), item=d["item"],
-        search=textwrap.fill(d["search"], 96), tensor=d["tensor"])
+        title=d["title"], provenance=textwrap.fill(
+            f"From {d['item']} ({d['search']}). Exits 1 while an entry is outside its bound.",
+            96))
     body = _template(kind).substitute(fields)
+    label, digits = d.get("sim_label"), 17 if d["dtype"] == "float64" else 9
     check = _template("check").substitute(
         tensor=d["tensor"], entries=_entries(d), diagnosis_literal=repr(d["diagnosis"]),
-        sim_label=d.get("sim_label") or "no arithmetic fits",
-        digits=17 if d["dtype"] == "float64" else 9)
+        sim_label=f", what {label.split()[0]} gives" if label else "",
+        sim_part=f"; {label} {{sim:.{digits}g}}" if label else "", digits=digits)
     return head + body + check

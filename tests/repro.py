@@ -94,10 +94,9 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str) -> dict:
     worst = entries[0]
     return {
         "framework": framework, "item": item_id, "tensor": tensor,
-        "title": (f"{adapter.name}: {config.dtype} gradient dC/d{tensor} off by "
-                  f"{worst['ratio']:.3g}× its bound on a {size_text(spec)} network "
-                  f"({'-'.join(sigmas_of(spec))})"),
-        "search": f"shrunk {shrunk.summary()}", "diagnosis": sentence(diag, config, adapter),
+        "title": (f"{adapter.name}: {config.dtype} dC/d{tensor} off by {worst['ratio']:.3g}× its "
+                  f"bound on a {size_text(spec)} net; reads {diag.reads}."),
+        "search": _searched(shrunk), "diagnosis": sentence(diag, config, adapter),
         "sizes": spec.sizes, "batch": spec.batch, "seed": spec.seed, "sigmas": sigmas_of(spec),
         "layers": [(W, b) for W, b in zip(_params(case)[0::2], _params(case)[1::2],
                                           strict=True)],
@@ -105,6 +104,13 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str) -> dict:
         "dtype": config.dtype, "device": config.device, "precision": config.precision,
         "entries": entries, "sim_label": label, "adapter": _adapter_source(adapter),
     }
+
+
+def _searched(shrunk: Shrunk) -> str:
+    """Return how the case was found: `shrunk from 784x16x10 b32: 29 cases, 0.31 s`."""
+    cut = "" if shrunk.complete else ", budget spent: the smallest found"
+    return (f"shrunk from {size_text(shrunk.original)}: {shrunk.evaluations} cases, "
+            f"{shrunk.seconds:.2g} s{cut}")
 
 
 def _params(case) -> list[np.ndarray]:
