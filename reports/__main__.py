@@ -79,6 +79,10 @@ def repro(args) -> int:
         print(f"reports: {args.file}: no item {args.item!r}", file=sys.stderr)
         return 2
     item = found[-1]
+    if item.get("outcome") != "failed":
+        print(f"reports: {args.item}: {item.get('outcome')}, not failed: nothing to reproduce",
+              file=sys.stderr)
+        return 2
     from tests import repro as engine  # the engine, only for this command
 
     runs = {r.get("id"): r for r in doc["runs"]}

@@ -30,23 +30,24 @@ def _template(name: str) -> Template:
     return Template((TEMPLATES / f"{name}.py.tmpl").read_text())
 
 
-def hex_array(a: np.ndarray) -> str:
+def hex_array(a: np.ndarray, indent: int = 0) -> str:
     """Return a float32 array as `f32("…hex…", shape…)`, exact, wrapped in lines."""
     a = np.asarray(a, dtype="<f4")
     text = a.tobytes().hex()
     shape = ", ".join(map(str, a.shape))
     if len(text) <= HEX_CHARS:
         return f'f32("{text}", {shape})'
-    lines = "\n".join(f'    "{text[i:i + HEX_CHARS]}"' for i in range(0, len(text), HEX_CHARS))
-    return f"f32(\n{lines},\n    {shape})"
+    pad = " " * (indent + 4)
+    lines = "\n".join(f'{pad}"{text[i:i + HEX_CHARS]}"' for i in range(0, len(text), HEX_CHARS))
+    return f"f32(\n{lines},\n{pad}{shape})"
 
 
 def _listed(arrays: list) -> str:
     """Return a list of embedded arrays, on one line when it fits."""
-    items = [hex_array(a) for a in arrays]
-    one = f"[{', '.join(items)}]"
-    return one if len(one) <= 88 and "\n" not in one else \
-        "[\n" + "".join(f"    {i},\n" for i in items) + "]"
+    one = f"[{', '.join(hex_array(a) for a in arrays)}]"
+    if len(one) <= 88 and "\n" not in one:
+        return one
+    return "[\n" + "".join(f"    {hex_array(a, 4)},\n" for a in arrays) + "]"
 
 
 def _data(d: dict) -> str:

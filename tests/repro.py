@@ -109,7 +109,8 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str) -> dict:
 def _searched(shrunk: Shrunk) -> str:
     """Return how the case was found: `shrunk from 784x16x10 b32: 29 cases, 0.31 s`."""
     cut = "" if shrunk.complete else ", budget spent: the smallest found"
-    return (f"shrunk from {size_text(shrunk.original)}: {shrunk.evaluations} cases, "
+    n = shrunk.evaluations
+    return (f"shrunk from {size_text(shrunk.original)}: {n} case{'s' if n != 1 else ''}, "
             f"{shrunk.seconds:.2g} s{cut}")
 
 

@@ -122,6 +122,12 @@ def test_run_exports_one_script_per_failing_group_and_the_report_links_it(pytest
     assert cli.returncode == 0, cli.stderr
     proc, _ = run_alone(pytester.path / "cli.py", pytester.path)
     assert proc.returncode == 1 and "wrong gradient: 1 entry" in proc.stdout
+    passed = next(i["id"] for i in doc["items"] if i["outcome"] == "passed")
+    cli = subprocess.run([sys.executable, "-m", "reports", "repro", str(pytester.path / "r.json"),
+                          passed, "-o", str(pytester.path / "none.py")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "nothing to reproduce" in cli.stderr
+    assert not (pytester.path / "none.py").exists()
 
 
 def test_budget_cuts_the_search_and_says_so():
@@ -140,3 +146,17 @@ def test_a_failure_that_does_not_come_back_is_not_exported():
 
     with pytest.raises(NotExported, match="did not fail again"):
         export(NumpyAdapter(), Config("numpy", "cpu", "float32"), START, "W1", "item")
+
+
+def test_an_unshrunk_case_embeds_every_input_and_still_fails(tmp_path):
+    """With no time to shrink, the script carries the whole original case, wrapped in lines,
+    and fails on it."""
+    bug, config = planted.Float32Leak(), Config("planted_float32_leak", "cpu", "float64")
+    text, shrunk = export(bug, config, START, "W1", "item", budget=0.0)
+    assert shrunk.spec == START and "budget spent" in text
+    assert max(map(len, text.splitlines())) < 140
+    script = tmp_path / "repro.py"
+    script.write_text(text)
+    proc, _ = run_alone(script, tmp_path)
+    assert proc.returncode == 1 and "computed in float32" in proc.stdout
+    assert proc.stdout.count("W1[") == 8  # the eight worst of the failing entries
