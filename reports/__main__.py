@@ -1,4 +1,5 @@
-"""Merge results files and render reports from them: `python -m reports merge|html …`."""
+"""Merge results files, render reports from them, export a failing item's reproduction:
+`python -m reports merge|html|repro …`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from reports import results
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return 2 with one line on stderr when an input is unusable."""
     args = parser().parse_args(argv)
+    if args.command == "repro":
+        return repro(args)
     clash = results.same_file(args.output, args.files)
     if clash:
         print(f"reports: {args.output}: is the input {clash}; write the output elsewhere",
@@ -51,7 +54,52 @@ def parser() -> argparse.ArgumentParser:
     html = sub.add_parser("html", help="render results (several files are merged) as HTML")
     html.add_argument("files", nargs="+", metavar="RESULTS.json")
     html.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+    rep = sub.add_parser("repro", help="shrink one failing item of a results file and write "
+                                       "a standalone script that reproduces it")
+    rep.add_argument("file", metavar="RESULTS.json")
+    rep.add_argument("item", metavar="ITEM-ID", help="the item's id (or its pytest node id)")
+    rep.add_argument("-o", "--output", required=True, metavar="REPRO.py")
+    rep.add_argument("--seconds", type=float, default=30.0,
+                     help="time the shrinking may take (default 30)")
     return p
+
+
+def repro(args) -> int:
+    """Shrink one item's failure and write its script; 2 with one line when it cannot.
+
+    The one command of `reports` that runs the engine (tests/repro.py): it calls the adapter.
+    """
+    try:
+        doc = results.load(args.file)
+    except results.ResultsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    found = [i for i in doc["items"] if args.item in (i.get("id"), i.get("nodeid"))]
+    if not found:
+        print(f"reports: {args.file}: no item {args.item!r}", file=sys.stderr)
+        return 2
+    item = found[-1]
+    if item.get("outcome") != "failed":
+        print(f"reports: {args.item}: {item.get('outcome')}, not failed: nothing to reproduce",
+              file=sys.stderr)
+        return 2
+    from tests import repro as engine  # the engine, only for this command
+
+    runs = {r.get("id"): r for r in doc["runs"]}
+    options = (runs.get(item.get("run"), {}).get("provenance") or {}).get("options") or {}
+    try:
+        adapter, config, spec = engine.from_results(item, options)
+        text, shrunk = engine.export(adapter, config, spec, item["tensor"], item["id"],
+                                     args.seconds)
+        path = results.write_text(args.output, text)
+    except engine.NotExported as exc:
+        print(f"reports: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"reports: {args.output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    print(f"repro: {item['id']}: {shrunk.summary()} → {path}")
+    return 0
 
 
 if __name__ == "__main__":

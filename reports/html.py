@@ -7,7 +7,7 @@ import hashlib
 import json
 import shlex
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import jinja2
 import numpy as np
@@ -156,9 +156,22 @@ def _group(n: int, row: dict, col: dict, members: list[dict], runs: list[dict]) 
         per_run.append({"run": run, "items": mine, "cards": _cards(mine, f"{n}.{run['n']}"),
                         "counts": counts, "total": len(mine),
                         "status": _status(counts), "statuses": sorted(map(token, counts)),
-                        "fingerprint": _fingerprints([{"items": mine}])})
+                        "fingerprint": _fingerprints([{"items": mine}]),
+                        "repro": _repro(mine)})
     return {"anchor": f"g{n}", "row": row, "col": col, "per_run": per_run,
             "items": members, "statuses": sorted({token(i["outcome"]) for i in members})}
+
+
+def _repro(items: list[dict]) -> dict | None:
+    """Return the group's exported reproduction (`--repro DIR`), None when none was written."""
+    for i in items:
+        r = i["details"].get("repro")
+        if isinstance(r, dict) and isinstance(r.get("script"), str):
+            path = PurePath(r["script"])
+            return {"href": path.as_uri() if path.is_absolute() else r["script"],
+                    "name": path.name, "original": str(r.get("original", "?")),
+                    "shrunk": str(r.get("shrunk", "?"))}
+    return None
 
 
 def _cards(items: list[dict], key: str) -> list[dict]:

@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import json
 import math
+import sys
 
 import numpy as np
 
@@ -89,9 +90,20 @@ def params(item, adapter=None) -> dict:
     out["config_id"] = getattr(item.config, "id", None)
     out["spec_id"] = getattr(item.spec, "id", None)
     if adapter is not None:
+        out["adapter_spec"] = import_path(adapter)
         framework = str(getattr(adapter, "framework", ""))
         out["framework"], out["framework_version"] = framework, version_of(framework)
     return out
+
+
+def import_path(adapter) -> str:
+    """Return `module:Class` (a file's path for an adapter loaded from a file) that loads the
+    adapter again: `python -m reports repro` calls it."""
+    cls = type(adapter)
+    module = sys.modules.get(cls.__module__)
+    if cls.__module__.startswith("_adapter_") and getattr(module, "__file__", None):
+        return f"{module.__file__}:{cls.__qualname__}"
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:

@@ -97,8 +97,9 @@ class Runner:
     """
 
     def __init__(self, adapters: dict, repeats: int = 0, deterministic: bool = False,
-                 timeout: float = 0.0):
+                 timeout: float = 0.0, repro=None):
         self.adapters = adapters
+        self.repro = repro  # a tests.repro.Exporter under --repro DIR
         self.repeats = repeats
         self.deterministic = deterministic
         self.timeout = timeout
@@ -423,6 +424,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
         node.conformance["timing"] = runner.timing[item.group]
     check_group(runner, item, node)
     if not cmp.passed or (diag is not None and diag.field is not None):
+        if runner.repro is not None and diag is not None:
+            node.conformance["repro"] = runner.repro.export(item, adapter)
         pytest.fail(_message(item, cmp, diag, _reproduce(node), adapter), pytrace=False)
     return cmp
 

@@ -26,7 +26,8 @@ KNOWN_DTYPES = ("float32", "float64")
 MATRIX_OPTIONS: dict[str, tuple[str, object]] = {}
 """dest → (flag, default) of the options that decide which items exist or how they are judged
 (--deterministic): a failure's reproduce line repeats those that differ from their defaults."""
-NOT_MATRIX = ("require_frameworks", "shard", "timing", "adapter_timeout")
+NOT_MATRIX = ("require_frameworks", "shard", "timing", "adapter_timeout", "repro",
+              "repro_seconds")
 
 
 class _Group:
@@ -92,6 +93,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--adapter-timeout", type=float, default=600.0, metavar="SECONDS",
                 help="fail an adapter call's group when the call runs longer (default 600; "
                      "0: no limit)")
+    g.addoption("--repro", default=None, metavar="DIR",
+                help="for each failing group, shrink the case and write a standalone script "
+                     "that reproduces it to DIR/repro-GROUP.py")
+    g.addoption("--repro-seconds", type=float, default=30.0, metavar="SECONDS",
+                help="time the shrinking of one failing group may take (default 30)")
 
 
 def rerun_args(config: pytest.Config) -> str:
@@ -273,7 +279,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--adapter-timeout must be 0 (no limit) or more seconds")
     config.conformance_runner = Runner(config.conformance_adapters, config.getoption("timing"),
                                        config.getoption("deterministic"),
-                                       config.getoption("adapter_timeout"))
+                                       config.getoption("adapter_timeout"), _exporter(config))
+
+
+def _exporter(config: pytest.Config):
+    """Return the exporter of --repro DIR, None without it."""
+    folder, seconds = config.getoption("repro"), config.getoption("repro_seconds")
+    if not seconds > 0:
+        raise pytest.UsageError("--repro-seconds must be more than 0")
+    if folder is None:
+        return None
+    from tests.repro import Exporter
+
+    return Exporter(config.invocation_params.dir / folder, seconds)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)

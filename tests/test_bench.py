@@ -47,3 +47,11 @@ def test_orders_bench_prints_a_row_per_order():
     done = script("orders.py", "--sizes", "1x1x1-b1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("9 runs, 0 past their bound")
+
+
+def test_repro_bench_shrinks_every_planted_bug_and_its_script_fails():
+    """repro_bench.py on a small case: every planted bug's script exits 1 with its reading."""
+    done = script("repro_bench.py", "--size", "5x4x3-b3", "--pair", "tanh-softplus")
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()[2:]
+    assert len(rows) == 8 and all(row.split()[8] == "1" for row in rows), done.stdout
