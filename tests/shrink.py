@@ -40,12 +40,8 @@ BUDGET = 30.0
 
 
 def spec_of(sizes, batch: int, seed: int, sigmas) -> Spec:
-    """Return the Spec of a candidate: the one place that knows how a Spec spells its σs."""
-    if "sigmas" in Spec._fields:
-        return Spec(tuple(sizes), batch, seed, tuple(sigmas))
-    if len(sigmas) != 2:
-        raise ValueError(f"this suite's cases have 2 layers, not {len(sigmas)}")
-    return Spec(tuple(sizes), batch, seed, *sigmas)
+    """Return the Spec of a candidate."""
+    return Spec(tuple(sizes), batch, seed, tuple(sigmas))
 
 
 def sigmas_of(spec) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import pytest
 
 from reference.activations import CATALOGUE
 from reference.case import make_case
-from reference.network import forward
+from reference.network import forward_deep
 from tests import matrix
 
 DTYPES = {"float32": (np.float32, 2.0**-24), "float64": (np.float64, 2.0**-53)}
@@ -213,11 +213,13 @@ def test_drawn_cases_stay_clear_of_the_documented_deviations():
     its pre-activations where the frameworks follow the exact σ: softplus's z ≤ 20, and no
     relu input subnormal in float32; so the deviations above never reach a conformance item."""
     tiny = np.finfo(np.float32).tiny
-    for sizes, batch, _ in matrix.named(list(matrix.CASES)):
-        for s1, s2 in matrix.ALL_PAIRS:
+    for sizes, batch, own in matrix.named(list(matrix.CASES)):
+        depth = len(sizes) - 1
+        choices = matrix.ALL_PAIRS if depth == 2 else [*own, *((s,) * depth for s in CATALOGUE)]
+        for sigmas in choices:
             for seed in range(201):
-                f = forward(make_case(sizes, batch, seed, s1, s2))
-                for sigma, z in ((s1, f.z1), (s2, f.z2)):
+                f = forward_deep(make_case(sizes, batch, seed, *sigmas))
+                for sigma, z in zip(sigmas, f.z[1:], strict=True):
                     where = f"{sigma} layer of {sizes} b{batch} seed {seed}"
                     if sigma == "softplus":
                         assert z.max() <= 20, where

@@ -21,7 +21,7 @@ SPECS = (matrix.specs(matrix.named(list(matrix.CASES)), None, range(1))
 RUNS = [pytest.param(name, dtype, id=f"{name}-{dtype}") for name in ORDERS
         for dtype in matrix.DTYPES if not (name == "fma_sums" and dtype == "float64")]
 """fma_sums sums float64 as sequential_sums does, so it runs in float32 only."""
-LONGEST = Spec((5, 4, 3), 262144, 0, "sigmoid", "sigmoid")
+LONGEST = Spec((5, 4, 3), 262144, 0, ("sigmoid", "sigmoid"))
 """Batch sums of 262,144 terms, left to right in float32: the least accurate order at a length
 where a bound that models a tree (⌈log₂ n⌉ + 1 roundings) no longer holds."""
 

@@ -92,8 +92,8 @@ def main() -> None:
     for size in args.sizes.split(","):
         sizes, batch = parse_size(size)
         for pair in args.pairs.split(","):
-            s1, s2 = pair.split("-")
-            rows += run_size(Spec(sizes, batch, args.seed, s1, s2), orders, args.dtypes.split(","))
+            sigmas = tuple(pair.split("-"))
+            rows += run_size(Spec(sizes, batch, args.seed, sigmas), orders, args.dtypes.split(","))
     failing = [r for r in rows if max(r[3]) > 1]
     print(f"{len(rows)} runs, {len(failing)} past their bound; greatest ratio "
           f"{max(max(r[3]) for r in rows):.3g}")
