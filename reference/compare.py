@@ -109,7 +109,8 @@ Z = 6.0
 stand above zero before the errors are read as that arithmetic (see `fit`). With independent,
 sign-symmetric noise per row, z exceeds Z by chance with probability at most exp(−Z²/2) ≈
 1.5·10⁻⁸; rows are not always independent (they share upstream errors) and a tiny net has two,
-so z alone is not trusted: a reading also needs the share in BETA. A correct float32 run's
+so z alone is not trusted (on correct 1-1-1 and 5-4-3 runs it reached 111 at a share of
+0.0003): a reading also needs the share in BETA. A correct float32 run's
 errors are its own summation noise, whose projection on the simulated operand rounding is
 measured at shares below 10⁻³ (tests/bench/separation.py prints the greatest share and z of
 every correct group's fits, over every summation order of tests/orders.py), so a false reading
@@ -161,9 +162,31 @@ def fit(arithmetic: str, got: dict, ref: dict, sim: dict, base: dict, norm: dict
     """Return the fit of the errors got − ref on the simulated effect sim − base."""
     d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in ref}
     s = {k: sim[k] - base[k] for k in ref}
-    beta, z, rows = _regress(d, s, norm)
-    _, expected, _ = _regress({k: s[k] + base[k] - ref[k] for k in ref}, s, norm)
+    beta, z, rows = _regress(d, s, _noise(d, s, norm))
+    expect = {k: s[k] + base[k] - ref[k] for k in ref}
+    _, expected, _ = _regress(expect, s, _noise(expect, s, norm))
     return Fit(arithmetic, beta, z, expected, rows)
+
+
+def _noise(d: dict, s: dict, norm: dict) -> dict:
+    """Return each entry's weight scale: its bound times its tensor's RMS residual in bounds.
+
+    A framework sums each tensor in its own order (BLAS blocks for W, a left-to-right column
+    sum for b, say), so the noise beside the simulated field differs from tensor to tensor by
+    orders of magnitude. A first fit's residuals measure it per tensor, and the second fit
+    weights each tensor by it (feasible weighted least squares): a left-to-right b₁ at batch
+    2²⁰ then no longer drowns the W entries that carry the signal. Measured on 5-4-3 at 2²⁰,
+    three seeds: tf32 operands read at z 31–3,300 where one fit reached −1.8–600; correct runs
+    stay within |z| < 3.3 either way.
+    """
+    beta, _, _ = _regress(d, s, norm)
+    out = {}
+    for k in d:
+        m = norm[k] > 0
+        r = (d[k] - beta * s[k])[m] / norm[k][m]
+        rms = float(np.sqrt(np.mean(r * r))) if r.size else 0.0
+        out[k] = norm[k] * rms if rms > 0 else norm[k]
+    return out
 
 
 def _regress(d: dict, s: dict, norm: dict) -> tuple[float, float, int]:
