@@ -242,6 +242,7 @@ class Diagnosis:
     field: str | None = None
     fits: tuple[Fit, ...] = ()
     leak: float | None = None
+    matched: str | None = None  # the simulated arithmetic read, e.g. tf32-truncated
 
     def __str__(self) -> str:
         if self.reads == WRONG:
@@ -295,7 +296,8 @@ def diagnose(
         matching = [f for f in fits if f.matches]
         if matching:
             best = min(matching, key=lambda f: abs(np.log(f.beta)))
-            return Diagnosis(REDUCED[best.arithmetic], failing, REDUCED[best.arithmetic], fits)
+            name = REDUCED[best.arithmetic]
+            return Diagnosis(name, failing, name, fits, matched=best.arithmetic)
         return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
     leak = leak_level(got, ref, base, norm)
     if LEAK <= leak <= 1 / LEAK:

@@ -70,8 +70,12 @@ class Verdict:
 
     @property
     def reads(self) -> str | None:
-        """Return the diagnosis without its count: `tf32`, `float32`, `wrong gradient`."""
-        return None if self.diagnosis is None else self.diagnosis.reads
+        """Return the diagnosis without its count: `tf32`, `float32`, `wrong gradient`; for a
+        matched simulation its exact arithmetic (`tf32-truncated`), so that a shrunken case
+        never trades truncation for rounding where the two coincide."""
+        if self.diagnosis is None:
+            return None
+        return self.diagnosis.matched or self.diagnosis.reads
 
 
 def verdict(adapter, config: Config, spec, tensor: str) -> Verdict:

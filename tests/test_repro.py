@@ -27,7 +27,7 @@ START = spec_of((20, 8, 5), 4, 0, ("tanh", "sigmoid"))
 
 BUGS = {  # planted adapter → (dtype, tensor, what the diagnosis reads, words of its sentence)
     planted.RoundedOperands: ("float32", "W1", "tf32", "rounded to tf32"),
-    planted.TruncatedOperands: ("float32", "W1", "tf32", "truncated to tf32"),
+    planted.TruncatedOperands: ("float32", "W1", "tf32-truncated", "truncated to tf32"),
     planted.BF16Operands: ("float32", "W2", "bfloat16", "rounded to bfloat16"),
     planted.Float32Leak: ("float64", "W1", "float32", "computed in float32"),
     planted.MissingPrime: ("float64", "W2", "wrong gradient", "wrong gradient: 1 entry"),
@@ -112,10 +112,10 @@ def test_run_exports_one_script_per_failing_group_and_the_report_links_it(pytest
                        for dt in ("float32", "float64")]
     doc = json.loads((pytester.path / "r.json").read_text())
     failing = [i for i in doc["items"] if i["outcome"] == "failed"]
-    assert {i["details"]["repro"]["shrunk"] for i in failing} == {"1x1x1 b1"}
+    assert {i["details"]["repro"]["shrunk"] for i in failing} == {"1x1 b1"}  # one layer
     assert all("repro" not in i["details"] for i in doc["items"] if i["outcome"] == "passed")
     page = (pytester.path / "r.html").read_text()
-    assert page.count('class="repro"') == 2 and "shrunk from 5x4x3 b3 to <b>1x1x1 b1</b>" in page
+    assert page.count('class="repro"') == 2 and "shrunk from 5x4x3 b3 to <b>1x1 b1</b>" in page
     cli = subprocess.run([sys.executable, "-m", "reports", "repro", str(pytester.path / "r.json"),
                           failing[0]["id"], "-o", str(pytester.path / "cli.py")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
