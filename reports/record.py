@@ -186,3 +186,21 @@ def b64_floats(values: list[float]) -> str:
 
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int) -> dict:
+    """Return a heatmap's codes max-pooled again, coarser: at most rows × cols cells (2-D) or
+    cells_1d cells (1-D), its block the product of both poolings."""
+    if heat["layout"] == "2d":
+        grid = codes.reshape(heat["rows"], heat["cols"])
+        br, bc = math.ceil(grid.shape[0] / rows), math.ceil(grid.shape[1] / cols)
+        r, c = math.ceil(grid.shape[0] / br), math.ceil(grid.shape[1] / bc)
+        grid = _pad(grid, (r * br, c * bc)).reshape(r, br, c, bc).max(axis=(1, 3))
+        return {"layout": "2d", "block": [heat["block"][0] * br, heat["block"][1] * bc],
+                "rows": r, "cols": c, "cells": r * c, "codes": _b64(grid)}
+    b = max(1, math.ceil(codes.size / cells_1d))
+    cells = math.ceil(codes.size / b)
+    grid = _pad(codes, (cells * b,)).reshape(cells, b).max(axis=1)
+    cols_ = max(1, min(cells, RASTER))
+    return {"layout": "1d", "block": [heat["block"][0] * b], "rows": math.ceil(cells / cols_),
+            "cols": cols_, "cells": cells, "codes": _b64(grid)}
