@@ -80,7 +80,7 @@ def runs(tmp_path_factory) -> dict:
     done = {n: run_suite(where, f"n{n}", "-n", str(n), *args) for n in (0, 2)}
     for proc in done.values():
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    docs = {n: json.loads((where / f"n{n}.json").read_text()) for n in done}
+    docs = {n: results.load(where / f"n{n}.json") for n in done}
     return {"where": where, "proc": done, "doc": docs}
 
 
@@ -253,8 +253,8 @@ def test_small_vectors_keep_every_value_unpooled():
     (lambda text: text[: len(text) // 2], r"truncated \(the JSON ends early\)"),
     (lambda text: "{'schema': 1}", r"not JSON \(line 1 column 2\)"),
     (lambda text: "", r"empty, not JSON"),
-    (lambda text: text.replace('"version":1', '"version":2', 1),
-     r"schema version 2, this suite reads 1"),
+    (lambda text: text.replace('"version":2', '"version":3', 1),
+     r"schema version 3, this suite reads 1 and 2"),
     (lambda text: '{"schema": "something/else"}', r"not a backprop-conformance/results file"),
 ])
 def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path, capsys,
@@ -476,9 +476,11 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, command):
     assert good.read_bytes() == before
 
 
-def forged(damage) -> dict:
-    """Return the hostile document (valid) with one change."""
-    doc = json.loads(results.dumps(hostile_doc()))
+def forged(damage, version: int = 1) -> dict:
+    """Return the hostile document (valid) with one change, as a version 1 file (worst entries
+    as objects) or a version 2 one (packed)."""
+    doc = json.loads(results.dumps(hostile_doc()) if version == 2 else
+                     json.dumps({**results.jsonable(hostile_doc()), "version": 1}))
     damage(doc)
     return doc
 
@@ -522,6 +524,47 @@ SHAPES = [
 ]
 
 
+SHAPES_2 = [
+    (lambda d: d["items"][0]["comparison"]["worst"].update(numbers="AAAA"),
+     r"items\[0\]\.comparison\.worst\.numbers: expected base64 of 10 float64 numbers"),
+    (lambda d: d["items"][0]["comparison"]["worst"].update(index=[[0, -1], [0, 0]]),
+     r"items\[0\]\.comparison\.worst\.index\[0\]: expected a list of indices"),
+    (lambda d: d["items"][0]["comparison"]["worst"].pop("index"),
+     r"items\[0\]\.comparison\.worst\.index: expected a list"),
+    (lambda d: d["items"][0]["comparison"]["heatmap"].update(codes="!!"),
+     r"items\[0\]\.comparison\.heatmap\.codes: expected base64"),
+    (lambda d: d["items"][0]["comparison"]["bits"].update(of=[1]),
+     r"items\[0\]\.comparison\.bits\.of: expected a number"),
+    (lambda d: d["items"][0]["comparison"]["worst"].update(x=json.loads(deep(40))),
+     r"nested more than 32 levels deep"),
+]
+
+
+@pytest.mark.parametrize("damage,problem", SHAPES_2, ids=range(len(SHAPES_2)))
+def test_version_2_files_are_checked_as_strictly(tmp_path, capsys, damage, problem):
+    """Packed worst entries (version 2) are checked field by field like version 1's."""
+    good = good_file(tmp_path)
+    bad = write_doc(tmp_path / "bad.json", forged(damage, version=2))
+    assert reports_cli(["merge", str(good), str(bad), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"reports: {re.escape(str(bad))}: malformed: {problem}.*\n", err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_1_and_2_files_merge_into_version_2(tmp_path):
+    """A version 1 file and a version 2 file merge; the result reads back to both items."""
+    v1 = write_doc(tmp_path / "v1.json", forged(lambda d: None, version=1))
+    v2 = good_file(tmp_path, "v2.json")
+    assert reports_cli(["merge", str(v1), str(v2), "-o", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["version"] == 2 and len(merged["items"]) == 2
+    assert all(isinstance(i["comparison"]["worst"], dict) for i in merged["items"])
+    back = results.load(tmp_path / "m.json")
+    assert back["items"][0]["comparison"] == back["items"][1]["comparison"] == \
+        results.jsonable(hostile_doc())["items"][0]["comparison"]
+    assert reports_cli(["html", str(v1), str(v2), "-o", str(tmp_path / "m.html")]) == 0
+
+
 def write_doc(path: Path, doc_or_text) -> Path:
     path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text))
     return path
@@ -555,7 +598,7 @@ def test_deep_nesting_is_one_line(tmp_path, capsys):
 
 def test_the_hostile_document_reads_back_and_renders(tmp_path):
     """The checks accept what the writer writes (the forged cases above are the only change)."""
-    assert results.load(good_file(tmp_path)) == json.loads(results.dumps(hostile_doc()))
+    assert results.load(good_file(tmp_path)) == results.jsonable(hostile_doc())
     assert reports_cli(["html", str(tmp_path / "good.json"), "-o", str(tmp_path / "g.html")]) == 0
 
 
