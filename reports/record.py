@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import json
 import math
+import struct
 
 import numpy as np
 
@@ -51,6 +52,21 @@ def plain(value):
     return value
 
 
+def _plain_hashable(value):
+    """Return `plain(value)`, remembered for hashable values (an entry run's 76,000 items
+    share a few configs and specs); a copy, so that no two items share a dict."""
+    try:
+        out = _plain_cached(value)
+    except TypeError:  # unhashable
+        return plain(value)
+    return dict(out) if isinstance(out, dict) else out
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_cached(value):
+    return plain(value)
+
+
 def jsonable_or_text(value):
     """Return the value as plain JSON data, or as its text when it is something else."""
     value = plain(value)
@@ -84,7 +100,8 @@ def conformance_param(node) -> object | None:
 
 def params(item, adapter=None) -> dict:
     """Return an Item's parameters generically: every field of its config and spec, and ids."""
-    out = plain(item)
+    out = {k: _plain_hashable(v) for k, v in item._asdict().items()} if hasattr(
+        item, "_asdict") else plain(item)
     out["id"], out["group"] = item.id, item.group
     out["config_id"] = getattr(item.config, "id", None)
     out["spec_id"] = getattr(item.spec, "id", None)
@@ -96,6 +113,29 @@ def params(item, adapter=None) -> dict:
 
 def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
     """Return one tensor's verdict in brief: counts, greatest ratio, bits, worst entries, map."""
+    if entry is not None and cmp.ratio.size == 1:
+        return _summarize_entry(cmp, entry)
+    return _summarize(cmp, entry)
+
+
+def _summarize_entry(cmp: Comparison, entry: tuple[int, ...]) -> dict:
+    """Return what `_summarize` returns for one entry (`--entries`), without its sorting."""
+    ratio, bits = float(cmp.ratio.ravel()[0]), float(cmp.bits.ravel()[0])
+    got, ref, bound = (float(np.asarray(a).ravel()[0]) for a in (cmp.got, cmp.ref, cmp.bound))
+    e = {"index": list(entry), "got": got, "ref": ref, "bound": bound, "ratio": ratio,
+         "bits": bits}
+    return {
+        "shape": [], "dtype": cmp.dtype, "entries": 1, "failing": int(not ratio <= 1.0),
+        "max_ratio": ratio, "max": e,
+        "bits": {"min": bits, "median": bits, "of": MANTISSA_BITS.get(cmp.dtype, 53)},
+        "worst": [e], "heatmap": heatmap(cmp.ratio),
+        "values": {k: base64.b64encode(struct.pack("<d", v)).decode("ascii")
+                   for k, v in (("got", got), ("ref", ref), ("bound", bound))},
+    }
+
+
+def _summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
+    """Return one tensor's summary, any size."""
     ratio, bits = cmp.ratio, cmp.bits
     worst = [_entry(cmp, e, entry) for e in cmp.worst(WORST, failing_only=False)]
     return {
