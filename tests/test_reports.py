@@ -379,13 +379,83 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
     return results.document([{"id": "r", "provenance": {}}], items)
 
 
-def test_the_default_matrix_report_stays_under_2_mb():
-    """Eight configs × the default six cases (192 tensors): page and results under 2 MB."""
+def test_the_default_matrix_report_stays_under_1_2_mb():
+    """Eight configs × the default six cases (192 tensors): page under 1.2 MB, results 2 MB."""
     sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
     assert len(doc["items"]) == 192
-    assert len(html.render(doc).encode()) <= 2_000_000
+    assert len(html.render(doc).encode()) <= 1_200_000
     assert len(results.dumps(doc).encode()) <= 2_000_000
+
+
+def test_a_passing_item_costs_under_1_kb_of_page():
+    """Passing items are summarised per config: 4,000 of them add under 1 KB each."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(4000, 1, 40, 6)
+    failing = results.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
+    passed = sum(i["outcome"] == "passed" for i in doc["items"])
+    cost = (len(html.render(doc).encode()) - len(html.render(failing).encode())) / passed
+    assert 0 < cost <= 1000
+
+
+def test_a_1440_item_study_report_stays_under_2_mb():
+    """24 configs × 784-16-10 at three batches × 5 seeds × 4 tensors: the page under 2 MB."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(1440, 1, 24, 0, cases=synthetic.STUDY)
+    assert len(doc["items"]) == 1440
+    assert len(html.render(doc).encode()) <= 2_000_000
+
+
+def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
+    """A passing cell reads `4/4` and its greatest ratio; a config's summary heatmap is the
+    greatest code of its passing tensors cell by cell, and its worst entry is theirs."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(48, 1, 1, 0)
+    page = html.render(doc)
+    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">4/4<small>([^<]+)</small>', page)
+    assert len(cells) == 6 and all(float(c) < 1 for c in cells)
+    blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
+    w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
+          and i["spec"]["sizes"] == [784, 16, 10]]
+    summary = next(v for k, v in blob["items"].items() if k.startswith("s0.0.")
+                   and v["tensor"] == "W1" and v["shape"] == [16, 784])
+    greatest = max((record.codes_of(c["heatmap"]) for c in w1), key=lambda a: a.max())
+    assert record.codes_of(summary["heatmap"]).max() == greatest.max()
+    assert summary["worst"][0]["ratio"] == max(c["max_ratio"] for c in w1)
+
+
+def test_seeds_share_a_matrix_column():
+    """A soak's seeds of one case are one column, labelled with how many seeds it holds."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(4 * 6 * 3, 1, 1, 0)
+    page = html.render(doc)
+    heads = re.findall(r'<th colspan="1" class="case">([^<]+)</th>', page)
+    assert heads[0] == "sigmoid-sigmoid-784x16x10-b1 · 3 seeds" and len(heads) == 6
+
+
+def test_a_results_file_in_another_key_order_reads_the_same(tmp_path):
+    """Items before runs (a foreign writer's order) are read whole, to the same document."""
+    doc = json.loads(results.dumps(hostile_doc()))
+    text = json.dumps({"items": doc["items"], "runs": doc["runs"], "version": 2,
+                       "schema": results.SCHEMA})
+    assert results.load(write_doc(tmp_path / "odd.json", text)) == \
+        results.load(good_file(tmp_path))
+
+
+def test_one_entry_summaries_equal_the_general_ones():
+    """The one-entry summary (`--entries`) is what the general one gives, exactly."""
+    for got, ref, bound, dtype in [(1.0, 1.0, 1e-9, "float64"), (1.5, 1.0, 1e-9, "float64"),
+                                   (np.nan, 1.0, 1e-9, "float64"), (1 + 1e-12, 1.0, 0.0,
+                                                                   "float64"),
+                                   (np.float32(0.3), 0.3, 1e-7, "float32")]:
+        one, general = (compare("W1", np.array([got]), np.array([ref]), np.array([bound]),
+                                dtype) for _ in range(2))
+        assert json.dumps(record.summarize(one, (3, 4))) == \
+            json.dumps(record._summarize(general, (3, 4)))
 
 
 def test_a_784_4096_10_report_stays_under_10_mb():

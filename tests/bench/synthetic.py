@@ -37,6 +37,8 @@ PRECISIONS = ("default", "high", "highest")
 CASES = (((784, 16, 10), 1, ("sigmoid", "sigmoid")), ((784, 16, 10), 1, ("softplus", "tanh")),
          ((784, 16, 10), 32, ("relu", "sigmoid")), ((784, 16, 10), 32, ("tanh", "identity")),
          ((1, 1, 1), 1, ("sigmoid", "sigmoid")), ((5, 4, 3), 3, ("tanh", "softplus")))
+STUDY = tuple(((784, 16, 10), b, ("sigmoid", "sigmoid")) for b in (1, 8, 32))
+"""The cases of tests/bench/study_bench.py's study (784-16-10 at batches 1, 8 and 32)."""
 EPS = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 
 
@@ -84,11 +86,11 @@ def spec_id(s: dict) -> str:
     return f"{s['sigma1']}-{s['sigma2']}-{n0}x{n1}x{n2}-b{s['batch']}-s{s['seed']}"
 
 
-def specs(n: int) -> list[dict]:
-    """Return n cases: the default matrix's cases over seeds 0, 1, …"""
+def specs(n: int, cases=CASES) -> list[dict]:
+    """Return n cases: the default matrix's (or the given) cases over seeds 0, 1, …"""
     out = []
     for seed in itertools.count():
-        for sizes, batch, (s1, s2) in CASES:
+        for sizes, batch, (s1, s2) in cases:
             if len(out) == n:
                 return out
             out.append({"sizes": list(sizes), "batch": batch, "seed": seed, "sigma1": s1,
@@ -96,12 +98,13 @@ def specs(n: int) -> list[dict]:
     return out
 
 
-def build(n_items: int, n_runs: int, n_configs: int, fail_groups: int, seed: int = 0) -> dict:
+def build(n_items: int, n_runs: int, n_configs: int, fail_groups: int, seed: int = 0,
+          cases=CASES) -> dict:
     """Return the synthetic results document."""
     rng, pick = np.random.default_rng(seed), random.Random(seed)
     cfgs = configs(n_configs)
     per_run = -(-n_items // n_runs)
-    cases = specs(-(-per_run // (4 * len(cfgs))))
+    cases = specs(-(-per_run // (4 * len(cfgs))), cases)
     runs = [{"id": f"synthetic-{r + 1}", "provenance": provenance(r)} for r in range(n_runs)]
     groups = [(r, c, s) for r in range(n_runs) for c in range(len(cfgs)) for s in range(len(cases))]
     failing = set(pick.sample(range(len(groups)), min(fail_groups, len(groups))))
