@@ -232,8 +232,10 @@ def _umask() -> int:
 
 def load(path: str | os.PathLike) -> dict:
     """Read and validate a results file, or raise ResultsError with one line naming it."""
-    runs, items = read(path)
-    return document(runs, [_unpacked_item(item) for item, _ in items])
+    extra: dict = {}
+    runs, items = read(path, extra)
+    items = [_unpacked_item(item) for item, _ in items]
+    return {**extra, **document(runs, items)}
 
 
 def _unpacked_item(item: dict) -> dict:
@@ -265,7 +267,7 @@ CHUNK = 1 << 22
 """Characters read at a time when a results file is read item by item."""
 
 
-def read(path: str | os.PathLike):
+def read(path: str | os.PathLike, extra: dict | None = None):
     """Return (runs, items) of a results file, validated; items is an iterator of (item, its
     JSON text), read one at a time, checked as they come (a bad one raises ResultsError).
 
@@ -273,11 +275,14 @@ def read(path: str | os.PathLike):
     other layout, and any file the incremental reader stumbles on, is read whole instead, so
     that errors read the same either way.
     """
+    extra = {} if extra is None else extra  # other top-level keys (a study's "partial") land here
     try:
-        stream = _Stream(path)
+        stream = _Stream(path, extra)
         head = stream.head()
     except _Fallback:
         doc = _load_whole(path)
+        extra.update((k, v) for k, v in doc.items() if k not in ("schema", "version", "runs",
+                                                                 "items"))
         return doc["runs"], iter([(i, None) for i in doc["items"]])
     except OSError as exc:
         raise ResultsError(f"reports: {path}: cannot read ({exc.strerror or exc})") from None
@@ -337,6 +342,9 @@ def _checked_items(path, stream: _Stream, run_ids: set, current: bool):
         stream.close()
 
 
+HEAD = ("schema", "version", "runs")
+
+
 class _Fallback(Exception):
     """The incremental reader cannot go on: the file is read whole (for its error, if any)."""
 
@@ -344,7 +352,8 @@ class _Fallback(Exception):
 class _Stream:
     """Reads the writer's layout of a results file a chunk at a time with json's raw_decode."""
 
-    def __init__(self, path):
+    def __init__(self, path, extra: dict):
+        self.extra = extra
         self.file = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
         self.buf, self.pos, self.eof = "", 0, False
         self.nonfinite = False
@@ -406,9 +415,10 @@ class _Stream:
             key, _ = self._value()
             self._expect(":")
             if key == "items":
-                if set(head) != {"schema", "version", "runs"}:
+                if not {"schema", "version", "runs"} <= set(head):
                     raise _Fallback
                 self._expect("[")
+                self.extra.update((k, v) for k, v in head.items() if k not in HEAD)
                 return head
             if key in head or not isinstance(key, str):
                 raise _Fallback
@@ -440,10 +450,10 @@ class _Stream:
         while self._peek() == ",":
             self.pos += 1
             key, _ = self._value()
-            if key in ("schema", "version", "runs", "items"):
+            if key in HEAD or key == "items" or key in self.extra:
                 raise _Fallback
             self._expect(":")
-            self._value()
+            self.extra[key], _ = self._value()
         self._expect("}")
         if self._peek() != "":
             raise _Fallback

@@ -409,17 +409,17 @@ def test_a_1440_item_study_report_stays_under_2_mb():
 
 
 def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
-    """A passing cell reads `4/4` and its greatest ratio; a config's summary heatmap is the
+    """A passing cell reads `8/8` and its greatest ratio; a config's summary heatmap is the
     greatest code of its passing tensors cell by cell, and its worst entry is theirs."""
     from tests.bench import synthetic
 
-    doc = synthetic.build(48, 1, 1, 0)
+    doc = synthetic.build(96, 1, 2, 0)  # the second config's items are skipped
     page = html.render(doc)
-    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">4/4<small>([^<]+)</small>', page)
-    assert len(cells) == 6 and all(float(c) < 1 for c in cells)
+    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small>([^<]+)</small>', page)
+    assert len(cells) == 6 and all(float(c) < 1 for c in cells)  # 2 seeds × 4 tensors each
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
     w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
-          and i["spec"]["sizes"] == [784, 16, 10]]
+          and i["spec"]["sizes"] == [784, 16, 10] and i["outcome"] == "passed"]
     summary = next(v for k, v in blob["items"].items() if k.startswith("s0.0.")
                    and v["tensor"] == "W1" and v["shape"] == [16, 784])
     greatest = max((record.codes_of(c["heatmap"]) for c in w1), key=lambda a: a.max())
