@@ -514,8 +514,14 @@ def _depth(value) -> int:
     """Return how deeply lists and objects nest in a value (iteratively: no recursion limit)."""
     if not isinstance(value, dict | list):
         return 0
-    if set(map(type, value.values() if type(value) is dict else value)) <= _SCALARS:
+    values = value.values() if type(value) is dict else value
+    kinds = set(map(type, values))
+    if kinds <= _SCALARS:
         return 1
+    if kinds <= _SCALARS | _CONTAINERS and all(  # a config's sizes, details' dicts of numbers
+            set(map(type, c.values() if type(c) is dict else c)) <= _SCALARS
+            for c in values if type(c) in _CONTAINERS):
+        return 2
     deepest, stack = 0, [(value, 1)]
     push, pop = stack.append, stack.pop
     while stack:
