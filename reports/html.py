@@ -349,7 +349,7 @@ class Summary:
                 blob[k] = {"tensor": s["tensor"], "entry": None, "shape": s["shape"],
                            "heatmap": heat, "values": None, "worst": s["worst"]}
                 cards.append({"k": k, "tensor": s["tensor"], "shape": s["shape"],
-                              "items": s["items"], "cases": len(s["cases"]),
+                              "count": s["items"], "cases": len(s["cases"]),
                               "entries": s["entries"], "max_ratio": s["max_ratio"],
                               "max": s["worst"][0] if s["worst"] else None,
                               "bits": s["bits"], "of": s["of"]})

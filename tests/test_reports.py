@@ -417,6 +417,7 @@ def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
     page = html.render(doc)
     cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small>([^<]+)</small>', page)
     assert len(cells) == 6 and all(float(c) < 1 for c in cells)  # 2 seeds × 4 tensors each
+    assert re.search(r'<span class="note">8 passing tensors over 8 cases</span>', page)
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
     w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
           and i["spec"]["sizes"] == [784, 16, 10] and i["outcome"] == "passed"]
