@@ -19,29 +19,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reports: {args.output}: is the input {clash}; write the output elsewhere",
               file=sys.stderr)
         return 2
+    counted = [0]
     try:
-        doc = results.merge([results.load(p) for p in args.files])
+        runs, items = results.merged_items(args.files)
+        items = _counted(items, counted)
+        if args.command == "merge":  # written as it is read: the files are never held whole
+            text = results.merged_chunks(runs, items)
+        else:
+            text = _page(runs, items)
+        path = results.write_text(args.output, text)
     except results.ResultsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.command == "merge":
-        text = results.dumps(doc)
-    else:
-        from reports.html import render
-
-        try:
-            text = render(doc)
-        except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no file
-            print(f"reports: cannot render the results ({type(exc).__name__}: {exc})",
-                  file=sys.stderr)
-            return 2
-    try:
-        path = results.write_text(args.output, text)
+    except RenderError as exc:
+        print(f"reports: cannot render the results ({exc})", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"reports: {args.output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return 2
-    print(f"{args.command}: {len(doc['runs'])} run(s), {len(doc['items'])} items → {path}")
+    print(f"{args.command}: {len(runs)} run(s), {counted[0]} items → {path}")
     return 0
+
+
+class RenderError(Exception):
+    """The page could not be rendered from results that passed the checks."""
+
+
+def _counted(items, counted: list[int]):
+    """Yield the items, counting them."""
+    for pair in items:
+        counted[0] += 1
+        yield pair
+
+
+def _page(runs: list[dict], items) -> str:
+    """Return the report page of the items; a shape the checks missed is one RenderError."""
+    from reports.html import render_items
+
+    try:
+        return render_items(runs, (item for item, _ in items))
+    except results.ResultsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no file
+        raise RenderError(f"{type(exc).__name__}: {exc}") from None
 
 
 def parser() -> argparse.ArgumentParser:

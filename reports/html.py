@@ -1,34 +1,62 @@
-"""Render a results document as one self-contained HTML page (Jinja2, autoescaped)."""
+"""Render results as one self-contained HTML page (Jinja2, autoescaped).
+
+A failing item keeps its full detail on the page (heatmap, worst entries, exact values). The
+passing items are summarised: per config, run and tensor shape, one heatmap that is the
+greatest of theirs cell by cell, and their ten worst entries; each adapter call's per-tensor
+numbers ride in the embedded data and are shown when a config is opened. Items are read one at
+a time (`render_files`), so a file of 50,000 items is never held whole.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import re
 import shlex
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path, PurePath
 
 import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from reports import record
+from reports import record, results
 from reports.results import OUTCOMES, jsonable
 
 TEMPLATES = Path(__file__).parent / "templates"
 RED = ("failed", "error", "crashed")
 """Outcomes that turn a matrix cell red."""
+DETAILED = (*RED, "xfailed", "xpassed")
+"""Outcomes whose items keep their full detail on the page."""
 SHOWN_WORST = 10
+SUMMARY_ROWS, SUMMARY_COLS, SUMMARY_CELLS_1D = 16, 128, 2048
+"""A summary heatmap (passing items of a config) is pooled to at most this many cells."""
+LISTED_FAILURES = 200
 
 
 def render(doc: dict) -> str:
     """Return the page for a results document (one run or a merge)."""
+    return render_items(doc["runs"], (jsonable(i) for i in doc["items"]))
+
+
+def render_files(paths: list) -> str:
+    """Return the page for results files, merged, reading their items one at a time."""
+    runs, items = results.merged_items(paths)
+    return render_items(runs, (item for item, _ in items))
+
+
+def render_items(runs: list[dict], items: Iterable[dict]) -> str:
+    """Return the page for runs and their items (an iterable, consumed once)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief)
-    model = view(jsonable(doc))
+    page = Page(runs)
+    for k, item in enumerate(items):
+        page.add(k, item)
+    model = page.view()
     static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
                                                                              "report.js")}
     return env.get_template("report.html.j2").render(
@@ -81,20 +109,253 @@ def token(outcome: str) -> str:
     return str(outcome).replace(" ", "-")
 
 
-def view(doc: dict) -> dict:
-    """Return what the template needs: runs, the matrix, the detail groups, the filters."""
-    runs = [_run_view(n, r) for n, r in enumerate(doc["runs"])]
-    run_of = {r["id"]: r for r in runs}
-    items = [_item_view(k, i, run_of) for k, i in enumerate(doc["items"])]
-    rows, cols, groups = _matrix(items, runs)
-    return {
-        "runs": runs, "multi": len(runs) > 1, "rows": rows, "cols": cols, "groups": groups,
-        "totals": _totals(items, runs), "filters": _filters(items, runs),
-        "failures": [i for i in items if i["outcome"] in RED],
-        "provenance": _provenance(runs), "blob": {"items": {
-            c["k"]: _heat(c) for g in groups for pr in g["per_run"] for c in pr["cards"]
-            if c["cmp"]}},
-    }
+def ratio_of(value) -> float:
+    """Return a recorded ratio as a float for ordering ('inf' and 'nan' above everything)."""
+    if value is None:
+        return -1.0
+    return float("inf") if isinstance(value, str) else float(value)
+
+
+def _worse(a, b):
+    """Return the greater of two recorded ratios (None when neither is known)."""
+    if a is None:
+        return b
+    return a if b is None or ratio_of(a) >= ratio_of(b) else b
+
+
+def _least(a, b):
+    """Return the lesser of two recorded numbers (None when neither is known)."""
+    if not isinstance(a, int | float):
+        return b if isinstance(b, int | float) else None
+    return a if not isinstance(b, int | float) or a <= b else b
+
+
+class Page:
+    """Gathers items one at a time into the matrix, the failing groups and the summaries."""
+
+    def __init__(self, runs: list[dict]):
+        self.runs = [_run_view(n, r) for n, r in enumerate(runs)]
+        self.run_of = {r["id"]: r for r in self.runs}
+        self.rows: dict[str, dict] = {}
+        self.cols: dict[str, dict] = {}  # cases (specs), each a column of the calls' tables
+        self.columns: dict[str, dict] = {}  # the matrix's columns: cases less their seed
+        self.cells: dict[tuple[str, str], dict] = {}
+        self.groups: list[dict] = []
+        self.failures: list[dict] = []
+        self.n_failures = 0
+        self.totals = [Counter() for _ in self.runs]
+        self.values: dict[str, set] = {"framework": set(), "dtype": set(), "device": set()}
+        self.entries: dict[tuple, list] = {}  # (group n, run n, tensor) → its entry items
+
+    def add(self, k: int, item: dict) -> None:
+        """Take one item: count it, place it in its cell, keep it whole only if it failed."""
+        i = _item_view(k, item, self.run_of)
+        row, col = self._row(i), self._col(i)
+        group = self._group(row, col)
+        i["anchor"] = group["anchor"]
+        run_n = i["run"]["n"]
+        pr = group["per_run"][run_n]
+        cell = self._cell(row, i)
+        cpr = cell["per_run"][run_n]
+        self.totals[run_n][i["outcome"]] += 1
+        for d in self.values:
+            self.values[d].add(i[d])
+        pr["counts"][i["outcome"]] += 1
+        cpr["counts"][i["outcome"]] += 1
+        cmp = i["cmp"]
+        ratio = cmp.get("max_ratio") if cmp else None
+        bits = (cmp.get("bits") or {}).get("min") if cmp else None
+        cpr["max_ratio"], cpr["bits_min"] = _worse(cpr["max_ratio"], ratio), _least(
+            cpr["bits_min"], bits)
+        if i["fingerprint"]:
+            pr["fingerprints"][str(i["fingerprint"])] = True
+            cpr["fingerprints"][str(i["fingerprint"])] = True
+        if i["outcome"] in DETAILED and cell["anchor"] is None:
+            cell["anchor"] = group["anchor"]
+        t = pr["tensors"].setdefault(i["tensor"], [i["tensor"], Counter(), None, None])
+        t[1][i["outcome"]] += 1
+        t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
+        if i["outcome"] in DETAILED:
+            if cmp:
+                i["cmp"] = cmp = results.unpacked(cmp)
+                i["worst"] = cmp["worst"][:SHOWN_WORST]
+            group["detailed"] = True
+            if i["outcome"] in RED:
+                self.n_failures += 1
+                if len(self.failures) < LISTED_FAILURES:
+                    self.failures.append(i)
+        if i["entry"] is not None:
+            self.entries.setdefault((group["n"], run_n, i["tensor"]), []).append(_entry_lite(i))
+            return
+        if i["outcome"] in DETAILED:
+            pr["cards"].append(i)
+            return
+        pr["cards"].append(_lite(i))
+        if cmp:
+            row["summary"].add(run_n, i, cmp, col["label"])
+
+    def _row(self, i: dict) -> dict:
+        row = self.rows.get(i["row_key"])
+        if row is None:
+            row = self.rows[i["row_key"]] = {
+                "n": len(self.rows), "label": i["row_label"], "config": i["config"],
+                "framework": i["framework"], "dtype": i["dtype"], "device": i["device"],
+                "cells": {}, "matrix": {}, "summary": Summary(len(self.runs))}
+        return row
+
+    def _col(self, i: dict) -> dict:
+        col = self.cols.get(i["col_key"])
+        if col is None:
+            col = self.cols[i["col_key"]] = {"label": i["col_label"], "n": len(self.cols)}
+        return col
+
+    def _cell(self, row: dict, i: dict) -> dict:
+        """Return the matrix cell of an item: its config and its case less the seed (a soak's
+        seeds share a column)."""
+        spec = i["spec"]
+        seedless = {k: v for k, v in spec.items() if k != "seed"} if "seed" in spec else spec
+        key = _key(seedless, (SEEDLESS.sub("", i["col_label"]), "seedless"))
+        column = self.columns.get(key)
+        if column is None:
+            column = self.columns[key] = {"n": len(self.columns), "label": i["col_label"],
+                                          "seeds": {}}
+        column["seeds"][str(spec.get("seed"))] = True
+        cell = row["matrix"].get(column["n"])
+        if cell is None:
+            cell = row["matrix"][column["n"]] = {"anchor": None, "per_run": [
+                {"run": r, "counts": Counter(), "max_ratio": None, "bits_min": None,
+                 "fingerprints": {}} for r in self.runs]}
+        return cell
+
+    def _group(self, row: dict, col: dict) -> dict:
+        key = (id(row), col["n"])
+        group = self.cells.get(key)
+        if group is None:
+            n = len(self.groups)
+            group = self.cells[key] = {
+                "n": n, "anchor": f"g{n}", "row": row, "col": col, "detailed": False,
+                "per_run": [{"run": r, "cards": [], "counts": Counter(), "fingerprints": {},
+                             "tensors": {}} for r in self.runs]}
+            row["cells"][col["n"]] = group
+            self.groups.append(group)
+        return group
+
+    def view(self) -> dict:
+        """Return what the template needs: runs, the matrix, the detail groups, the filters."""
+        self._entry_cards()
+        blob: dict = {}
+        cols = list(self.cols.values())
+        columns = [_column(c) for c in self.columns.values()]
+        for row in self.rows.values():
+            row["cells"] = [row["cells"].get(c["n"]) for c in cols]
+            row["matrix"] = [row["matrix"].get(c["n"]) for c in columns]
+            row["runs"] = row["summary"].view(row["n"], blob)
+            present = [c for c in row["matrix"] if c]
+            for cell in present:
+                for pr in cell["per_run"]:
+                    _finish_cell(pr)
+            row["fingerprints"] = " / ".join(dict.fromkeys(
+                f for c in present for pr in c["per_run"] for f in pr["fingerprints"])) or "–"
+            row["statuses"] = sorted({token(o) for c in present for pr in c["per_run"]
+                                      for o in pr["counts"]})
+        for g in self.groups:
+            for pr in g["per_run"]:
+                _finish_cell(pr)
+                pr["repro"] = _repro(pr["cards"])
+        detailed = [g for g in self.groups if g["detailed"]]
+        for g in detailed:
+            for pr in g["per_run"]:
+                for c in pr["cards"]:
+                    if c.get("cmp") and c["outcome"] in DETAILED:
+                        blob[str(c["k"])] = _heat(c)
+        rows = list(self.rows.values())
+        return {
+            "runs": self.runs, "multi": len(self.runs) > 1, "rows": rows, "cols": columns,
+            "groups": detailed, "totals": self._totals(), "filters": self._filters(),
+            "failures": self.failures, "n_failures": self.n_failures,
+            "provenance": _provenance(self.runs),
+            "blob": {"items": blob, "cases": [c["label"] for c in cols],
+                     "runs": [r["label"] for r in self.runs],
+                     "calls": [_calls(row) for row in rows]},
+        }
+
+    def _entry_cards(self) -> None:
+        """Put each tensor's entry items (`--entries`) together as one card."""
+        for (n, run_n, tensor), members in self.entries.items():
+            group = self.groups[n]
+            card = _entries_card(members, f"e{n}.{run_n}.{tensor}")
+            group["per_run"][run_n]["cards"].append(card)
+            if card["outcome"] not in DETAILED and card["cmp"]:
+                group["row"]["summary"].add(run_n, card, card["cmp"], group["col"]["label"])
+                card.update(_lite(card))
+
+    def _totals(self) -> list[dict]:
+        return [{"run": run, "counts": [(o, c[o]) for o in OUTCOMES if c[o]],
+                 "total": sum(c.values())} for run, c in zip(self.runs, self.totals, strict=True)]
+
+    def _filters(self) -> list[dict]:
+        """Return the filter dimensions and the values each takes in this document."""
+        out = [{"dim": d, "title": d, "values": sorted(v)} for d, v in self.values.items()]
+        present = {o for c in self.totals for o in c}
+        out.append({"dim": "status", "title": "status",
+                    "values": [token(o) for o in OUTCOMES if o in present]})
+        if len(self.runs) > 1:
+            out.append({"dim": "run", "title": "run", "values": [r["label"] for r in self.runs]})
+        return out
+
+
+class Summary:
+    """One config's passing tensors per run and shape: the greatest code of each heatmap cell,
+    the worst entries of all of them, and how many there were."""
+
+    def __init__(self, runs: int):
+        self.parts: list[dict[tuple, dict]] = [{} for _ in range(runs)]
+
+    def add(self, run_n: int, i: dict, cmp: dict, case: str) -> None:
+        heat = cmp.get("heatmap")
+        if not isinstance(heat, dict):
+            return
+        key = (i["tensor"], tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
+               heat["cols"], tuple(heat["block"]))
+        s = self.parts[run_n].get(key)
+        codes = record.codes_of(heat)
+        if s is None:
+            s = self.parts[run_n][key] = {
+                "tensor": i["tensor"], "shape": list(cmp.get("shape") or []), "heat": heat,
+                "codes": codes.copy(), "items": 0, "cases": {}, "entries": 0, "max_ratio": None,
+                "bits": None, "of": (cmp.get("bits") or {}).get("of"), "worst": []}
+        else:
+            np.maximum(s["codes"], codes, out=s["codes"])
+        s["items"] += 1
+        s["cases"][case] = True
+        s["entries"] += cmp.get("entries") or 0
+        s["max_ratio"] = _worse(s["max_ratio"], cmp.get("max_ratio"))
+        s["bits"] = _least(s["bits"], (cmp.get("bits") or {}).get("min"))
+        # one entry an item, its worst: the summary's worst entries come from ten tensors
+        if cmp.get("worst") and (len(s["worst"]) < SHOWN_WORST or ratio_of(
+                cmp.get("max_ratio")) > ratio_of(s["worst"][-1]["ratio"])):
+            first = results.first_entry(cmp["worst"])
+            s["worst"] = sorted([*s["worst"], {**first, "case": case}],
+                                key=lambda e: ratio_of(e["ratio"]), reverse=True)[:SHOWN_WORST]
+
+    def view(self, row_n: int, blob: dict) -> list[list[dict]]:
+        """Return, per run, the summary cards; put their heatmaps in the page's data."""
+        out = []
+        for run_n, parts in enumerate(self.parts):
+            cards = []
+            for j, s in enumerate(parts.values()):
+                k = f"s{row_n}.{run_n}.{j}"
+                heat = record.repooled(s["heat"], s["codes"], SUMMARY_ROWS, SUMMARY_COLS,
+                                       SUMMARY_CELLS_1D)
+                blob[k] = {"tensor": s["tensor"], "entry": None, "shape": s["shape"],
+                           "heatmap": heat, "values": None, "worst": s["worst"]}
+                cards.append({"k": k, "tensor": s["tensor"], "shape": s["shape"],
+                              "count": s["items"], "cases": len(s["cases"]),
+                              "entries": s["entries"], "max_ratio": s["max_ratio"],
+                              "max": s["worst"][0] if s["worst"] else None,
+                              "bits": s["bits"], "of": s["of"]})
+            out.append(cards)
+        return out
 
 
 def _run_view(n: int, run: dict) -> dict:
@@ -110,14 +371,16 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
     cmp = item.get("comparison")
     cmp = cmp if isinstance(cmp, dict) and isinstance(cmp.get("heatmap"), dict) else None
     return {
-        "k": k, "raw": item, "run": run_of[item["run"]], "outcome": outcome,
-        "config": config, "spec": spec, "framework": str(item.get("framework") or "unknown"),
+        "k": k, "id": item.get("id") or item.get("nodeid"),
+        "framework_version": item.get("framework_version"), "run": run_of[item["run"]],
+        "outcome": outcome, "config": config, "spec": spec,
+        "framework": str(item.get("framework") or "unknown"),
         "dtype": str(config.get("dtype", "?")), "device": str(config.get("device", "?")),
-        "row_key": json.dumps(config, sort_keys=True), "col_key": json.dumps(spec, sort_keys=True),
+        "row_key": _key(config, item.get("config_id")), "col_key": _key(spec, item.get("spec_id")),
         "row_label": str(item.get("config_id") or "-".join(map(str, config.values()))),
         "col_label": str(item.get("spec_id") or "-".join(map(str, spec.values()))),
         "tensor": str(item.get("tensor", "?")), "entry": item.get("entry"), "cmp": cmp,
-        "worst": (cmp or {}).get("worst", [])[:SHOWN_WORST],
+        "worst": [],
         "reason": record.capped(item.get("reason"), record.REASON_CHARS),
         "message": record.capped(item.get("message"), record.MESSAGE_CHARS),
         "fingerprint": item.get("fingerprint"),
@@ -125,47 +388,55 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
     }
 
 
-def _matrix(items: list[dict], runs: list[dict]) -> tuple[list, list, list]:
-    """Group items by config (rows), case (columns) and run; each cell is one detail group."""
-    rows, cols, cells = {}, {}, {}
-    for i in items:
-        rows.setdefault(i["row_key"], {"label": i["row_label"], "config": i["config"],
-                                       "framework": i["framework"], "cells": {}})
-        cols.setdefault(i["col_key"], {"label": i["col_label"], "n": len(cols)})
-        cells.setdefault((i["row_key"], i["col_key"]), []).append(i)
-    groups = []
-    for (rk, ck), members in cells.items():
-        group = _group(len(groups), rows[rk], cols[ck], members, runs)
-        for i in members:
-            i["anchor"] = group["anchor"]
-        rows[rk]["cells"][ck] = group
-        groups.append(group)
-    for row in rows.values():
-        row["cells"] = [row["cells"].get(ck) for ck in cols]
-        row["fingerprints"] = _fingerprints(g for g in row["cells"] if g)
-        row["statuses"] = sorted({s for g in row["cells"] if g for s in g["statuses"]})
-    return list(rows.values()), list(cols.values()), groups
+_KEYS: dict = {}
 
 
-def _group(n: int, row: dict, col: dict, members: list[dict], runs: list[dict]) -> dict:
-    """Return one (config, case) group: per run its items, outcome counts and fingerprint."""
-    per_run = []
-    for run in runs:
-        mine = [i for i in members if i["run"] is run]
-        counts = Counter(i["outcome"] for i in mine)
-        per_run.append({"run": run, "items": mine, "cards": _cards(mine, f"{n}.{run['n']}"),
-                        "counts": counts, "total": len(mine),
-                        "status": _status(counts), "statuses": sorted(map(token, counts)),
-                        "fingerprint": _fingerprints([{"items": mine}]),
-                        "repro": _repro(mine)})
-    return {"anchor": f"g{n}", "row": row, "col": col, "per_run": per_run,
-            "items": members, "statuses": sorted({token(i["outcome"]) for i in members})}
+def _key(value: dict, name) -> str:
+    """Return a config's or spec's key: its JSON with sorted keys (remembered by its id, so
+    that 50,000 items do not encode the same few hundred dicts again and again)."""
+    seen = _KEYS.get((name, len(value)))
+    if seen is not None and seen[0] == value:
+        return seen[1]
+    key = json.dumps(value, sort_keys=True)
+    _KEYS[(name, len(value))] = (value, key)
+    return key
 
 
-def _repro(items: list[dict]) -> dict | None:
+LITE = ("k", "id", "framework", "framework_version", "run", "outcome", "tensor", "entry",
+        "reason", "fingerprint")
+
+
+def _lite(i: dict) -> dict:
+    """Return what a passing item shows in a failing group: its numbers, not its heatmap."""
+    cmp = i["cmp"] or {}
+    out = {k: i[k] for k in LITE}
+    out.update(lite=True, message=None, details={}, worst=[], cmp=None,
+               stats={"entries": cmp.get("entries"), "shape": cmp.get("shape") or [],
+                      "failing": cmp.get("failing"), "max_ratio": cmp.get("max_ratio"),
+                      "bits": (cmp.get("bits") or {}).get("min"),
+                      "of": (cmp.get("bits") or {}).get("of")} if cmp else None)
+    return out
+
+
+def _entry_lite(i: dict) -> dict:
+    """Return what an entry item (`--entries`) adds to its tensor's card."""
+    cmp = i["cmp"]
+    out = {k: i[k] for k in LITE}
+    out.update(message=i["message"], details=i["details"] if i["outcome"] in DETAILED else {})
+    if cmp and cmp.get("worst"):
+        out["cmp"] = {"code": int(record.codes_of(cmp["heatmap"])[0]),
+                      "worst": results.worst_entries(cmp["worst"])[0],
+                      "bits": cmp["bits"], "failing": cmp.get("failing") or 0,
+                      "dtype": cmp.get("dtype")}
+    else:
+        out["cmp"] = None
+    return out
+
+
+def _repro(cards: list[dict]) -> dict | None:
     """Return the group's exported reproduction (`--repro DIR`), None when none was written."""
-    for i in items:
-        r = i["details"].get("repro")
+    for c in cards:
+        r = (c.get("details") or {}).get("repro")
         if isinstance(r, dict) and isinstance(r.get("script"), str):
             path = PurePath(r["script"])
             return {"href": path.as_uri() if path.is_absolute() else r["script"],
@@ -174,32 +445,18 @@ def _repro(items: list[dict]) -> dict | None:
     return None
 
 
-def _cards(items: list[dict], key: str) -> list[dict]:
-    """Return what a run's column shows: each tensor item, and a tensor's entry items as one."""
-    cards, entries = [], {}
-    for i in items:
-        if i["entry"] is None:
-            cards.append(i)
-            continue
-        if i["tensor"] not in entries:
-            entries[i["tensor"]] = []
-            cards.append(entries[i["tensor"]])
-        entries[i["tensor"]].append(i)
-    return [c if isinstance(c, dict) else _entries_card(c, f"{key}.{n}")
-            for n, c in enumerate(cards)]
-
-
 def _entries_card(members: list[dict], key: str) -> dict:
     """Return one tensor's entry items (`--entries`) as one card with the tensor's heatmap."""
     counts = Counter(i["outcome"] for i in members)
-    outcome = next(o for o in (*RED, "passed", "xpassed", "xfailed", "skipped", "not run")
+    outcome = next(o for o in (*RED, "xpassed", "xfailed", "passed", "skipped", "not run")
                    if counts[o])
-    compared = [i for i in members if i["cmp"] and i["cmp"].get("worst")]
+    compared = [i for i in members if i["cmp"]]
     cmp = _entries_summary(compared) if compared else None
     reason = f"{len(members)} entries, each its own item: " + ", ".join(
         f"{n} {o}" for o, n in counts.items())
     return {**members[0], "k": key, "outcome": outcome, "entry": None, "cmp": cmp,
-            "worst": cmp["worst"] if cmp else [], "reason": reason, "message": None}
+            "worst": cmp["worst"] if cmp else [], "reason": reason, "message": None,
+            "details": {}}
 
 
 def _entries_summary(compared: list[dict]) -> dict:
@@ -208,8 +465,9 @@ def _entries_summary(compared: list[dict]) -> dict:
     shape = tuple(max(ix[d] for ix in index) + 1 for d in range(len(index[0])))
     codes = np.zeros(shape, np.uint8)  # an entry not in the results (-k) shows as exact
     for i, ix in zip(compared, index, strict=True):
-        codes[ix] = record.codes_of(i["cmp"]["heatmap"])[0]
-    worst = sorted((i["cmp"]["worst"][0] for i in compared), key=_ratio, reverse=True)
+        codes[ix] = i["cmp"]["code"]
+    worst = sorted((i["cmp"]["worst"] for i in compared), key=lambda e: ratio_of(e["ratio"]),
+                   reverse=True)
     bits = [float(i["cmp"]["bits"]["min"]) for i in compared
             if i["cmp"]["bits"]["min"] is not None]
     return {"shape": list(shape), "dtype": compared[0]["cmp"].get("dtype"),
@@ -235,10 +493,43 @@ def _entry_values(entries: list[dict], shape: tuple) -> dict | None:
     return {k: record.b64_floats(v) for k, v in out.items()}
 
 
-def _ratio(entry: dict) -> float:
-    """Return an entry's ratio as a float for sorting ('inf' and 'nan' sort first)."""
-    r = entry["ratio"]
-    return float("inf") if isinstance(r, str) else r
+SEEDLESS = re.compile(r"-s\d+$")
+
+
+def _column(column: dict) -> dict:
+    """Return a matrix column with its label: the case's id, less its seed when it has many."""
+    seeds = list(column["seeds"])
+    if len(seeds) == 1:
+        return column
+    label = SEEDLESS.sub("", column["label"])
+    return {**column, "label": f"{label} · {len(seeds)} seeds"}
+
+
+def _finish_cell(pr: dict) -> None:
+    """Settle a cell's colour, title and margin from its counts."""
+    counts = pr["counts"]
+    pr["total"] = sum(counts.values())
+    pr["status"] = _status(counts)
+    pr["statuses"] = sorted(map(token, counts))
+    pr["fingerprint"] = " / ".join(pr["fingerprints"]) or "–"
+
+
+def _calls(row: dict) -> list:
+    """Return a config's adapter calls for its case table: [case n, run n, [[tensor, passed,
+    of, greatest ratio, least bits], …]] each (the page builds the table when it is opened)."""
+    out = []
+    for g in row["cells"]:
+        for pr in (g["per_run"] if g else []):
+            if pr["total"]:
+                out.append([g["col"]["n"], pr["run"]["n"], [
+                    [t, c["passed"], sum(c.values()), _brief_number(r), _brief_number(b)]
+                    for t, c, r, b in pr["tensors"].values()]])
+    return out
+
+
+def _brief_number(value):
+    """Return a number to three significant digits (the page shows no more of it)."""
+    return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
 def _status(counts: Counter) -> str:
@@ -250,35 +541,6 @@ def _status(counts: Counter) -> str:
     if counts["passed"]:
         return "pass"
     return "xfail" if counts["xfailed"] or counts["xpassed"] else "skip"
-
-
-def _fingerprints(groups) -> str:
-    """Return the distinct effective precisions of some groups' items, `–` when none is known."""
-    seen = dict.fromkeys(str(i["fingerprint"]) for g in groups for i in g["items"]
-                         if i["fingerprint"])
-    return " / ".join(seen) or "–"
-
-
-def _totals(items: list[dict], runs: list[dict]) -> list[dict]:
-    """Return each run's count of items per outcome."""
-    out = []
-    for run in runs:
-        counts = Counter(i["outcome"] for i in items if i["run"] is run)
-        out.append({"run": run, "counts": [(o, counts[o]) for o in OUTCOMES if counts[o]],
-                    "total": sum(counts.values())})
-    return out
-
-
-def _filters(items: list[dict], runs: list[dict]) -> list[dict]:
-    """Return the filter dimensions and the values each takes in this document."""
-    dims = [("framework", "framework"), ("dtype", "dtype"), ("device", "device")]
-    out = [{"dim": d, "title": t, "values": sorted({i[d] for i in items})} for d, t in dims]
-    present = {i["outcome"] for i in items}
-    out.append({"dim": "status", "title": "status",
-                "values": [token(o) for o in OUTCOMES if o in present]})
-    if len(runs) > 1:
-        out.append({"dim": "run", "title": "run", "values": [r["label"] for r in runs]})
-    return out
 
 
 def _provenance(runs: list[dict]) -> list[tuple[str, list[str]]]:

@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import json
 import math
+import struct
 import sys
 
 import numpy as np
@@ -52,6 +53,21 @@ def plain(value):
     return value
 
 
+def _plain_hashable(value):
+    """Return `plain(value)`, remembered for hashable values (an entry run's 76,000 items
+    share a few configs and specs); a copy, so that no two items share a dict."""
+    try:
+        out = _plain_cached(value)
+    except TypeError:  # unhashable
+        return plain(value)
+    return dict(out) if isinstance(out, dict) else out
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_cached(value):
+    return plain(value)
+
+
 def jsonable_or_text(value):
     """Return the value as plain JSON data, or as its text when it is something else."""
     value = plain(value)
@@ -85,7 +101,8 @@ def conformance_param(node) -> object | None:
 
 def params(item, adapter=None) -> dict:
     """Return an Item's parameters generically: every field of its config and spec, and ids."""
-    out = plain(item)
+    out = {k: _plain_hashable(v) for k, v in item._asdict().items()} if hasattr(
+        item, "_asdict") else plain(item)
     out["id"], out["group"] = item.id, item.group
     out["config_id"] = getattr(item.config, "id", None)
     out["spec_id"] = getattr(item.spec, "id", None)
@@ -108,6 +125,29 @@ def import_path(adapter) -> str:
 
 def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
     """Return one tensor's verdict in brief: counts, greatest ratio, bits, worst entries, map."""
+    if entry is not None and cmp.ratio.size == 1:
+        return _summarize_entry(cmp, entry)
+    return _summarize(cmp, entry)
+
+
+def _summarize_entry(cmp: Comparison, entry: tuple[int, ...]) -> dict:
+    """Return what `_summarize` returns for one entry (`--entries`), without its sorting."""
+    ratio, bits = float(cmp.ratio.ravel()[0]), float(cmp.bits.ravel()[0])
+    got, ref, bound = (float(np.asarray(a).ravel()[0]) for a in (cmp.got, cmp.ref, cmp.bound))
+    e = {"index": list(entry), "got": got, "ref": ref, "bound": bound, "ratio": ratio,
+         "bits": bits}
+    return {
+        "shape": [], "dtype": cmp.dtype, "entries": 1, "failing": int(not ratio <= 1.0),
+        "max_ratio": ratio, "max": e,
+        "bits": {"min": bits, "median": bits, "of": MANTISSA_BITS.get(cmp.dtype, 53)},
+        "worst": [e], "heatmap": heatmap(cmp.ratio),
+        "values": {k: base64.b64encode(struct.pack("<d", v)).decode("ascii")
+                   for k, v in (("got", got), ("ref", ref), ("bound", bound))},
+    }
+
+
+def _summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
+    """Return one tensor's summary, any size."""
     ratio, bits = cmp.ratio, cmp.bits
     worst = [_entry(cmp, e, entry) for e in cmp.worst(WORST, failing_only=False)]
     return {
@@ -198,3 +238,21 @@ def b64_floats(values: list[float]) -> str:
 
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int) -> dict:
+    """Return a heatmap's codes max-pooled again, coarser: at most rows × cols cells (2-D) or
+    cells_1d cells (1-D), its block the product of both poolings."""
+    if heat["layout"] == "2d":
+        grid = codes.reshape(heat["rows"], heat["cols"])
+        br, bc = math.ceil(grid.shape[0] / rows), math.ceil(grid.shape[1] / cols)
+        r, c = math.ceil(grid.shape[0] / br), math.ceil(grid.shape[1] / bc)
+        grid = _pad(grid, (r * br, c * bc)).reshape(r, br, c, bc).max(axis=(1, 3))
+        return {"layout": "2d", "block": [heat["block"][0] * br, heat["block"][1] * bc],
+                "rows": r, "cols": c, "cells": r * c, "codes": _b64(grid)}
+    b = max(1, math.ceil(codes.size / cells_1d))
+    cells = math.ceil(codes.size / b)
+    grid = _pad(codes, (cells * b,)).reshape(cells, b).max(axis=1)
+    cols_ = max(1, min(cells, RASTER))
+    return {"layout": "1d", "block": [heat["block"][0] * b], "rows": math.ceil(cells / cols_),
+            "cols": cols_, "cells": cells, "codes": _b64(grid)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import errno
 import json
@@ -10,6 +11,7 @@ import math
 import os
 import re
 import stat
+import struct
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,12 @@ except ImportError:  # Windows: renames are not locked
     fcntl = None
 
 SCHEMA = "backprop-conformance/results"
-VERSION = 1
+VERSION = 2
+"""The version written. Version 2 packs each comparison's worst entries: their indices as a list
+and their numbers (got, ref, bound, ratio, bits a row) as base64 float64, and leaves out `max`
+(their first); version 1 lists them as objects. Both are read; in memory they are objects."""
+READS = (1, 2)
+WORST_FIELDS = ("got", "ref", "bound", "ratio", "bits")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "crashed", "not run")
 
 
@@ -44,8 +51,64 @@ def jsonable(value):
 
 
 def dumps(doc: dict) -> str:
-    """Return the document as strict JSON (no NaN or Infinity literals)."""
+    """Return the document as strict JSON (no NaN or Infinity literals), version 2."""
+    doc = {**doc, "version": VERSION, "items": [packed(i) for i in doc.get("items", [])]}
     return json.dumps(jsonable(doc), allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_item(item: dict) -> str:
+    """Return one item as version 2 JSON."""
+    return json.dumps(jsonable(packed(item)), allow_nan=False, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def packed(item: dict) -> dict:
+    """Return the item with its comparison's worst entries packed (version 2); an item whose
+    entries are not all numbers stays as it is (the reader says what is wrong with it)."""
+    cmp = item.get("comparison") if isinstance(item, dict) else None
+    worst = cmp.get("worst") if isinstance(cmp, dict) else None
+    if not isinstance(worst, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("index"), list) and
+            all(_number(e.get(k)) for k in WORST_FIELDS) for e in worst):
+        return item
+    numbers = [float(e[k]) for e in worst for k in WORST_FIELDS]
+    cmp = {k: v for k, v in cmp.items() if k != "max"}
+    cmp["worst"] = {"index": [e["index"] for e in worst],
+                    "numbers": base64.b64encode(struct.pack(f"<{len(numbers)}d", *numbers))
+                    .decode("ascii")}
+    return {**item, "comparison": cmp}
+
+
+def unpacked(cmp: dict) -> dict:
+    """Return a comparison with its worst entries as objects and `max`, whatever the version."""
+    worst = cmp.get("worst")
+    if not isinstance(worst, dict):
+        return cmp
+    return {**cmp, "worst": (entries := worst_entries(worst)),
+            "max": entries[0] if entries else None}
+
+
+def first_entry(worst) -> dict | None:
+    """Return the first (worst) of the worst entries, from either version's form."""
+    if not isinstance(worst, dict):
+        return worst[0] if worst else None
+    if not worst["index"]:
+        return None
+    n = len(WORST_FIELDS)
+    raw = base64.b64decode(worst["numbers"][:56])[:8 * n]  # 56 characters: 42 bytes ≥ 40
+    numbers = jsonable(list(struct.unpack(f"<{n}d", raw)))
+    return {"index": worst["index"][0], **dict(zip(WORST_FIELDS, numbers, strict=True))}
+
+
+def worst_entries(worst) -> list[dict]:
+    """Return worst entries as objects, from either version's form."""
+    if not isinstance(worst, dict):
+        return worst
+    raw = base64.b64decode(worst["numbers"])
+    numbers = jsonable(list(struct.unpack(f"<{len(raw) // 8}d", raw)))
+    n = len(WORST_FIELDS)
+    return [{"index": index, **dict(zip(WORST_FIELDS, numbers[n * j:n * j + n], strict=True))}
+            for j, index in enumerate(worst["index"])]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -130,7 +193,10 @@ def _stage(path: Path, text: str) -> tuple[Path, str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:  # an iterable of chunks (a merge, written as it is read)
+                f.writelines(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is not
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -166,6 +232,19 @@ def _umask() -> int:
 
 def load(path: str | os.PathLike) -> dict:
     """Read and validate a results file, or raise ResultsError with one line naming it."""
+    extra: dict = {}
+    runs, items = read(path, extra)
+    items = [_unpacked_item(item) for item, _ in items]
+    return {**extra, **document(runs, items)}
+
+
+def _unpacked_item(item: dict) -> dict:
+    cmp = item.get("comparison")
+    return {**item, "comparison": unpacked(cmp)} if isinstance(cmp, dict) else item
+
+
+def _load_whole(path: str | os.PathLike) -> dict:
+    """Read and validate a results file at once (any key order), or raise ResultsError."""
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
@@ -182,6 +261,202 @@ def load(path: str | os.PathLike) -> dict:
     if problem:
         raise ResultsError(f"reports: {path}: {problem}")
     return doc
+
+
+CHUNK = 1 << 22
+"""Characters read at a time when a results file is read item by item."""
+
+
+def read(path: str | os.PathLike, extra: dict | None = None):
+    """Return (runs, items) of a results file, validated; items is an iterator of (item, its
+    JSON text), read one at a time, checked as they come (a bad one raises ResultsError).
+
+    The writer's layout (schema, version and runs before items) is read incrementally; any
+    other layout, and any file the incremental reader stumbles on, is read whole instead, so
+    that errors read the same either way.
+    """
+    extra = {} if extra is None else extra  # other top-level keys (a study's "partial") land here
+    try:
+        stream = _Stream(path, extra)
+        head = stream.head()
+    except _Fallback:
+        doc = _load_whole(path)
+        extra.update((k, v) for k, v in doc.items() if k not in ("schema", "version", "runs",
+                                                                 "items"))
+        return doc["runs"], iter([(i, None) for i in doc["items"]])
+    except OSError as exc:
+        raise ResultsError(f"reports: {path}: cannot read ({exc.strerror or exc})") from None
+    problem = _head_problem(head)
+    if problem:
+        stream.close()
+        raise ResultsError(f"reports: {path}: {problem}")
+    return head["runs"], _checked_items(path, stream, {r["id"] for r in head["runs"]},
+                                        head["version"] == VERSION)
+
+
+def _head_problem(head: dict) -> str | None:
+    """Return what is wrong with a file's schema, version or runs, None if nothing."""
+    if head.get("schema") != SCHEMA:
+        return f"not a {SCHEMA} file"
+    if head.get("version") not in READS:
+        return f"schema version {head.get('version')!r}, this suite reads 1 and 2"
+    runs = head.get("runs")
+    if not isinstance(runs, list):
+        return "malformed: 'runs' and 'items' must be lists"
+    if _depth(runs) + 1 > MAX_DEPTH:
+        return f"malformed: nested more than {MAX_DEPTH} levels deep"
+    try:
+        _check_runs(runs)
+    except Malformed as exc:
+        return f"malformed: {exc}"
+    return None
+
+
+def _checked_items(path, stream: _Stream, run_ids: set, current: bool):
+    """Yield each item with its text (None unless the file is of the version written), checked;
+    then check the entry items' spans."""
+    spans: dict[tuple, list[int]] = {}
+    n = 0
+    try:
+        for item, text in stream.items():
+            depth = _quick_depth(item, run_ids)  # None: something to say about it
+            if (_depth(item) if depth is None else depth) + 2 > MAX_DEPTH:
+                raise Malformed(f"nested more than {MAX_DEPTH} levels deep")
+            try:
+                if depth is None:
+                    _check_item(item, f"items[{n}]", run_ids)
+                _check_span(item, spans)
+            except Malformed as exc:
+                raise Malformed(f"malformed: {exc}") from None
+            n += 1
+            yield item, text if current else None
+        stream.tail()
+    except Malformed as exc:
+        text = str(exc)
+        raise ResultsError(f"reports: {path}: " + (text if text.startswith("malformed") else
+                                                    f"malformed: {text}")) from None
+    except _Fallback:
+        _load_whole(path)  # raises the error a whole read gives
+        raise ResultsError(f"reports: {path}: malformed: an unexpected layout") from None
+    finally:
+        stream.close()
+
+
+HEAD = ("schema", "version", "runs")
+
+
+class _Fallback(Exception):
+    """The incremental reader cannot go on: the file is read whole (for its error, if any)."""
+
+
+class _Stream:
+    """Reads the writer's layout of a results file a chunk at a time with json's raw_decode."""
+
+    def __init__(self, path, extra: dict):
+        self.extra = extra
+        self.file = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
+        self.buf, self.pos, self.eof = "", 0, False
+        self.nonfinite = False
+        self.decoder = json.JSONDecoder(parse_constant=self._constant)
+
+    def _constant(self, name: str) -> float:
+        self.nonfinite = True
+        return float(name.replace("Infinity", "inf"))
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            chunk = self.file.read(CHUNK)
+        except (UnicodeDecodeError, ValueError):
+            raise _Fallback from None
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf, self.pos = self.buf[self.pos:] + chunk, 0
+        return True
+
+    def _peek(self) -> str:
+        """Return the next character that is not whitespace, '' at the end."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\n\r":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self._more():
+                return self.buf[self.pos:self.pos + 1]
+
+    def _expect(self, char: str) -> None:
+        if self._peek() != char:
+            raise _Fallback
+        self.pos += 1
+
+    def _value(self):
+        """Decode the next value; return it and its text."""
+        self._peek()
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except (json.JSONDecodeError, RecursionError):
+                if self._more():
+                    continue
+                raise _Fallback from None
+            if end == len(self.buf) and self._more():  # a number may go on in the next chunk
+                continue
+            text, self.pos = self.buf[self.pos:end], end
+            return value, text
+
+    def head(self) -> dict:
+        """Read the keys before "items"; they must be schema, version and runs."""
+        self._expect("{")
+        head = {}
+        while True:
+            key, _ = self._value()
+            self._expect(":")
+            if key == "items":
+                if not {"schema", "version", "runs"} <= set(head):
+                    raise _Fallback
+                self._expect("[")
+                self.extra.update((k, v) for k, v in head.items() if k not in HEAD)
+                return head
+            if key in head or not isinstance(key, str):
+                raise _Fallback
+            head[key], _ = self._value()
+            if self._peek() != ",":
+                raise _Fallback
+            self.pos += 1
+
+    def items(self):
+        """Yield each item of the items list and its text (None when it must be re-written)."""
+        if self._peek() == "]":
+            self.pos += 1
+            return
+        while True:
+            self.nonfinite = False
+            item, text = self._value()
+            if self.nonfinite:
+                item, text = jsonable(item), None
+            yield item, text
+            c = self._peek()
+            self.pos += 1
+            if c == "]":
+                return
+            if c != ",":
+                raise _Fallback
+
+    def tail(self) -> None:
+        """Read what follows the items: keys no reader uses, then the end of the object."""
+        while self._peek() == ",":
+            self.pos += 1
+            key, _ = self._value()
+            if key in HEAD or key == "items" or key in self.extra:
+                raise _Fallback
+            self._expect(":")
+            self.extra[key], _ = self._value()
+        self._expect("}")
+        if self._peek() != "":
+            raise _Fallback
 
 
 # What json reports at the failing position when a text is cut short: nothing at all, the
@@ -204,8 +479,8 @@ def _schema_problem(doc) -> str | None:
     """Return what keeps the document from being results this suite reads, None if nothing."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         return f"not a {SCHEMA} file"
-    if doc.get("version") != VERSION:
-        return f"schema version {doc.get('version')!r}, this suite reads {VERSION}"
+    if doc.get("version") not in READS:
+        return f"schema version {doc.get('version')!r}, this suite reads 1 and 2"
     runs, items = doc.get("runs"), doc.get("items")
     if not isinstance(runs, list) or not isinstance(items, list):
         return "malformed: 'runs' and 'items' must be lists"
@@ -237,13 +512,150 @@ TEXT = (str, type(None))
 
 def _depth(value) -> int:
     """Return how deeply lists and objects nest in a value (iteratively: no recursion limit)."""
+    if not isinstance(value, dict | list):
+        return 0
+    values = value.values() if type(value) is dict else value
+    kinds = set(map(type, values))
+    if kinds <= _SCALARS:
+        return 1
+    if kinds <= _SCALARS | _CONTAINERS and all(  # a config's sizes, details' dicts of numbers
+            set(map(type, c.values() if type(c) is dict else c)) <= _SCALARS
+            for c in values if type(c) in _CONTAINERS):
+        return 2
     deepest, stack = 0, [(value, 1)]
+    push, pop = stack.append, stack.pop
     while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict | list):
-            deepest = max(deepest, d)
-            stack += [(c, d + 1) for c in (v.values() if isinstance(v, dict) else v)]
+        v, d = pop()
+        if d > deepest:
+            deepest = d
+        d += 1
+        for c in (v.values() if isinstance(v, dict) else v):
+            if type(c) in _CONTAINERS or isinstance(c, dict | list):
+                push((c, d))
     return deepest
+
+
+_CONTAINERS = frozenset({dict, list})
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+FREE = ("config", "spec", "details")
+CMP_KNOWN = frozenset(("shape", "dtype", "entries", "failing", "max_ratio", "bits", "worst",
+                       "heatmap", "values"))
+BITS_KNOWN = frozenset(("min", "median", "of"))
+HEAT_KNOWN = frozenset(("layout", "block", "rows", "cols", "cells", "codes"))
+VALUES_KNOWN = frozenset(("got", "ref", "bound"))
+PACKED_KNOWN = frozenset(("index", "numbers"))
+
+
+def _quick_depth(item, run_ids: set) -> int | None:
+    """Return the item's depth if it passes every check of `_check_item`, None otherwise (or
+    when unsure): the common case costs no messages and no walk of what was checked flat."""
+    if type(item) is not dict:
+        return None
+    get = item.get
+    run = get("run")
+    if type(run) is not str or run not in run_ids:
+        return None
+    for key in ITEM_TEXT:
+        v = get(key)
+        if v is not None and type(v) is not str:
+            return None
+    deepest = 0
+    for key in FREE:
+        v = get(key)
+        if v is not None:
+            if type(v) is not dict:
+                return None
+            deepest = max(deepest, _depth(v))
+    duration, entry, cmp = get("duration"), get("entry"), get("comparison")
+    if duration is not None and not _number(duration):
+        return None
+    if entry is not None:
+        if not _index(entry):
+            return None
+        deepest = max(deepest, 1)
+    if cmp is not None:
+        if type(cmp) is not dict:
+            return None
+        d = _quick_comparison(cmp, entry)
+        if d is None:
+            return None
+        deepest = max(deepest, d)
+    for key, v in item.items():
+        if key not in _ITEM_KNOWN and isinstance(v, dict | list):
+            deepest = max(deepest, _depth(v))
+    return 1 + deepest
+
+
+def _quick_comparison(cmp: dict, entry) -> int | None:
+    """Return a version 2 comparison's depth if it passes every check, else None."""
+    get = cmp.get
+    heat, bits, worst, values = get("heatmap"), get("bits"), get("worst"), get("values")
+    if heat is None:
+        return _depth(cmp)
+    if type(heat) is not dict or type(bits) is not dict or type(worst) is not dict:
+        return None
+    for key in ("entries", "failing"):
+        v = get(key)
+        if type(v) is not int or v < 0:
+            return None
+    shape, ratio, dtype = get("shape"), get("max_ratio"), get("dtype")
+    if type(shape) is not list or (shape and not _index(shape)):
+        return None
+    if (ratio is not None and not _number(ratio)) or (dtype is not None and type(dtype) is not str):
+        return None
+    for key in BITS_KNOWN:
+        if key not in bits or (bits[key] is not None and not _number(bits[key])):
+            return None
+    index, numbers = worst.get("index"), worst.get("numbers")
+    if type(index) is not list or not _indices(index) or (
+            entry is not None and any(i != entry for i in index)):
+        return None
+    if not _base64(numbers) or len(numbers) != 4 * math.ceil(40 * len(index) / 3):
+        return None
+    if not _quick_heatmap(heat):
+        return None
+    if values is not None and not (type(values) is dict and all(
+            _base64(values.get(k)) for k in VALUES_KNOWN)):
+        return None
+    return 1 + max(_extra_depth(cmp, CMP_KNOWN), 1, 1 + _extra_depth(bits, BITS_KNOWN),
+                   1 + max(_extra_depth(worst, PACKED_KNOWN), 1 + (1 if index else 0)),
+                   1 + max(_extra_depth(heat, HEAT_KNOWN), 1),
+                   0 if values is None else 1 + _extra_depth(values, VALUES_KNOWN))
+
+
+def _indices(index: list) -> bool:
+    """Say whether every element of a list is an entry's index (as `_index`), quickly."""
+    if not index:
+        return True
+    if set(map(type, index)) != {list} or not set(map(len, index)) <= _RANKS:
+        return False
+    flat = [x for ix in index for x in ix]
+    return set(map(type, flat)) == {int} and min(flat) >= 0 and max(flat) < MAX_ENTRY_CELLS
+
+
+_RANKS = frozenset(range(1, 9))
+
+
+def _quick_heatmap(heat: dict) -> bool:
+    """Say whether a heatmap passes every check of `_check_heatmap`."""
+    if heat.get("layout") not in ("1d", "2d"):
+        return False
+    for key in ("rows", "cols", "cells"):
+        v = heat.get(key)
+        if type(v) is not int or not 0 <= v <= 1 << 20:
+            return False
+    block, codes = heat.get("block"), heat.get("codes")
+    if type(block) is not list or not block or not all(type(b) is int and b > 0 for b in block):
+        return False
+    return _base64(codes) and _decoded_length(codes) == heat["cells"] <= heat["rows"] * heat[
+        "cols"]
+
+
+def _extra_depth(obj: dict, known: frozenset) -> int:
+    """Return how deeply the values of an object's other keys nest."""
+    return max((_depth(v) for k, v in obj.items() if k not in known), default=0)
 
 
 def _need(ok: bool, where: str, what: str) -> None:
@@ -270,6 +682,7 @@ def _check_runs(runs: list) -> None:
 ITEM_TEXT = ("nodeid", "id", "group", "config_id", "spec_id", "tensor", "framework",
              "framework_version", "outcome", "reason", "message", "fingerprint")
 """Item fields that are text or null."""
+_ITEM_KNOWN = frozenset((*ITEM_TEXT, *FREE, "run", "duration", "entry", "comparison"))
 
 
 def _check_item(item, where: str, run_ids: set) -> None:
@@ -292,7 +705,10 @@ def _check_item(item, where: str, run_ids: set) -> None:
 
 def _number(value) -> bool:
     """Say whether a value is a recorded number: int, float or 'inf', '-inf', 'nan'."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is float or kind is int:
+        return True
+    if kind is bool:
         return False
     return isinstance(value, int | float) or value in ("inf", "-inf", "nan")
 
@@ -319,12 +735,16 @@ def _check_comparison(cmp, where: str, entry) -> None:
     for key in ("min", "median", "of"):
         _field(cmp["bits"], key, f"{where}.bits", lambda v: v is None or _number(v),
                "a number or null")
-    _field(cmp, "worst", where, lambda v: isinstance(v, list), "a list")
-    for n, e in enumerate(cmp["worst"]):
-        _check_entry(e, f"{where}.worst[{n}]", entry)
-    _field(cmp, "max", where, lambda v: v is None or isinstance(v, dict), "an entry or null")
-    if cmp["max"] is not None:
-        _check_entry(cmp["max"], f"{where}.max", entry)
+    worst = cmp.get("worst")
+    if isinstance(worst, dict):
+        _check_packed(worst, f"{where}.worst", entry)
+    else:
+        _field(cmp, "worst", where, lambda v: isinstance(v, list), "a list")
+        for n, e in enumerate(worst):
+            _check_entry(e, f"{where}.worst[{n}]", entry)
+        _field(cmp, "max", where, lambda v: v is None or isinstance(v, dict), "an entry or null")
+        if cmp["max"] is not None:
+            _check_entry(cmp["max"], f"{where}.max", entry)
     _check_heatmap(cmp["heatmap"], f"{where}.heatmap")
     values = cmp.get("values")
     _need(values is None or (isinstance(values, dict) and all(
@@ -339,6 +759,19 @@ def _field(obj: dict, key: str, where: str, ok, what: str) -> None:
 
 def _count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_packed(worst: dict, where: str, entry) -> None:
+    """Check packed worst entries (version 2): indices, and five float64 numbers each."""
+    index = worst.get("index")
+    _need(isinstance(index, list), f"{where}.index", "a list")
+    for n, ix in enumerate(index):
+        _need(_index(ix), f"{where}.index[{n}]", "a list of indices")
+        if entry is not None and ix != entry:
+            raise Malformed(f"{where}.index[{n}]: {ix} is not the item's entry {entry}")
+    numbers = worst.get("numbers")
+    _need(_base64(numbers) and len(numbers) == 4 * math.ceil(40 * len(index) / 3),
+          f"{where}.numbers", f"base64 of {5 * len(index)} float64 numbers")
 
 
 def _check_entry(e, where: str, entry) -> None:
@@ -362,8 +795,13 @@ def _check_heatmap(heat, where: str) -> None:
         isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block),
         f"{where}.block", "a list of positive sizes")
     codes = heat.get("codes")
-    _need(_base64(codes) and len(base64.b64decode(codes)) == heat["cells"] <= heat["rows"] *
+    _need(_base64(codes) and _decoded_length(codes) == heat["cells"] <= heat["rows"] *
           heat["cols"], f"{where}.codes", "base64 of one byte a cell")
+
+
+def _decoded_length(text: str) -> int:
+    """Return how many bytes valid base64 text decodes to."""
+    return len(text) // 4 * 3 - len(text[-2:]) + len(text[-2:].rstrip("="))
 
 
 def _base64(value) -> bool:
@@ -371,7 +809,7 @@ def _base64(value) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        base64.b64decode(value, validate=True)
+        binascii.a2b_base64(value, strict_mode=True)
     except ValueError:
         return False
     return True
@@ -382,19 +820,24 @@ def _check_entry_groups(items: list[dict]) -> None:
     tensor the page can draw."""
     spans: dict[tuple, list[int]] = {}
     for item in items:
-        entry = item.get("entry")
-        if entry is None:
-            continue
-        key = (item["run"], json.dumps(item.get("config"), sort_keys=True),
-               json.dumps(item.get("spec"), sort_keys=True), str(item.get("tensor")))
-        span = spans.setdefault(key, [0] * len(entry))
-        if len(span) != len(entry):
-            raise Malformed(f"entry {entry} of tensor {key[3]!r}: another entry has "
-                            f"{len(span)} indices")
-        span[:] = [max(s, i + 1) for s, i in zip(span, entry, strict=True)]
-        if math.prod(span) > MAX_ENTRY_CELLS:
-            raise Malformed(f"entries of tensor {key[3]!r} span more than {MAX_ENTRY_CELLS} "
-                            "cells")
+        _check_span(item, spans)
+
+
+def _check_span(item: dict, spans: dict) -> None:
+    """Add an entry item to its tensor's span; raise Malformed when the span goes wrong."""
+    entry = item.get("entry")
+    if entry is None:
+        return
+    key = (item["run"], json.dumps(item.get("config"), sort_keys=True),
+           json.dumps(item.get("spec"), sort_keys=True), str(item.get("tensor")))
+    span = spans.setdefault(key, [0] * len(entry))
+    if len(span) != len(entry):
+        raise Malformed(f"entry {entry} of tensor {key[3]!r}: another entry has "
+                        f"{len(span)} indices")
+    span[:] = [max(s, i + 1) for s, i in zip(span, entry, strict=True)]
+    if math.prod(span) > MAX_ENTRY_CELLS:
+        raise Malformed(f"entries of tensor {key[3]!r} span more than {MAX_ENTRY_CELLS} "
+                        "cells")
 
 
 def merge(docs: list[dict]) -> dict:
@@ -416,3 +859,34 @@ def _unique(run_id: str, seen: set) -> str:
         new = f"{run_id}~{n}"
     seen.add(new)
     return new
+
+
+def merged_items(paths: list) -> tuple[list[dict], object]:
+    """Return the runs of several results files merged (repeated ids renamed) and an iterator
+    of their items, each (item, its JSON text), read one file after another."""
+    runs, sources, seen = [], [], set()
+    for path in paths:
+        file_runs, items = read(path)
+        renamed = {r["id"]: _unique(r["id"], seen) for r in file_runs}
+        runs += [{**r, "id": renamed[r["id"]]} for r in file_runs]
+        sources.append((renamed, items))
+
+    def items():
+        for renamed, source in sources:
+            for item, text in source:
+                if renamed[item["run"]] != item["run"]:
+                    item, text = {**item, "run": renamed[item["run"]]}, None
+                yield item, text
+
+    return runs, items()
+
+
+def merged_chunks(runs: list[dict], items) -> object:
+    """Yield the text of a merged results file: the head, then each item as read."""
+    yield (f'{{"schema":{json.dumps(SCHEMA)},"version":{VERSION},"runs":'
+           f'{json.dumps(jsonable(runs), allow_nan=False, ensure_ascii=False)},"items":[')
+    sep = ""
+    for item, text in items:
+        yield sep + (text if text is not None else dumps_item(item))
+        sep = ","
+    yield "]}"

@@ -386,8 +386,7 @@ def _axes(xs: list[float], px, yticks: list[tuple[float, str]], py, xlabel: str,
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
                      f'stroke="#eee"/><text x="{LEFT - 4}" y="{y + 4:.1f}" '
                      f'text-anchor="end">{escape(label)}</text>')
-    ticks = xs if len(xs) <= 12 else [x for x in xs if math.log10(x).is_integer()] or xs[::4]
-    for x in ticks:
+    for x in ticks(xs, px):
         parts.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{HEIGHT - BOTTOM}" '
                      f'y2="{HEIGHT - BOTTOM + 4}" stroke="#999"/><text x="{px(x):.1f}" '
                      f'y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(num(x))}</text>')
@@ -396,6 +395,30 @@ def _axes(xs: list[float], px, yticks: list[tuple[float, str]], py, xlabel: str,
     parts.append(f'<text transform="translate(14 {(TOP + HEIGHT - BOTTOM) / 2}) rotate(-90)" '
                  f'text-anchor="middle">{escape(ylabel)}</text>')
     return parts
+
+
+TICK_CHAR, TICK_GAP = 7.0, 8.0
+"""The width of a tick label's character at the plots' 11 px font, and the least gap between
+two labels, in pixels."""
+
+
+def ticks(xs: list[float], px) -> list[float]:
+    """Return the x values to label, from the least up, each clear of the one before (batch
+    sizes 1…64 would print on top of each other); the greatest is always labelled."""
+    def half(x: float) -> float:
+        return TICK_CHAR * len(num(x)) / 2
+
+    kept: list[float] = []
+    for x in xs:
+        if not kept or px(x) - px(kept[-1]) >= half(x) + half(kept[-1]) + TICK_GAP:
+            kept.append(x)
+    last = xs[-1] if xs else None
+    if last is not None and kept[-1] != last:
+        while len(kept) > 1 and px(last) - px(kept[-1]) < half(last) + half(kept[-1]) + TICK_GAP:
+            kept.pop()
+        kept[-1:] = [kept[-1], last] if px(last) - px(kept[-1]) >= half(last) + half(
+            kept[-1]) + TICK_GAP else [last]
+    return kept
 
 
 def _draw(series: dict, px, py) -> list[str]:

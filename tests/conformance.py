@@ -410,7 +410,7 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     if isinstance(got, GroupFailed):
         pytest.fail(str(got), pytrace=False)
     ref, bound = reference_for(item.spec), bounds_for(item.spec, item.config.dtype)
-    g = _checked_tensor(got, name, tensor, ref[tensor].shape, item.config.dtype)
+    g = _checked_once(got, name, tensor, ref[tensor].shape, item.config.dtype)
     arrays = (g, ref[tensor], bound[tensor])
     if item.entry is not None:  # entry-granular mode: compare this one entry, not the tensor
         arrays = tuple(np.asarray(a)[item.entry].reshape(1) for a in arrays)
@@ -419,7 +419,7 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     node.conformance["comparison"] = cmp
     node.conformance["fingerprint"] = None if diag is None else str(diag)
     node.conformance["sensitivity"] = sensitivity(cmp, diag)
-    node.conformance["precision_resolved"] = _resolved(adapter, item)
+    node.conformance["precision_resolved"] = _resolved_once(adapter, item)
     if item.group in runner.timing:
         node.conformance["timing"] = runner.timing[item.group]
     check_group(runner, item, node)
@@ -428,6 +428,30 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
             node.conformance["repro"] = runner.repro.export(item, adapter)
         pytest.fail(_message(item, cmp, diag, _reproduce(node), adapter), pytrace=False)
     return cmp
+
+
+_ONCE: dict = {}
+"""What every entry item of one tensor shares (`--entries`): the checked tensor and the
+resolved precision, kept with the gradients they came from (held, so never mistaken)."""
+
+
+def _checked_once(got, name: str, tensor: str, shape: tuple, dtype: str) -> np.ndarray:
+    """Return `_checked_tensor` of these gradients, checked once for all of its entry items."""
+    __tracebackhide__ = True
+    if _ONCE.get("got") is got and _ONCE.get("tensor") == tensor:
+        return _ONCE["checked"]
+    g = _checked_tensor(got, name, tensor, shape, dtype)
+    _ONCE.clear()
+    _ONCE.update(got=got, tensor=tensor, checked=g)
+    return g
+
+
+def _resolved_once(adapter, item: Item) -> str:
+    """Return `_resolved`, asked once per group and config."""
+    key = (id(adapter), item.group)
+    if _ONCE.get("resolved_key") != key:
+        _ONCE.update(resolved_key=key, resolved=_resolved(adapter, item), adapter=adapter)
+    return _ONCE["resolved"]
 
 
 def sensitivity(cmp: Comparison, diag: Diagnosis | None) -> dict:

@@ -84,7 +84,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "relu-relu-sigmoid,tanh-tanh-identity; each replaces the activations of "
                      "the cases of its depth")
     g.addoption("--entries", action="store_true",
-                help="make every gradient entry its own test item (small nets, bisecting)")
+                help="make every gradient entry its own test item (small nets, bisecting); "
+                     "pytest's log capture is off in this mode")
     g.addoption("--soak", type=int, default=0, metavar="N",
                 help="repeat the matrix over N extra seeds (1…N) besides seed 0")
     g.addoption("--deterministic", action="store_true",
@@ -268,6 +269,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("soak") < 0:
         raise pytest.UsageError("--soak must be 0 or more")
     config.conformance_adapters = _adapters(config)
+    if config.getoption("entries"):
+        # pytest's log capture hooks a handler onto every non-propagating logger (torch makes
+        # 42) in each phase of each item, a third of an entry item's time; an adapter runs once
+        # per group, so entry items capture no log records (-p no:logging, for this mode).
+        config.pluginmanager.set_blocked("logging-plugin")
     if config.getoption("timing") < 0:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from reports import results
 from tests.test_reports import HOSTILE, SMALL, run_suite, third_party
 
 pytestmark = pytest.mark.xdist_group("report_browser")
@@ -52,7 +53,7 @@ def report(tmp_path_factory) -> dict:
     where = tmp_path_factory.mktemp("report")
     proc = run_suite(where, "run", *SMALL, "--adapter", third_party(where, "Hostile"))
     assert proc.returncode == 1, proc.stdout[-3000:]
-    doc = json.loads((where / "run.json").read_text())
+    doc = results.load(where / "run.json")
     return {"url": (where / "run.html").resolve().as_uri(), "doc": doc}
 
 
@@ -80,8 +81,12 @@ def test_opens_offline_without_console_errors(browser, report):
     loaded = open_page(browser, report["url"])
     assert loaded["console"] == []
     assert loaded["requests"] == [report["url"]]
-    assert browser.execute_script("return document.querySelectorAll('canvas.heat').length") == \
-        sum(1 for i in report["doc"]["items"] if i["comparison"])
+    drawn = browser.execute_script(
+        "return [...document.querySelectorAll('canvas.heat')].map((c) => c.dataset.k)")
+    failed = {str(k) for k, i in enumerate(report["doc"]["items"])
+              if i["comparison"] and i["outcome"] == "failed"}
+    assert failed and failed <= set(drawn)  # passing ones: their configs' summaries only
+    assert all(k in failed or k.startswith("s") for k in drawn)
 
 
 def test_failing_entries_are_visible(browser, report):
@@ -117,10 +122,12 @@ def test_hovering_a_failing_cell_shows_its_values(browser, report):
 
 
 def test_filters_change_what_is_shown(browser, report):
-    """Unticking 'passed' leaves the failed tensors only; unticking a framework hides its rows."""
+    """The failing calls show every tensor; unticking 'passed' leaves the failed ones only;
+    unticking a framework hides its rows."""
     open_page(browser, report["url"])
     items = report["doc"]["items"]
-    assert len(shown(browser, "div.item")) == len(items)
+    failing = {i["group"] for i in items if i["outcome"] == "failed"}
+    assert len(shown(browser, "div.item")) == sum(i["group"] in failing for i in items)
     box = browser.find_element("css selector", '#filters input[data-dim="status"][value="passed"]')
     box.click()
     visible = shown(browser, "div.item")
@@ -148,3 +155,76 @@ def test_hostile_strings_render_as_text(browser, report):
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - the access is the check
     assert loaded["console"] == []
+
+
+@pytest.fixture(scope="module")
+def big_report(tmp_path_factory) -> dict:
+    """Render the synthetic 50,000-item results (tests/bench/synthetic.py) as one page."""
+    chromium()
+    from reports import html
+    from tests.bench import synthetic
+
+    doc = synthetic.build(50_000, 2, 40, 60)
+    page = tmp_path_factory.mktemp("big") / "big.html"
+    page.write_text(html.render(doc), encoding="utf-8")
+    failed = [k for k, i in enumerate(doc["items"]) if i["outcome"] == "failed"]
+    return {"url": page.resolve().as_uri(), "doc": doc, "failed": failed}
+
+
+def test_a_50000_item_page_opens_without_console_errors(browser, big_report):
+    """The page opens offline, logs nothing, and keeps a heatmap only for what failed and for
+    each config's summary (its load time is measured by tests/bench/report_size.py)."""
+    loaded = open_page(browser, big_report["url"])
+    assert loaded["console"] == [] and loaded["requests"] == [big_report["url"]]
+    assert len(shown(browser, "tr.mrow")) == 40
+    canvases = browser.execute_script("return document.querySelectorAll('canvas.heat').length")
+    assert canvases < len(big_report["doc"]["items"]) / 20
+
+
+def test_a_failing_item_of_50000_shows_its_heatmap_and_worst_entries(browser, big_report):
+    """A failed item's canvas is drawn when scrolled to, and its worst entries are listed."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, big_report["url"])
+    k = big_report["failed"][0]
+    item = big_report["doc"]["items"][k]
+    canvas = browser.find_element(By.CSS_SELECTOR, f'canvas.heat[data-k="{k}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    assert browser.execute_script("return arguments[0].width", canvas) >= \
+        item["comparison"]["heatmap"]["cols"]
+    card = canvas.find_element(By.XPATH, "./ancestor::div[contains(@class, 'item')]")
+    worst = item["comparison"]["worst"][0]
+    assert f"{item['tensor']}[{', '.join(map(str, worst['index']))}]" in card.text
+    assert browser.get_log("browser") == []
+
+
+def test_filters_and_summaries_of_50000_items_stay_usable(browser, big_report):
+    """Typing part of a config's name keeps its rows; unticking 'passed' leaves the failed
+    items; a config's summary opens with its heatmaps and its calls' table."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, big_report["url"])
+    box = browser.find_element(By.ID, "config-filter")
+    box.send_keys("jax-cuda")
+    rows = shown(browser, "tr.mrow")
+    assert rows and all("jax-cuda" in r.get_attribute("data-config") for r in rows)
+    box.clear()
+    box.send_keys(" ")  # an input event with the filter empty again
+    assert len(shown(browser, "tr.mrow")) == 40
+    browser.find_element(By.CSS_SELECTOR,
+                         '#filters input[data-dim="status"][value="passed"]').click()
+    items = shown(browser, "article.group div.item")
+    assert items and all(e.get_attribute("data-status") in ("failed", "xfailed") for e in items)
+    browser.find_element(By.CSS_SELECTOR,
+                         '#filters input[data-dim="status"][value="passed"]').click()
+    link = browser.find_element(By.CSS_SELECTOR, "tr.mrow th.config a")
+    browser.execute_script("arguments[0].click()", link)
+    config = browser.find_element(By.ID, link.get_attribute("href").split("#")[1])
+    assert config.get_attribute("open") is not None
+    canvas = config.find_element(By.CSS_SELECTOR, "canvas.heat")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    assert browser.execute_script("return arguments[0].width", canvas) > 0
+    calls = config.find_element(By.CSS_SELECTOR, "details.calls")
+    browser.execute_script("arguments[0].open = true", calls)
+    assert len(calls.find_elements(By.CSS_SELECTOR, "tbody tr")) > 100
+    assert browser.get_log("browser") == []

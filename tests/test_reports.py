@@ -80,7 +80,7 @@ def runs(tmp_path_factory) -> dict:
     done = {n: run_suite(where, f"n{n}", "-n", str(n), *args) for n in (0, 2)}
     for proc in done.values():
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    docs = {n: json.loads((where / f"n{n}.json").read_text()) for n in done}
+    docs = {n: results.load(where / f"n{n}.json") for n in done}
     return {"where": where, "proc": done, "doc": docs}
 
 
@@ -253,8 +253,8 @@ def test_small_vectors_keep_every_value_unpooled():
     (lambda text: text[: len(text) // 2], r"truncated \(the JSON ends early\)"),
     (lambda text: "{'schema': 1}", r"not JSON \(line 1 column 2\)"),
     (lambda text: "", r"empty, not JSON"),
-    (lambda text: text.replace('"version":1', '"version":2', 1),
-     r"schema version 2, this suite reads 1"),
+    (lambda text: text.replace('"version":2', '"version":3', 1),
+     r"schema version 3, this suite reads 1 and 2"),
     (lambda text: '{"schema": "something/else"}', r"not a backprop-conformance/results file"),
 ])
 def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path, capsys,
@@ -378,19 +378,85 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
     return results.document([{"id": "r", "provenance": {}}], items)
 
 
-def test_the_default_matrix_report_stays_under_3_mb():
-    """Eight configs × the default seven cases (256 tensors): page and results under 3 MB; the
-    six 2-layer cases alone under 2 MB, as before the deep case, whose 64×784 W1 is drawn entry
-    by entry (50,176 cells a config, ≈0.6 MB over eight configs)."""
+def test_the_default_matrix_report_stays_under_1_2_mb():
+    """Eight configs × the default seven cases (256 tensors, the deep case's 64×784 W1
+    among them): page under 1.2 MB, results under 3 MB."""
     sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
     assert len(doc["items"]) == 8 * (6 * 4 + 8)
-    assert len(html.render(doc).encode()) <= 3_000_000
+    assert len(html.render(doc).encode()) <= 1_200_000
     assert len(results.dumps(doc).encode()) <= 3_000_000
-    two_layer = synthetic_doc([s for s in sizes if len(s[0]) == 3], 8, np.random.default_rng(1))
-    assert len(two_layer["items"]) == 8 * 6 * 4
-    assert len(html.render(two_layer).encode()) <= 2_000_000
-    assert len(results.dumps(two_layer).encode()) <= 2_000_000
+
+
+def test_a_passing_item_costs_under_1_kb_of_page():
+    """Passing items are summarised per config: 4,000 of them add under 1 KB each."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(4000, 1, 40, 6)
+    failing = results.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
+    passed = sum(i["outcome"] == "passed" for i in doc["items"])
+    cost = (len(html.render(doc).encode()) - len(html.render(failing).encode())) / passed
+    assert 0 < cost <= 1000
+
+
+def test_a_1440_item_study_report_stays_under_2_mb():
+    """24 configs × 784-16-10 at three batches × 5 seeds × 4 tensors: the page under 2 MB."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(1440, 1, 24, 0, cases=synthetic.STUDY)
+    assert len(doc["items"]) == 1440
+    assert len(html.render(doc).encode()) <= 2_000_000
+
+
+def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
+    """A passing cell reads `8/8` and its greatest ratio; a config's summary heatmap is the
+    greatest code of its passing tensors cell by cell, and its worst entry is theirs."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(96, 1, 2, 0)  # the second config's items are skipped
+    page = html.render(doc)
+    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small>([^<]+)</small>', page)
+    assert len(cells) == 6 and all(float(c) < 1 for c in cells)  # 2 seeds × 4 tensors each
+    assert re.search(r'<span class="note">8 passing tensors over 8 cases</span>', page)
+    blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
+    w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
+          and i["spec"]["sizes"] == [784, 16, 10] and i["outcome"] == "passed"]
+    summary = next(v for k, v in blob["items"].items() if k.startswith("s0.0.")
+                   and v["tensor"] == "W1" and v["shape"] == [16, 784])
+    greatest = max((record.codes_of(c["heatmap"]) for c in w1), key=lambda a: a.max())
+    assert record.codes_of(summary["heatmap"]).max() == greatest.max()
+    assert summary["worst"][0]["ratio"] == max(c["max_ratio"] for c in w1)
+
+
+def test_seeds_share_a_matrix_column():
+    """A soak's seeds of one case are one column, labelled with how many seeds it holds."""
+    from tests.bench import synthetic
+
+    doc = synthetic.build(4 * 6 * 3, 1, 1, 0)
+    page = html.render(doc)
+    heads = re.findall(r'<th colspan="1" class="case">([^<]+)</th>', page)
+    assert heads[0] == "sigmoid-sigmoid-784x16x10-b1 · 3 seeds" and len(heads) == 6
+
+
+def test_a_results_file_in_another_key_order_reads_the_same(tmp_path):
+    """Items before runs (a foreign writer's order) are read whole, to the same document."""
+    doc = json.loads(results.dumps(hostile_doc()))
+    text = json.dumps({"items": doc["items"], "runs": doc["runs"], "version": 2,
+                       "schema": results.SCHEMA})
+    assert results.load(write_doc(tmp_path / "odd.json", text)) == \
+        results.load(good_file(tmp_path))
+
+
+def test_one_entry_summaries_equal_the_general_ones():
+    """The one-entry summary (`--entries`) is what the general one gives, exactly."""
+    for got, ref, bound, dtype in [(1.0, 1.0, 1e-9, "float64"), (1.5, 1.0, 1e-9, "float64"),
+                                   (np.nan, 1.0, 1e-9, "float64"), (1 + 1e-12, 1.0, 0.0,
+                                                                   "float64"),
+                                   (np.float32(0.3), 0.3, 1e-7, "float32")]:
+        one, general = (compare("W1", np.array([got]), np.array([ref]), np.array([bound]),
+                                dtype) for _ in range(2))
+        assert json.dumps(record.summarize(one, (3, 4))) == \
+            json.dumps(record._summarize(general, (3, 4)))
 
 
 def test_a_784_4096_10_report_stays_under_10_mb():
@@ -481,9 +547,11 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, command):
     assert good.read_bytes() == before
 
 
-def forged(damage) -> dict:
-    """Return the hostile document (valid) with one change."""
-    doc = json.loads(results.dumps(hostile_doc()))
+def forged(damage, version: int = 1) -> dict:
+    """Return the hostile document (valid) with one change, as a version 1 file (worst entries
+    as objects) or a version 2 one (packed)."""
+    doc = json.loads(results.dumps(hostile_doc()) if version == 2 else
+                     json.dumps({**results.jsonable(hostile_doc()), "version": 1}))
     damage(doc)
     return doc
 
@@ -527,6 +595,47 @@ SHAPES = [
 ]
 
 
+SHAPES_2 = [
+    (lambda d: d["items"][0]["comparison"]["worst"].update(numbers="AAAA"),
+     r"items\[0\]\.comparison\.worst\.numbers: expected base64 of 10 float64 numbers"),
+    (lambda d: d["items"][0]["comparison"]["worst"].update(index=[[0, -1], [0, 0]]),
+     r"items\[0\]\.comparison\.worst\.index\[0\]: expected a list of indices"),
+    (lambda d: d["items"][0]["comparison"]["worst"].pop("index"),
+     r"items\[0\]\.comparison\.worst\.index: expected a list"),
+    (lambda d: d["items"][0]["comparison"]["heatmap"].update(codes="!!"),
+     r"items\[0\]\.comparison\.heatmap\.codes: expected base64"),
+    (lambda d: d["items"][0]["comparison"]["bits"].update(of=[1]),
+     r"items\[0\]\.comparison\.bits\.of: expected a number"),
+    (lambda d: d["items"][0]["comparison"]["worst"].update(x=json.loads(deep(40))),
+     r"nested more than 32 levels deep"),
+]
+
+
+@pytest.mark.parametrize("damage,problem", SHAPES_2, ids=range(len(SHAPES_2)))
+def test_version_2_files_are_checked_as_strictly(tmp_path, capsys, damage, problem):
+    """Packed worst entries (version 2) are checked field by field like version 1's."""
+    good = good_file(tmp_path)
+    bad = write_doc(tmp_path / "bad.json", forged(damage, version=2))
+    assert reports_cli(["merge", str(good), str(bad), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"reports: {re.escape(str(bad))}: malformed: {problem}.*\n", err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_1_and_2_files_merge_into_version_2(tmp_path):
+    """A version 1 file and a version 2 file merge; the result reads back to both items."""
+    v1 = write_doc(tmp_path / "v1.json", forged(lambda d: None, version=1))
+    v2 = good_file(tmp_path, "v2.json")
+    assert reports_cli(["merge", str(v1), str(v2), "-o", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["version"] == 2 and len(merged["items"]) == 2
+    assert all(isinstance(i["comparison"]["worst"], dict) for i in merged["items"])
+    back = results.load(tmp_path / "m.json")
+    assert back["items"][0]["comparison"] == back["items"][1]["comparison"] == \
+        results.jsonable(hostile_doc())["items"][0]["comparison"]
+    assert reports_cli(["html", str(v1), str(v2), "-o", str(tmp_path / "m.html")]) == 0
+
+
 def write_doc(path: Path, doc_or_text) -> Path:
     path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text))
     return path
@@ -560,7 +669,7 @@ def test_deep_nesting_is_one_line(tmp_path, capsys):
 
 def test_the_hostile_document_reads_back_and_renders(tmp_path):
     """The checks accept what the writer writes (the forged cases above are the only change)."""
-    assert results.load(good_file(tmp_path)) == json.loads(results.dumps(hostile_doc()))
+    assert results.load(good_file(tmp_path)) == results.jsonable(hostile_doc())
     assert reports_cli(["html", str(tmp_path / "good.json"), "-o", str(tmp_path / "g.html")]) == 0
 
 

@@ -214,6 +214,19 @@ def test_a_single_width_is_said_not_drawn():
     assert page.count('<svg class="plot"') == 2 and "one width n1 only: 16" in page
 
 
+def test_many_batches_and_frameworks_keep_their_tick_labels_apart():
+    """Batches 1…64 for twelve configs: the x-axis labels never overlap, the ends are kept."""
+    items = [item(f"fw{f}", "float32", b, 16, 0) for f in range(12) for b in range(1, 65)]
+    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    svg = page.split('<svg class="plot"', 2)[1]
+    y = study_page.HEIGHT - study_page.BOTTOM + 16
+    labels = re.findall(rf'<text x="([\d.]+)" y="{y}" text-anchor="middle">([^<]+)</text>', svg)
+    xs = [(float(x), text) for x, text in labels]
+    assert xs[0][1] == "1" and xs[-1][1] == "64" and 6 <= len(xs) < 64
+    for (x0, t0), (x1, t1) in zip(xs, xs[1:], strict=False):
+        assert x1 - x0 >= study_page.TICK_CHAR * (len(t0) + len(t1)) / 2 + study_page.TICK_GAP
+
+
 def test_the_commands_pytest_runs():
     """Options pass through as given; one shard or K shards get their own results files."""
     args = study.study_parser().parse_args(

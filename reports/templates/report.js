@@ -2,6 +2,7 @@
 // ever enters the page through textContent, never as HTML.
 "use strict";
 (function () {
+  performance.mark("report-script");
   const DATA = JSON.parse(document.getElementById("data").textContent);
   const STEPS = 21, DECADES = 6, PASS_MAX = 1 + DECADES * STEPS, INF = 255;
   const DIMS = ["framework", "dtype", "device"];
@@ -151,7 +152,8 @@
 
   function describe(h, e) {
     return "got " + num(e.got) + "\nref " + num(e.ref) + "\nbound " + num(e.bound, 3) +
-      "\nratio " + num(e.ratio, 3) + (e.bits !== undefined ? "\nbits " + num(e.bits, 3) : "");
+      "\nratio " + num(e.ratio, 3) + (e.bits !== undefined ? "\nbits " + num(e.bits, 3) : "") +
+      (e.case ? "\ncase " + e.case : "");
   }
 
   function tipText(h, cell) {
@@ -224,10 +226,29 @@
     const body = table.createTBody();
     for (const e of h.worst) {
       const diff = typeof e.got === "number" && typeof e.ref === "number" ? Math.abs(e.got - e.ref) : "–";
-      const tr = cellRow("td", [name(h, e.index), num(e.got), num(e.ref), num(diff, 3), num(e.bound, 3),
-                                num(e.ratio, 3), num(e.bits, 3)]);
+      const tr = cellRow("td", [name(h, e.index) + (e.case ? " · " + e.case : ""), num(e.got), num(e.ref),
+                                num(diff, 3), num(e.bound, 3), num(e.ratio, 3), num(e.bits, 3)]);
       if (typeof e.ratio === "string" || e.ratio > 1) tr.className = "failing";
       body.appendChild(tr);
+    }
+    details.appendChild(table);
+  }
+
+  const CALLS_HEAD = ["case", "run", "tensor", "passed", "greatest ratio", "bits min"];
+
+  // Build a config's table of adapter calls (case by case) when it is first opened.
+  function fillCalls(details) {
+    if (details.querySelector("table")) return;
+    const table = document.createElement("table"), runs = DATA.runs;
+    table.className = "calls";
+    table.createTHead().appendChild(cellRow("th", CALLS_HEAD));
+    const body = table.createTBody();
+    for (const [c, r, tensors] of DATA.calls[details.dataset.row]) {
+      for (const [t, passed, of, ratio, bits] of tensors) {
+        const tr = cellRow("td", [DATA.cases[c], runs[r], t, passed + "/" + of, num(ratio, 3), num(bits, 3)]);
+        if (passed < of) tr.className = "failing";
+        body.appendChild(tr);
+      }
     }
     details.appendChild(table);
   }
@@ -239,35 +260,41 @@
       sets[d] = sets[d] || new Set();
       if (box.checked) sets[d].add(box.value);
     }
+    sets.text = document.getElementById("config-filter").value.trim().toLowerCase();
     return sets;
   }
 
   function dimsOk(el, sets) {
-    return DIMS.every((d) => !sets[d] || el.dataset[d] === undefined || sets[d].has(el.dataset[d]));
+    return DIMS.every((d) => !sets[d] || el.dataset[d] === undefined || sets[d].has(el.dataset[d])) &&
+      (!sets.text || el.dataset.config === undefined || el.dataset.config.toLowerCase().includes(sets.text));
   }
 
   function runOk(el, sets) {
     return !sets.run || sets.run.has(el.dataset.run);
   }
 
+  function statusOk(el, sets) {
+    return !sets.status || sets.status.has(el.dataset.status);
+  }
+
   function applyFilters() {
     const sets = chosen();
-    let shown = 0, total = 0;
     for (const g of document.querySelectorAll("article.group")) {
       let any = false;
+      const dims = dimsOk(g, sets);
       for (const col of g.querySelectorAll(".run-col")) col.hidden = !runOk(col, sets);
       for (const it of g.querySelectorAll(".item")) {
-        const ok = dimsOk(g, sets) && runOk(it, sets) && (!sets.status || sets.status.has(it.dataset.status));
+        const ok = dims && runOk(it, sets) && statusOk(it, sets);
         it.hidden = !ok;
         any = any || ok;
-        total++;
-        if (ok) shown++;
       }
       g.hidden = !any;
     }
     for (const li of document.querySelectorAll("li.item-link")) {
-      li.hidden = !(dimsOk(li, sets) && runOk(li, sets) && (!sets.status || sets.status.has(li.dataset.status)));
+      li.hidden = !(dimsOk(li, sets) && runOk(li, sets) && statusOk(li, sets));
     }
+    let shown = 0, total = 0;
+    const rowShown = {};
     for (const row of document.querySelectorAll("tr.mrow")) {
       let any = false;
       for (const cell of row.querySelectorAll("td.cell")) {
@@ -277,13 +304,37 @@
         any = any || ok;
       }
       row.hidden = !(dimsOk(row, sets) && any);
+      rowShown[row.dataset.config] = !row.hidden;
+      total++;
+      if (!row.hidden) shown++;
     }
-    document.getElementById("shown").textContent = "showing " + shown + " of " + total + " tensors";
+    for (const d of document.querySelectorAll("details.config")) {
+      d.hidden = !rowShown[d.dataset.config];
+      for (const col of d.querySelectorAll(".run-col")) col.hidden = !runOk(col, sets);
+    }
+    document.getElementById("shown").textContent = "showing " + shown + " of " + total + " configs";
+  }
+
+  // A link to a config's summary opens it.
+  function openTarget() {
+    const el = location.hash && document.getElementById(location.hash.slice(1));
+    if (el && el.tagName === "DETAILS") el.open = true;
   }
 
   for (const d of document.querySelectorAll("details.lazy")) d.addEventListener("toggle", () => fillWorst(d));
+  for (const d of document.querySelectorAll("details.calls")) d.addEventListener("toggle", () => fillCalls(d));
   drawLegend();
   drawLazily(Array.from(document.querySelectorAll("canvas.heat")));
-  for (const box of document.querySelectorAll("#filters input")) box.addEventListener("change", applyFilters);
-  applyFilters();
+  for (const box of document.querySelectorAll("#filters input")) {
+    box.addEventListener(box.type === "search" ? "input" : "change", applyFilters);
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+  // Everything is shown as the page opens; a reload that kept ticks or text applies them.
+  performance.mark("report-ready");
+  const filtered = document.querySelector("#filters input[type=checkbox]:not(:checked)") ||
+    document.getElementById("config-filter").value;
+  if (filtered) applyFilters();
+  else document.getElementById("shown").textContent = "showing all " +
+    document.querySelectorAll("tr.mrow").length + " configs";
 })();
