@@ -170,12 +170,13 @@ class Page:
         if i["fingerprint"]:
             pr["fingerprints"][str(i["fingerprint"])] = True
             cpr["fingerprints"][str(i["fingerprint"])] = True
-        if i["outcome"] in DETAILED and cell["anchor"] is None:
+        shown = _detailed(i)
+        if shown and cell["anchor"] is None:
             cell["anchor"] = group["anchor"]
         t = pr["tensors"].setdefault(i["tensor"], [i["tensor"], Counter(), None, None])
         t[1][i["outcome"]] += 1
         t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
-        if i["outcome"] in DETAILED:
+        if shown:
             if cmp:
                 i["cmp"] = cmp = results.unpacked(cmp)
                 i["worst"] = cmp["worst"][:SHOWN_WORST]
@@ -187,7 +188,7 @@ class Page:
         if i["entry"] is not None:
             self.entries.setdefault((group["n"], run_n, i["tensor"]), []).append(_entry_lite(i))
             return
-        if i["outcome"] in DETAILED:
+        if shown:
             pr["cards"].append(i)
             return
         pr["cards"].append(_lite(i))
@@ -266,7 +267,7 @@ class Page:
         for g in detailed:
             for pr in g["per_run"]:
                 for c in pr["cards"]:
-                    if c.get("cmp") and c["outcome"] in DETAILED:
+                    if c.get("cmp") and _detailed(c):
                         blob[str(c["k"])] = _heat(c)
         rows = list(self.rows.values())
         return {
@@ -431,6 +432,13 @@ def _entry_lite(i: dict) -> dict:
     else:
         out["cmp"] = None
     return out
+
+
+def _detailed(i: dict) -> bool:
+    """Say whether an item keeps its full detail on the page: every item that did not pass,
+    and a passing one whose calls differed bitwise (nondeterminism is always shown)."""
+    det = (i.get("details") or {}).get("determinism")
+    return i["outcome"] in DETAILED or bool(isinstance(det, dict) and det.get("differing"))
 
 
 def _repro(cards: list[dict]) -> dict | None:
