@@ -75,6 +75,6 @@ class FlaxNNX:
                                                "bias": nnx.Param(put(b))}
                                            for i, (W, b, _) in enumerate(params)}})
             g = _compiled(sizes, sigmas, dtype)(state, put(case.x), put(case.y))
-            out = keyed((np.asarray(g["linears"][i]["kernel"].value).T.copy(),
-                         np.asarray(g["linears"][i]["bias"].value)) for i in range(len(params)))
+            out = keyed((np.asarray(g["linears"][i]["kernel"][...]).T.copy(),
+                         np.asarray(g["linears"][i]["bias"][...])) for i in range(len(params)))
         return check_dtype(out, dtype, "flax")

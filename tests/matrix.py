@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import NamedTuple
 
-from reference.case import TENSORS
+from reference.case import TENSORS, Case, make_case
 
 CASES = {  # name → (sizes, batch)
     "seed": ((784, 16, 10), 1),  # the seed's 784-16-10 net, one sample, as in (15)–(20)
     "minibatch": ((784, 16, 10), 32),
     "chain": ((1, 1, 1), 1),  # the one-neuron chain (1)–(12)
     "small": ((5, 4, 3), 3),
+    "nearzero": ((16, 8, 4), 4),  # parameters × 2^-12: every z within ~1e-3 of 0
 }
+SCALES = {"nearzero": 12}
+"""Cases whose drawn parameters are scaled by 2^-e (exact in every dtype): z near 0, where
+an activation computed through another (tinygrad's tanh as 2·sigmoid(2z) − 1) cancels."""
 PAIRS = {  # name → the σ pairs the default matrix runs it with
     "seed": (("sigmoid", "sigmoid"), ("softplus", "tanh")),
     "minibatch": (("relu", "sigmoid"), ("tanh", "identity")),
     "chain": (("sigmoid", "sigmoid"),),
     "small": (("tanh", "softplus"),),
+    "nearzero": (("tanh", "tanh"),),
 }
 """Each case with few pairs: every new shape costs JAX a compilation per op (≈50 ms each on
 the CPU, eagerly), so the default spreads its pairs over the cases; `--pairs all` crosses
@@ -39,12 +45,23 @@ class Spec(NamedTuple):
     seed: int
     sigma1: str
     sigma2: str
+    scale: int = 0  # the parameters are drawn, then multiplied by 2^-scale
 
     @property
     def id(self) -> str:
-        """Return `sigmoid-sigmoid-784x16x10-b1-s0`."""
+        """Return `sigmoid-sigmoid-784x16x10-b1-s0`, `tanh-tanh-16x8x4-b4-s0-w2e-12` scaled."""
         n0, n1, n2 = self.sizes
-        return f"{self.sigma1}-{self.sigma2}-{n0}x{n1}x{n2}-b{self.batch}-s{self.seed}"
+        tail = f"-w2e-{self.scale}" if self.scale else ""
+        return f"{self.sigma1}-{self.sigma2}-{n0}x{n1}x{n2}-b{self.batch}-s{self.seed}{tail}"
+
+
+def draw(spec: Spec) -> Case:
+    """Return the spec's case: drawn by make_case, its parameters scaled by 2^-scale."""
+    case = make_case(spec.sizes, spec.batch, spec.seed, spec.sigma1, spec.sigma2)
+    if not spec.scale:
+        return case
+    f = 2.0**-spec.scale
+    return dataclasses.replace(case, **{k: v * f for k, v in case.params.items()})
 
 
 class Config(NamedTuple):
@@ -106,24 +123,25 @@ def memory_limit() -> int:
         return MEMORY_FALLBACK
 
 
-Shape = tuple[tuple[int, int, int], int, tuple[tuple[str, str], ...]]  # sizes, batch, pairs
+Shape = tuple[tuple[int, int, int], int, tuple[tuple[str, str], ...], int]
+"""sizes, batch, σ pairs, scale"""
 
 
 def named(cases: list[str]) -> list[Shape]:
-    """Return the named cases with their own σ pairs."""
-    return [(*CASES[name], PAIRS[name]) for name in cases]
+    """Return the named cases with their own σ pairs and scales."""
+    return [(*CASES[name], PAIRS[name], SCALES.get(name, 0)) for name in cases]
 
 
 def grid(sizes: list[tuple[int, int, int]], batches: list[int]) -> list[Shape]:
     """Return every sizes × batch case, with (sigmoid, sigmoid) as the pair unless overridden."""
-    return [(s, b, (("sigmoid", "sigmoid"),)) for s in sizes for b in batches]
+    return [(s, b, (("sigmoid", "sigmoid"),), 0) for s in sizes for b in batches]
 
 
 def specs(shapes: list[Shape], pairs: list[tuple[str, str]] | None, seeds: range) -> list[Spec]:
     """Return every (case, σ pair, seed) of the matrix; pairs None means each case's own."""
     return [
-        Spec(sizes, batch, seed, s1, s2)
-        for sizes, batch, own in shapes for (s1, s2) in (pairs or own) for seed in seeds
+        Spec(sizes, batch, seed, s1, s2, scale)
+        for sizes, batch, own, scale in shapes for (s1, s2) in (pairs or own) for seed in seeds
     ]
 
 
