@@ -54,7 +54,8 @@ def layers(case) -> tuple[tuple, ...]:
     gradients an adapter returns are keyed W1, b1, …, WL, bL in the same order."""
     found = getattr(case, "layers", None)
     if found is not None:
-        return tuple((layer[0], layer[1], layer[2]) for layer in found)
+        return tuple((layer.W, layer.b, layer.sigma) if hasattr(layer, "sigma")
+                     else tuple(layer[:3]) for layer in found)
     return ((case.W1, case.b1, case.sigma1), (case.W2, case.b2, case.sigma2))
 
 

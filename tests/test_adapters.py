@@ -62,3 +62,26 @@ def test_unknown_precision_setting_is_the_framework_error():
         adapter.gradients(make_case((2, 2, 2), 1, 0, "relu", "relu"), "float32", "cpu",
                           precision="sloppy")
     assert torch.get_float32_matmul_precision() == "highest"  # restored after the error
+
+
+def test_new_adapters_take_any_depth_through_adapters_layers():
+    """A case with `layers` (the any-depth contract) reaches every depth-generic adapter: a
+    3-layer case's gradients are keyed W1…b3 and agree with the 2-layer fields' where shared."""
+    import dataclasses
+    from typing import NamedTuple
+
+    class Layer(NamedTuple):
+        W: np.ndarray
+        b: np.ndarray
+        sigma: str
+
+    base = make_case((4, 3, 2), 2, 0, "tanh", "sigmoid")
+    W3, b3 = np.full((2, 2), 0.25), np.array([0.5, -0.5])
+    layers = (Layer(base.W1, base.b1, "tanh"), Layer(base.W2, base.b2, "sigmoid"),
+              Layer(W3, b3, "identity"))
+    deep = dataclasses.make_dataclass("Deep", [("layers", tuple), ("x", np.ndarray),
+                                               ("y", np.ndarray)])(layers, base.x, base.y)
+    assert [tuple(layer) for layer in adapters.layers(deep)] == [tuple(la) for la in layers]
+    got = adapters.load("adapters.autograd:Autograd").gradients(deep, "float64", "cpu")
+    assert sorted(got) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert got["W3"].shape == (2, 2) and got["b1"].shape == (3,)
