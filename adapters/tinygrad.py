@@ -53,4 +53,6 @@ class Tinygrad:
             z = a @ W.T + b  # (15), (17)
             a = z if sigma is None else getattr(z, sigma)()  # (16), (18)
         ((a - tensor(case.y)) ** 2).sum().backward()  # (19), summed over the batch
-        return keyed([(W.grad.numpy(), b.grad.numpy()) for W, b, _ in params])
+        grads = [(W.grad, b.grad) for W, b, _ in params]
+        Tensor.realize(*(g for pair in grads for g in pair))  # one schedule for all of them
+        return keyed([(dW.numpy(), db.numpy()) for dW, db in grads])
