@@ -5,6 +5,7 @@ an object with
 
     name: str        # lowercase, -k-safe, first piece of every test id: "torch", "jax_jit"
     framework: str   # what it tests: "torch", "jax"; a distribution name gives its version
+    distributions: tuple[str, ...]   # optional: what it runs on, recorded with their versions
     def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]
 
 `gradients` builds the network from exactly the case's layers (contract v2: `case.layers`, each
@@ -30,6 +31,12 @@ from pathlib import Path
 BUILTIN: dict[str, tuple[str, ...]] = {
     "torch": ("adapters.torch:TorchAutograd", "adapters.torch:TorchNN", "adapters.torch:TorchFunc"),
     "jax": ("adapters.jax:JaxJit", "adapters.jax:JaxEager"),
+    "tensorflow": ("adapters.tensorflow:TensorFlowTape",),
+    "keras": ("adapters.keras:KerasSequential",),
+    "autograd": ("adapters.autograd:Autograd",),
+    "tinygrad": ("adapters.tinygrad:Tinygrad",),
+    "flax": ("adapters.flax:FlaxNNX",),
+    "equinox": ("adapters.equinox:Equinox",),
 }
 """Each framework the suite knows, with the adapters (one idiom each) that test it."""
 
@@ -40,6 +47,23 @@ matrix, five times what all the other idioms together take."""
 
 _NAME = re.compile(r"[a-z0-9_.]+")
 _PRECISION = re.compile(r"[A-Za-z0-9_]+")
+
+
+def layers(case) -> tuple[tuple, ...]:
+    """Return the case's layers as (W, b, sigma) tuples, W (n_out, n_in), input layer first:
+    `case.layers` where the case has it (any depth), else the 2-layer case's own fields. The
+    gradients an adapter returns are keyed W1, b1, …, WL, bL in the same order."""
+    found = getattr(case, "layers", None)
+    if found is not None:
+        return tuple((layer.W, layer.b, layer.sigma) if hasattr(layer, "sigma")
+                     else tuple(layer[:3]) for layer in found)
+    return ((case.W1, case.b1, case.sigma1), (case.W2, case.b2, case.sigma2))
+
+
+def keyed(grads) -> dict:
+    """Return per-layer (dW, db) pairs as the contract's dict {"W1": dW1, "b1": db1, …}."""
+    return {f"{k}{i}": g for i, pair in enumerate(grads, 1) for k, g in zip("Wb", pair,
+                                                                           strict=True)}
 
 
 class AdapterError(Exception):

@@ -245,10 +245,13 @@ class Recorder:
         frameworks = {str(p.get("framework")) for p in self.params.values() if p.get("framework")}
         adapters = getattr(self.config, "conformance_adapters", None) or {}
         frameworks |= {str(getattr(a, "framework", "")) for a in adapters.values()} - {""}
+        dists = {d for a in adapters.values() for d in record.declared(a)}
+        dists |= {str(d) for p in self.params.values()
+                  for d in (p.get("distributions") or {}) if isinstance(d, str)}
         return {
             "started": self.started, "finished": provenance.now(), "exitstatus": exitstatus,
             "argv": list(sys.argv), "args": [str(a) for a in self.config.invocation_params.args],
-            "versions": provenance.versions(frameworks), "machine": provenance.machine(),
+            "versions": provenance.versions(frameworks, dists), "machine": provenance.machine(),
             "devices": {"cpu": provenance.cpu_model(), **self.accelerators,
                         **provenance.accelerators()},
             "git": provenance.git(), "options": options(self.config),

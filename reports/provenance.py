@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reports.record import version_of
+from reports.record import installed, version_of
 
 SUITE_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("numpy", "pytest", "pytest-xdist", "jinja2")
@@ -84,14 +84,18 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def versions(frameworks: set[str]) -> dict:
-    """Return Python's version and those of the suite's packages and the tested frameworks."""
+def versions(frameworks: set[str], distributions: set[str] = frozenset()) -> dict:
+    """Return Python's version and those of the suite's packages, the tested frameworks and
+    the distributions their adapters declare, each under its installed name (tensorflow-cpu
+    where that is what provides tensorflow); one not installed is recorded as None."""
     names = list(PACKAGES)
-    for f in sorted(frameworks):
+    for f in sorted(frameworks | set(distributions)):
         names += [f, *COMPANIONS.get(f, ())]
     out = {"python": platform.python_version(),
            "python_implementation": platform.python_implementation()}
-    out.update({n: version_of(n) for n in dict.fromkeys(names)})
+    for n in dict.fromkeys(names):
+        real, version = installed(n)
+        out[real] = version if version is not None else version_of(n)
     return out
 
 

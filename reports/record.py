@@ -87,6 +87,40 @@ def version_of(distribution: str) -> str | None:
         return None
 
 
+ALTERNATIVES: dict[str, tuple[str, ...]] = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel",
+                   "tensorflow-macos", "tf-nightly", "tf-nightly-cpu"),
+    "torch": ("torch", "torch-nightly"),
+    "jaxlib": ("jaxlib",),
+}
+"""Each name an adapter may declare, with the distributions that install it under another name
+(`import tensorflow` comes from tensorflow-cpu on a CPU-only install)."""
+
+
+def installed(distribution: str) -> tuple[str, str | None]:
+    """Return (the installed distribution's real name, its version) for a declared name: the
+    first of its alternatives that is installed, else (the name, None)."""
+    for name in ALTERNATIVES.get(distribution, (distribution,)):
+        version = version_of(name)
+        if version is not None:
+            return name, version
+    return distribution, None
+
+
+def declared(adapter) -> tuple[str, ...]:
+    """Return the distributions an adapter runs on: its `distributions`, else its framework."""
+    names = getattr(adapter, "distributions", None)
+    if isinstance(names, (tuple, list)) and all(isinstance(n, str) for n in names) and names:
+        return tuple(names)
+    framework = getattr(adapter, "framework", "")
+    return (framework,) if isinstance(framework, str) and framework else ()
+
+
+def distributions(adapter) -> dict[str, str | None]:
+    """Return {real distribution name: version or None} of everything the adapter runs on."""
+    return dict(installed(name) for name in declared(adapter))
+
+
 def conformance_param(node) -> object | None:
     """Return the node's conformance Item (a NamedTuple with config and spec), None if none."""
     recorded = getattr(node, "conformance", None)
@@ -109,7 +143,8 @@ def params(item, adapter=None) -> dict:
     if adapter is not None:
         out["adapter_spec"] = import_path(adapter)
         framework = str(getattr(adapter, "framework", ""))
-        out["framework"], out["framework_version"] = framework, version_of(framework)
+        out["framework"], out["framework_version"] = framework, installed(framework)[1]
+        out["distributions"] = distributions(adapter)
     return out
 
 

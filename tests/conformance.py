@@ -21,11 +21,11 @@ import pytest
 
 from adapters import DeviceUnavailable
 from reference.bounds import bounds
-from reference.case import Case, TwoLayerField, make_case
+from reference.case import Case, TwoLayerField
 from reference.compare import Comparison, Diagnosis, compare, diagnose
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
-from tests.matrix import Item, Spec
+from tests.matrix import Item, Spec, draw
 
 MAX_LISTED = 5  # worst entries a failure message lists
 
@@ -58,7 +58,7 @@ def case_for(spec: Spec) -> Case:
     Adapters never receive it: each call gets a fresh read-only copy (`_fresh`), compared to
     this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
     """
-    case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
+    case = draw(spec)
     for a in _arrays(case).values():
         a.setflags(write=False)
     return case

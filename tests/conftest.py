@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
 import shlex
@@ -11,7 +10,8 @@ import zlib
 import pytest
 
 import adapters
-from tests import matrix, scheduling
+from reports import record
+from tests import deviations, matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -91,6 +91,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--deterministic", action="store_true",
                 help="fail any bitwise difference between an adapter's calls on one case (by "
                      "default only differences beyond the bound fail)")
+    g.addoption("--deviations", action="append", default=[], metavar="FILE",
+                help="also apply this known-deviations file (repeatable; `none` drops the "
+                     "suite's own tests/deviations.txt): listed items that fail are xfailed "
+                     "with their reason, listed items that pass fail (stopped deviating)")
     g.addoption("--adapter-timeout", type=float, default=600.0, metavar="SECONDS",
                 help="fail an adapter call's group when the call runs longer (default 600; "
                      "0: no limit)")
@@ -201,7 +205,9 @@ def _shard(config: pytest.Config) -> tuple[int, int] | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep only this shard's items; an adapter call's items share a shard."""
+    """Mark the known deviations; keep only this shard's items (an adapter call's items share
+    a shard)."""
+    deviations.mark(items, config.conformance_deviations)
     shard = _shard(config)
     if shard is None:
         return
@@ -274,6 +280,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # 42) in each phase of each item, a third of an entry item's time; an adapter runs once
         # per group, so entry items capture no log records (-p no:logging, for this mode).
         config.pluginmanager.set_blocked("logging-plugin")
+    config.conformance_deviations = [d for path in deviations.files(config.getoption("deviations"))
+                                     for d in deviations.read(path)]
     if config.getoption("timing") < 0:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)
@@ -300,6 +308,14 @@ def _exporter(config: pytest.Config):
     return Exporter(config.invocation_params.dir / folder, seconds)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """Say "stopped deviating" when a listed deviation passes."""
+    report = yield
+    deviations.stopped(item, report)
+    return report
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Keep each adapter call's items on one worker, whatever --dist load mode was given."""
@@ -307,13 +323,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Name each tested framework's installed distribution and version, then what else its
+    adapters run on: `keras 3.15.1 (tensorflow-cpu 2.21.0)`."""
+    by_framework: dict[str, dict[str, str | None]] = {}
+    for a in config.conformance_adapters.values():
+        by_framework.setdefault(a.framework, {}).update(record.distributions(a))
     versions = []
-    for framework in sorted({a.framework for a in config.conformance_adapters.values()}):
-        try:
-            versions.append(f"{framework} {importlib.metadata.version(framework)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{framework} (not installed)")
+    for framework, dists in sorted(by_framework.items()):
+        real, version = record.installed(framework)
+        others = [_version(n, v) for n, v in dists.items() if n != real]
+        versions.append(_version(real, version) + (f" ({', '.join(others)})" if others else ""))
     return [f"frameworks: {', '.join(versions) or 'none'}"]
+
+
+def _version(name: str, version: str | None) -> str:
+    return f"{name} {version}" if version else f"{name} (not installed)"
 
 
 def _matrix(config: pytest.Config) -> tuple[list, list]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import NamedTuple
 
-from reference.case import tensors
+from reference.case import Case, Layer, make_case, tensors
 
 CASES = {  # name → (sizes n0…nL, batch)
     "seed": ((784, 16, 10), 1),  # the seed's 784-16-10 net, one sample, as in (15)–(20)
@@ -13,13 +14,18 @@ CASES = {  # name → (sizes n0…nL, batch)
     "chain": ((1, 1, 1), 1),  # the one-neuron chain (1)–(12)
     "small": ((5, 4, 3), 3),
     "deep": ((784, 64, 32, 16, 10), 8),  # the general layer (13) stacked four times
+    "nearzero": ((16, 8, 4), 4),  # parameters × 2^-12: every z within ~1e-3 of 0
 }
+SCALES = {"nearzero": 12}
+"""Cases whose drawn parameters are scaled by 2^-e (exact in every dtype): z near 0, where
+an activation computed through another (tinygrad's tanh as 2·sigmoid(2z) − 1) cancels."""
 PAIRS = {  # name → the activations (one per layer) the default matrix runs it with
     "seed": (("sigmoid", "sigmoid"), ("softplus", "tanh")),
     "minibatch": (("relu", "sigmoid"), ("tanh", "identity")),
     "chain": (("sigmoid", "sigmoid"),),
     "small": (("tanh", "softplus"),),
     "deep": (("relu", "tanh", "sigmoid", "softplus"),),
+    "nearzero": (("tanh", "tanh"),),
 }
 """Each case with few activation tuples: every new shape costs JAX a compilation per op (≈50 ms
 each on the CPU, eagerly), so the default spreads them over the cases; `--pairs all` crosses
@@ -41,6 +47,7 @@ class Spec(NamedTuple):
     batch: int
     seed: int
     sigmas: tuple[str, ...]  # σ1…σL
+    scale: int = 0  # the parameters are drawn, then multiplied by 2^-scale
 
     @property
     def depth(self) -> int:
@@ -49,9 +56,21 @@ class Spec(NamedTuple):
 
     @property
     def id(self) -> str:
-        """Return `sigmoid-sigmoid-784x16x10-b1-s0`, `relu-tanh-sigmoid-784x64x32x10-b8-s0`."""
+        """Return `sigmoid-sigmoid-784x16x10-b1-s0`, `relu-tanh-sigmoid-784x64x32x10-b8-s0`,
+        `tanh-tanh-16x8x4-b4-s0-w2e-12` scaled."""
         sizes = "x".join(map(str, self.sizes))
-        return f"{'-'.join(self.sigmas)}-{sizes}-b{self.batch}-s{self.seed}"
+        tail = f"-w2e-{self.scale}" if self.scale else ""
+        return f"{'-'.join(self.sigmas)}-{sizes}-b{self.batch}-s{self.seed}{tail}"
+
+
+def draw(spec: Spec) -> Case:
+    """Return the spec's case: drawn by make_case, its parameters scaled by 2^-scale."""
+    case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
+    if not spec.scale:
+        return case
+    f = 2.0**-spec.scale
+    layers = tuple(Layer(layer.W * f, layer.b * f, layer.sigma) for layer in case.layers)
+    return dataclasses.replace(case, layers=layers)
 
 
 class Config(NamedTuple):
@@ -113,17 +132,18 @@ def memory_limit() -> int:
         return MEMORY_FALLBACK
 
 
-Shape = tuple[tuple[int, ...], int, tuple[tuple[str, ...], ...]]  # sizes, batch, activations
+Shape = tuple[tuple[int, ...], int, tuple[tuple[str, ...], ...], int]
+"""sizes, batch, activations (one tuple per run of the case), scale"""
 
 
 def named(cases: list[str]) -> list[Shape]:
-    """Return the named cases with their own activations."""
-    return [(*CASES[name], PAIRS[name]) for name in cases]
+    """Return the named cases with their own activations and scales."""
+    return [(*CASES[name], PAIRS[name], SCALES.get(name, 0)) for name in cases]
 
 
 def grid(sizes: list[tuple[int, ...]], batches: list[int]) -> list[Shape]:
     """Return every sizes × batch case, with sigmoid in every layer unless overridden."""
-    return [(s, b, (("sigmoid",) * (len(s) - 1),)) for s in sizes for b in batches]
+    return [(s, b, (("sigmoid",) * (len(s) - 1),), 0) for s in sizes for b in batches]
 
 
 def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
@@ -131,8 +151,8 @@ def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
     """Return every (case, activations, seed) of the matrix: each case with the given activation
     tuples of its depth, or with its own where none is of its depth (or none is given)."""
     return [
-        Spec(sizes, batch, seed, tuple(sigmas))
-        for sizes, batch, own in shapes
+        Spec(sizes, batch, seed, tuple(sigmas), scale)
+        for sizes, batch, own, scale in shapes
         for sigmas in ([a for a in activations or () if len(a) == len(sizes) - 1] or own)
         for seed in seeds
     ]

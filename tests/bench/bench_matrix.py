@@ -2,8 +2,10 @@
 
     python tests/bench/bench_matrix.py [--repeat 3] [-- extra pytest args]
 
-Floor: a fresh `python -c` that imports numpy, torch and jax and computes one gradient (the
-torch adapter on the seed's 784-16-10 case). Matrix: a fresh `python -m pytest` of
+Floor: a fresh `python -c` that imports numpy and every built-in framework that is installed
+(torch, jax, tensorflow, keras, autograd, tinygrad, flax, equinox: the matrix imports each of
+them too, and TensorFlow alone takes seconds) and computes one gradient (the torch adapter on
+the seed's 784-16-10 case). Matrix: a fresh `python -m pytest` of
 tests/test_conformance.py with the given arguments (default: the README's main command's).
 Both run as new processes each time, so nothing is warm but the OS file cache. Prints the
 median of each and their ratio.
@@ -12,6 +14,7 @@ median of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -19,8 +22,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+IMPORTS = ("torch", "jax", "tensorflow", "keras", "autograd", "tinygrad", "flax", "equinox")
+INSTALLED = [m for m in IMPORTS if importlib.util.find_spec(m) is not None]
 FLOOR = (
-    "import numpy, torch, jax\n"
+    "import os\n"
+    "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')\n"
+    "os.environ['KERAS_BACKEND'] = 'tensorflow'\n"
+    f"import numpy, {', '.join(INSTALLED)}\n"
     "from reference.case import make_case\n"
     "from adapters.torch import TorchAutograd\n"
     "TorchAutograd().gradients(make_case((784, 16, 10), 1, 0, 'sigmoid', 'sigmoid'), "
@@ -50,7 +58,7 @@ def main() -> None:
         floor.append(wall([sys.executable, "-c", FLOOR]))
         matrix.append(wall(MATRIX + args.pytest_args))
     f, m = statistics.median(floor), statistics.median(matrix)
-    print(f"floor  (import numpy, torch, jax + one gradient): median {f:.2f} s of "
+    print(f"floor  (import numpy, {', '.join(INSTALLED)} + one gradient): median {f:.2f} s of "
           f"{', '.join(f'{t:.2f}' for t in floor)}")
     print(f"matrix ({' '.join(MATRIX[2:] + args.pytest_args)}): median {m:.2f} s of "
           f"{', '.join(f'{t:.2f}' for t in matrix)}")

@@ -1,0 +1,80 @@
+"""Flax adapter: an NNX module of nnx.Linear layers; nnx.grad of the loss, split and merged
+inside one jax.jit compiled once per sizes, σs and dtype."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from adapters import keyed, layers
+from adapters.jax_scope import check_dtype, dtype_scope, jax_device
+from reference.case import Case
+
+ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softplus": "softplus",
+               "identity": None}  # catalogue name → attribute of flax.nnx (None: identity)
+
+
+def _mlp(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
+    """Return an NNX MLP of these sizes and σs, its parameters in dtype (values replaced)."""
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.linears = nnx.List(
+                nnx.Linear(n_in, n_out, dtype=dtype, param_dtype=dtype, rngs=rngs)
+                for n_in, n_out in zip(sizes, sizes[1:], strict=False))
+            self.sigmas = tuple(ACTIVATIONS[s] for s in sigmas)
+
+        def __call__(self, x):
+            for linear, sigma in zip(self.linears, self.sigmas, strict=True):
+                z = linear(x)  # (15), (17): x @ kernel + bias, kernel = Wᵀ
+                x = z if sigma is None else getattr(nnx, sigma)(z)  # (16), (18)
+            return x
+
+    return MLP(nnx.Rngs(0))
+
+
+@functools.cache
+def _compiled(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
+    """Return jit(grad) for one network, built once per sizes, σs and dtype (jax.jit then
+    compiles once per batch size)."""
+    import jax
+    from flax import nnx
+
+    graphdef, _ = nnx.split(_mlp(sizes, sigmas, dtype))
+
+    def loss(model, x, y):
+        return ((model(x) - y) ** 2).sum()  # (19), summed over the batch
+
+    @jax.jit
+    def grads(params, x, y):
+        model = nnx.merge(graphdef, params)
+        return nnx.state(nnx.grad(loss)(model, x, y))
+
+    return grads
+
+
+class FlaxNNX:
+    """flax.nnx.Linear layers with the case's kernels (Wᵀ) and biases, nnx.grad under jax.jit."""
+
+    name = "flax"
+    framework = "flax"
+    distributions = ("flax", "jax", "jaxlib")
+
+    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return Flax's gradients of the summed cost (19)."""
+        with dtype_scope(dtype) as jax:
+            from flax import nnx
+
+            dev, params = jax_device(jax, device), layers(case)
+            sizes = (params[0][0].shape[1], *(W.shape[0] for W, _, _ in params))
+            sigmas = tuple(s for _, _, s in params)
+            put = lambda a: jax.device_put(np.asarray(a, dtype), dev)  # noqa: E731
+            state = nnx.State({"linears": {i: {"kernel": nnx.Param(put(np.asarray(W).T)),
+                                               "bias": nnx.Param(put(b))}
+                                           for i, (W, b, _) in enumerate(params)}})
+            g = _compiled(sizes, sigmas, dtype)(state, put(case.x), put(case.y))
+            out = keyed((np.asarray(g["linears"][i]["kernel"][...]).T.copy(),
+                         np.asarray(g["linears"][i]["bias"][...])) for i in range(len(params)))
+        return check_dtype(out, dtype, "flax")

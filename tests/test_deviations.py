@@ -1,0 +1,71 @@
+"""The known-deviations file: a listed failure is xfailed with its reason, a listed pass fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deviations import SHIPPED, read
+from tests.test_plugin import FAST, run
+
+pytest_plugins = ["pytester"]
+
+OFF = ("--adapter", "tests.planted:OffByOneEntry", "--cases", "seed", "--dtypes", "float64",
+       "-k", "sigmoid-sigmoid")
+"""One W1 entry off by 1e-9 in float64: its W1 item fails, the other three tensors pass."""
+
+
+def listing(pytester: pytest.Pytester, text: str) -> str:
+    return str(pytester.makefile(".txt", deviations=text))
+
+
+def test_a_listed_failure_is_a_documented_deviation(pytester):
+    """The failing item, listed by pattern, is xfailed with the file's reason and line."""
+    path = listing(pytester, "# planted\nplanted_off_entry-*-W1  planted: one entry off\n")
+    result = run(pytester, *OFF, "--deviations", path, "-rx")
+    result.assert_outcomes(passed=3, xfailed=1)
+    result.stdout.fnmatch_lines(["*documented deviation (deviations.txt:2): planted: one entry*"])
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_listed_item_that_passes_stopped_deviating(pytester):
+    """Strict: listing an item that passes fails it, saying it stopped deviating."""
+    path = listing(pytester, "planted_off_entry-*-b1  planted: never wrong\n")
+    result = run(pytester, *OFF, "--deviations", path)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*stopped deviating: *-b1* passed, but deviations.txt:1 "
+                                 "lists it*remove or narrow that line*"])
+
+
+def test_brackets_in_a_pattern_are_literal(pytester):
+    """An entry item's id has brackets: a pattern names it as written, not as a class."""
+    path = listing(pytester, "planted_off_entry-*-b2[1]  listed entry (it passes)\n")
+    result = run(pytester, "--adapter", "tests.planted:OffByOneEntry", "--cases", "small",
+                 "--dtypes", "float32", "--entries", "-k", "b2", "--deviations", path)
+    result.assert_outcomes(passed=2, failed=1)  # b2[1] alone, not b2[0] or b2[2]
+    result.stdout.fnmatch_lines(["*stopped deviating: *-b2?1?? passed*"])
+
+
+def test_a_line_without_a_reason_is_a_usage_error(pytester):
+    path = listing(pytester, "planted_off_entry-*-W1\n")
+    result = run(pytester, *OFF, "--deviations", path)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*deviations.txt:1: 'planted_off_entry-*-W1' has no reason*"])
+
+
+def test_none_drops_the_shipped_list(pytester):
+    """`--deviations none` applies no file: the listed failure is a failure again."""
+    path = listing(pytester, "planted_off_entry-*-W1  planted\n")
+    result = run(pytester, *OFF, "--deviations", path, "--deviations", "none")
+    result.assert_outcomes(passed=3, failed=1)
+
+
+def test_the_shipped_list_reads_and_gives_every_line_a_reason():
+    """tests/deviations.txt parses; each entry names what deviates and why."""
+    entries = read(SHIPPED)
+    assert entries and all(len(d.reason) > 20 for d in entries)
+    assert any("softplus" in d.pattern and "torch" in d.pattern for d in entries)
+
+
+def test_the_example_adapter_is_untouched_by_the_shipped_list(pytester):
+    """The suite's own list names no conformance item of a correct adapter."""
+    run(pytester, "--adapter", "adapters.example:adapter", *FAST).assert_outcomes(passed=16)
