@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reference.activations import CATALOGUE
-from reference.network import forward, forward_deep
+from reference.network import forward_deep
 from tests import matrix
 
 DTYPES = {"float32": (np.float32, 2.0**-24), "float64": (np.float64, 2.0**-53)}
