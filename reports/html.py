@@ -324,7 +324,8 @@ class Summary:
             s = self.parts[run_n][key] = {
                 "tensor": i["tensor"], "shape": list(cmp.get("shape") or []), "heat": heat,
                 "codes": codes.copy(), "items": 0, "cases": {}, "entries": 0, "max_ratio": None,
-                "bits": None, "of": (cmp.get("bits") or {}).get("of"), "worst": []}
+                "bits": None, "of": (cmp.get("bits") or {}).get("of"), "worst": [],
+                "change": None, "seen": Counter()}
         else:
             np.maximum(s["codes"], codes, out=s["codes"])
         s["items"] += 1
@@ -332,6 +333,7 @@ class Summary:
         s["entries"] += cmp.get("entries") or 0
         s["max_ratio"] = _worse(s["max_ratio"], cmp.get("max_ratio"))
         s["bits"] = _least(s["bits"], (cmp.get("bits") or {}).get("min"))
+        _sensitivity(s, i["details"].get("sensitivity"))
         # one entry an item, its worst: the summary's worst entries come from ten tensors
         if cmp.get("worst") and (len(s["worst"]) < SHOWN_WORST or ratio_of(
                 cmp.get("max_ratio")) > ratio_of(s["worst"][-1]["ratio"])):
@@ -354,9 +356,23 @@ class Summary:
                               "count": s["items"], "cases": len(s["cases"]),
                               "entries": s["entries"], "max_ratio": s["max_ratio"],
                               "max": s["worst"][0] if s["worst"] else None,
-                              "bits": s["bits"], "of": s["of"]})
+                              "bits": s["bits"], "of": s["of"], "change": s["change"],
+                              "seen": dict(s["seen"])})
             out.append(cards)
         return out
+
+
+def _sensitivity(s: dict, sens) -> None:
+    """Keep what the summarised items could have caught: the largest of their smallest failing
+    single-entry changes (the least sensitive item), and how many saw each reduced arithmetic."""
+    if not isinstance(sens, dict):
+        return
+    change = sens.get("entry_change")
+    if isinstance(change, int | float):
+        s["change"] = change if s["change"] is None else max(s["change"], change)
+    for arithmetic in ("tf32", "bfloat16"):
+        if isinstance(sens.get(arithmetic), str):
+            s["seen"][f"{arithmetic} {sens[arithmetic].split(' (')[0]}"] += 1
 
 
 def _run_view(n: int, run: dict) -> dict:

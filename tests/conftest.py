@@ -139,7 +139,7 @@ def _activations(config: pytest.Config, shapes: list) -> list[tuple[str, ...]] |
     """Return the activation tuples of --activations or --pairs, None for each case's own."""
     try:
         return matrix.activations(config.getoption("pairs"), config.getoption("activations"),
-                                  {len(sizes) - 1 for sizes, _, _ in shapes})
+                                  {len(shape[0]) - 1 for shape in shapes})
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 

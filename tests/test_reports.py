@@ -155,6 +155,23 @@ def test_provenance_is_recorded_once_per_run(runs):
     assert p["seeds"] == [0] and p["exitstatus"] == 1
 
 
+def test_each_item_records_what_it_could_catch_and_the_page_shows_it(runs):
+    """Every compared item records its sensitivity (the smallest relative change of one entry
+    that fails it; float32 items, whether tf32 and bf16 would be seen); the page shows it for
+    passing tensors in their config's summary."""
+    doc = runs["doc"][0]
+    compared = [i for i in doc["items"] if i["comparison"] is not None]
+    assert compared
+    for i in compared:
+        sens = i["details"]["sensitivity"]
+        assert sens["entry_change"] > 0
+        if i["config"]["dtype"] == "float32" and i["outcome"] == "passed":
+            assert sens["tf32"].startswith(("detectable", "not detectable")), sens
+    page = html.render(doc)
+    assert re.search(r"sensitivity: one entry changed by a relative [0-9.e+-]+ fails every one "
+                     r"of these tensors; tf32 detectable in \d+", page)
+
+
 def test_xdist_records_the_same_results(runs):
     """The same run with -n 0 and -n 2 gives the same items, timings aside."""
     def items(doc):
