@@ -13,8 +13,8 @@ from tests.conformance import bounds_for, case_for, reference_for
 from tests.matrix import Spec
 from tests.orders import ORDERS, fma_chain
 
-LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),)),
-         ((784, 16, 10), 1024, (("relu", "sigmoid"),)))
+LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),), 0),
+         ((784, 16, 10), 1024, (("relu", "sigmoid"),), 0))
 """Long sums at a test's cost: the batch sums of a small net and n0 = 784 at batch 1024."""
 SPECS = (matrix.specs(matrix.named(list(matrix.CASES)), None, range(1))
          + matrix.specs(list(LARGE), None, range(1)))

@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 
 import adapters  # noqa: E402
 from reference.bounds import bounds  # noqa: E402
-from reference.case import make_case  # noqa: E402
 from reference.compare import compare, diagnose  # noqa: E402
 from reference.network import forward, gradients  # noqa: E402
 from reference.simulate import simulate  # noqa: E402
@@ -57,8 +56,8 @@ ORDER_WORK = 3e9
 class Case:
     """One case with its reference, bounds and simulations, each computed once, timed."""
 
-    def __init__(self, sizes, batch, seed, *sigmas):
-        self.case = make_case(sizes, batch, seed, *sigmas)
+    def __init__(self, sizes, batch, seed, *sigmas, scale=0):
+        self.case = matrix.draw(matrix.Spec(tuple(sizes), batch, seed, tuple(sigmas), scale))
         self.name = f"{'x'.join(map(str, sizes))}-b{batch}"
         start = time.perf_counter()
         self.ref = gradients(self.case)
@@ -105,7 +104,7 @@ def default_matrix(args) -> None:
     reads, zs = defaultdict(set), defaultdict(lambda: float("inf"))
     bad = planted_adapters()
     for spec in specs:
-        c = Case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
+        c = Case(spec.sizes, spec.batch, spec.seed, *spec.sigmas, scale=spec.scale)
         key = c.name
         for a in correct_adapters(args.all_idioms):
             for dtype in matrix.DTYPES:
