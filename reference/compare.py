@@ -1,4 +1,5 @@
-"""The verdict: per-entry difference, bound, ratio and bits of agreement, and the fingerprint."""
+"""The verdict: per-entry difference, bound, ratio and bits of agreement, and the diagnosis of a
+group's whole field of errors (which arithmetic it fits, or a wrong gradient)."""
 
 from __future__ import annotations
 
