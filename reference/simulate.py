@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from reference.activations import activation
-from reference.bounds import tmm
+from reference.bounds import inputs32, tmm
 from reference.case import Case, tensors
 
 MATMUL_BITS = {"tf32": 10, "bfloat16": 7}
@@ -27,9 +27,12 @@ def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     """Round float32 values to `bits` explicit mantissa bits, to nearest even."""
     drop = 23 - bits
     u = np.asarray(a, dtype=np.float32).view(np.uint32)
-    half = np.uint32((1 << (drop - 1)) - 1)
-    u = (u + half + ((u >> np.uint32(drop)) & np.uint32(1))) & ~np.uint32((1 << drop) - 1)
-    return u.view(np.float32)
+    r = u >> np.uint32(drop)  # one scratch array, the rest in place: x is the largest operand
+    r &= np.uint32(1)  # the last kept bit: ties go to even
+    r += np.uint32((1 << (drop - 1)) - 1)
+    r += u
+    r &= ~np.uint32((1 << drop) - 1)
+    return r.view(np.float32)
 
 
 def truncate_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
@@ -53,8 +56,8 @@ def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
         return rounded(a) @ rounded(b)
 
     s1, s2 = activation(case.sigma1), activation(case.sigma2)
-    W1, b1, W2, b2, x, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2",
-                                                                      "x", "y"))
+    W1, b1, W2, b2, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2", "y"))
+    x = inputs32(case) if dtype == np.float32 else case.x
     xr = rounded(x)  # the largest operand, rounded once for (15) and (26)
     z1 = xr @ rounded(W1).T + b1  # (15)
     a1 = s1.f(z1).astype(dtype)  # (16)
@@ -80,7 +83,8 @@ def _simulate_deep(case: Case, dtype: type, rounded: Callable) -> dict[str, np.n
     L = case.depth
     W = [None, *(layer.W.astype(dtype) for layer in case.layers)]  # index i is layer i
     s = [None, *(activation(layer.sigma) for layer in case.layers)]
-    z, ar = [None], [rounded(case.x.astype(dtype))]  # ar[i]: a_i as a product's operand
+    x = inputs32(case) if dtype == np.float32 else case.x
+    z, ar = [None], [rounded(x)]  # ar[i]: a_i as a product's operand
     for i in range(1, L + 1):
         z.append(ar[i - 1] @ rounded(W[i].T) + case.layers[i - 1].b.astype(dtype))  # (13)
         a = s[i].f(z[i]).astype(dtype)
