@@ -12,8 +12,6 @@ import numpy as np
 from reference.bounds import U
 
 MANTISSA_BITS = {"float64": 53, "float32": 24}
-ARITHMETICS = ("float64", "float32", "tf32", "bfloat16")
-"""What a config's errors can be consistent with, most precise first."""
 WRONG = "wrong gradient"
 
 
@@ -261,8 +259,7 @@ class Diagnosis:
             return ""
         if self.leak is not None and self.field == "float32":
             return f"median entry error {self.leak:.2g}× a float32 computation's"
-        best = next((f for f in self.fits if f.matches and REDUCED[f.arithmetic] == self.field),
-                    None)
+        best = next((f for f in self.fits if f.arithmetic == self.matched), None)
         if best is None:
             return ""
         return (f"errors fit the simulated {best.arithmetic} products: share {best.beta:.3g}, "
@@ -315,6 +312,6 @@ def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None) -> s
 
 
 __all__ = [
-    "ARITHMETICS", "BETA", "LEAK", "REDUCED", "U", "WRONG", "Z", "Comparison", "Diagnosis",
+    "BETA", "LEAK", "REDUCED", "U", "WRONG", "Z", "Comparison", "Diagnosis",
     "Entry", "Fit", "compare", "diagnose", "fingerprint", "fit",
 ]
