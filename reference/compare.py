@@ -89,6 +89,15 @@ class Comparison:
             order = order[~(r[order] <= 1.0)]
         return [self._entry(int(i)) for i in order]
 
+    def at(self, index: tuple[int, ...]) -> Comparison:
+        """Return the comparison of one entry, its difference, ratio and bits taken from this
+        tensor's (computed once for all of a tensor's entry items, `--entries`)."""
+        one = Comparison(self.tensor, *(np.asarray(a)[index].reshape(1)
+                                        for a in (self.got, self.ref, self.bound)), self.dtype)
+        for name in ("diff", "ratio", "bits"):  # cached_property keeps its value in __dict__
+            one.__dict__[name] = getattr(self, name)[index].reshape(1)
+        return one
+
     def _entry(self, flat: int) -> Entry:
         idx = np.unravel_index(flat, self.ref.shape)
         return Entry(

@@ -71,11 +71,28 @@ def _plain_cached(value):
 def jsonable_or_text(value):
     """Return the value as plain JSON data, or as its text when it is something else."""
     value = plain(value)
+    if _flat_json(value):
+        return value
     try:
         json.dumps(value)
     except (TypeError, ValueError):
         return str(value)
     return value
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _flat_json(value) -> bool:
+    """Say quickly whether a value is a JSON scalar or a dict of them and of such dicts (an
+    item's details, mostly); False only means "ask json"."""
+    if type(value) in _SCALAR:
+        return True
+    if type(value) is not dict:
+        return False
+    return all(type(k) is str and (type(v) in _SCALAR or (type(v) is dict and all(
+        type(k2) is str and type(v2) in _SCALAR for k2, v2 in v.items())))
+        for k, v in value.items())
 
 
 @functools.cache
@@ -141,11 +158,24 @@ def params(item, adapter=None) -> dict:
     out["config_id"] = getattr(item.config, "id", None)
     out["spec_id"] = getattr(item.spec, "id", None)
     if adapter is not None:
-        out["adapter_spec"] = import_path(adapter)
-        framework = str(getattr(adapter, "framework", ""))
-        out["framework"], out["framework_version"] = framework, installed(framework)[1]
-        out["distributions"] = distributions(adapter)
+        try:
+            about = _about_cached(adapter)
+        except TypeError:  # an unhashable adapter
+            about = _about(adapter)
+        out.update(about, distributions=dict(about["distributions"]))
     return out
+
+
+def _about(adapter) -> dict:
+    """Return what the results say of an adapter: how to load it, its framework, versions."""
+    framework = str(getattr(adapter, "framework", ""))
+    return {"adapter_spec": import_path(adapter), "framework": framework,
+            "framework_version": installed(framework)[1], "distributions": distributions(adapter)}
+
+
+@functools.lru_cache(maxsize=256)
+def _about_cached(adapter) -> dict:
+    return _about(adapter)
 
 
 def import_path(adapter) -> str:
@@ -175,7 +205,7 @@ def _summarize_entry(cmp: Comparison, entry: tuple[int, ...]) -> dict:
         "shape": [], "dtype": cmp.dtype, "entries": 1, "failing": int(not ratio <= 1.0),
         "max_ratio": ratio, "max": e,
         "bits": {"min": bits, "median": bits, "of": MANTISSA_BITS.get(cmp.dtype, 53)},
-        "worst": [e], "heatmap": heatmap(cmp.ratio),
+        "worst": [e], "heatmap": _heatmap_one(cmp.ratio),
         "values": {k: base64.b64encode(struct.pack("<d", v)).decode("ascii")
                    for k, v in (("got", got), ("ref", ref), ("bound", bound))},
     }
@@ -217,6 +247,24 @@ def quantize(ratio: np.ndarray) -> np.ndarray:
     code = np.where(r > 1, np.maximum(code, PASS_MAX + 1), np.minimum(code, PASS_MAX))
     code = np.where(np.isfinite(r), code, 255)
     return np.where(r == 0, 0, code).astype(np.uint8)
+
+
+def code_of(ratio: float) -> int:
+    """Return `quantize` of one ratio, without array operations (an entry item's map)."""
+    r = float(ratio)
+    if r == 0:
+        return 0
+    if not math.isfinite(r):
+        return 255
+    steps = math.ceil((float(np.log10(np.float64(r))) + DECADES) * STEPS) if r > 0 else 0
+    code = 1 + min(max(steps, 0), 253)
+    return max(code, PASS_MAX + 1) if r > 1 else min(code, PASS_MAX)
+
+
+def _heatmap_one(ratio: np.ndarray) -> dict:
+    """Return `heatmap` of a one-entry ratio."""
+    return {"layout": "1d", "block": [1], "rows": 1, "cols": 1, "cells": 1,
+            "codes": base64.b64encode(bytes((code_of(ratio.ravel()[0]),))).decode("ascii")}
 
 
 def heatmap(ratio: np.ndarray) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 import adapters
 from reports import record
-from tests import deviations, matrix, scheduling
+from tests import deviations, lean, matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -208,6 +208,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark the known deviations; keep only this shard's items (an adapter call's items share
     a shard)."""
     deviations.mark(items, config.conformance_deviations)
+    if lean.eligible(config):
+        lean.share_locations(items)
     shard = _shard(config)
     if shard is None:
         return
@@ -276,6 +278,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--soak must be 0 or more")
     config.conformance_adapters = _adapters(config)
     if config.getoption("entries"):
+        lean.freeze_at_exit()
         # pytest's log capture hooks a handler onto every non-propagating logger (torch makes
         # 42) in each phase of each item, a third of an entry item's time; an adapter runs once
         # per group, so entry items capture no log records (-p no:logging, for this mode).
@@ -314,6 +317,15 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
     deviations.stopped(item, report)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Run an entry item (`--entries`) that needs no fixture by the lean protocol."""
+    if lean.eligible(item.config) and lean.lean(item):
+        lean.run(item, nextitem)
+        return True
+    return None
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)

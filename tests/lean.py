@@ -1,0 +1,121 @@
+"""The entry items' run protocol (`--entries`): pytest's phases without their fixture machinery.
+
+An entry item checks one entry of a tensor whose adapter call, reference and bound are already
+cached by the group (tests/conformance.py), so pytest's per-item protocol is nearly all of its
+cost: a fixture request and signature inspection per phase, three calls of every phase hook, an
+output capture per phase. On this suite's 2-core machine pytest 9 runs about 1,200 trivial
+items a second that way, well under the 2,000 entry items a second asked of `--entries`.
+
+An item runs here only when nothing in pytest's setup and teardown phases has anything to do
+for it: its fixtures are only its parameter and `request`, it has no marks but `conformance`
+and its parametrization (a listed deviation's xfail, a skip, `usefixtures` go the usual way),
+and no option watches the phases (`--pdb`, `--trace`, `--setup-show`/`-only`/`-plan`). Such an
+item still has the three reports, made by `pytest_runtest_makereport` (so the results
+recorder, the deviations and any other plugin see them as usual) and logged in order, and its
+test function runs through `pytest_pyfunc_call` with its output captured. What is left out is
+what the item does not use: fixture setup and teardown (when the next item runs the usual way,
+or is the last, the usual teardown runs, so the fixtures an earlier item set up are finalised
+as they would be) and the PYTEST_CURRENT_TEST variable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import time
+
+import pytest
+from _pytest.outcomes import Exit
+from _pytest.runner import CallInfo, call_and_report, check_interactive_exception
+
+FIXTURES = frozenset({"conformance_item", "request"})
+MARKS = frozenset({"conformance", "parametrize"})
+WATCHING = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
+"""Options under which the phases themselves are watched: every item runs the usual way."""
+
+
+def eligible(config: pytest.Config) -> bool:
+    """Say whether this run may use the lean protocol at all."""
+    return bool(config.getoption("entries")) and not any(
+        getattr(config.option, name, False) for name in WATCHING)
+
+
+def lean(item: pytest.Item) -> bool:
+    """Say whether an item needs nothing of the setup and teardown phases (memoised)."""
+    known = getattr(item, "_lean", None)
+    if known is None:
+        spec = getattr(item, "callspec", None)
+        ci = spec.params.get("conformance_item") if spec is not None else None
+        known = (ci is not None and ci.entry is not None and
+                 set(getattr(item, "fixturenames", ())) <= FIXTURES and
+                 {m.name for m in item.iter_markers()} <= MARKS)
+        item._lean = known
+    return known
+
+
+def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Run one lean item: log its start, its three reports and its end."""
+    ihook = item.ihook
+    nodeid, location = item.nodeid, item.location
+    ihook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+    now = time.time()
+    setup = CallInfo(None, None, start=now, stop=now, duration=0.0, when="setup",
+                     _ispytest=True)
+    report = ihook.pytest_runtest_makereport(item=item, call=setup)
+    ihook.pytest_runtest_logreport(report=report)
+    if report.passed:
+        item.funcargs["conformance_item"] = item.callspec.params["conformance_item"]
+        item.funcargs["request"] = item._request
+        capture = item.config.pluginmanager.get_plugin("capturemanager")
+        with capture.item_capture("call", item):
+            call = CallInfo.from_call(item.runtest, when="call",
+                                      reraise=(Exit, KeyboardInterrupt))
+        report = ihook.pytest_runtest_makereport(item=item, call=call)
+        ihook.pytest_runtest_logreport(report=report)
+        if check_interactive_exception(call, report):
+            ihook.pytest_exception_interact(node=item, call=call, report=report)
+    item.funcargs.clear()
+    if nextitem is None or not lean(nextitem):
+        call_and_report(item, "teardown", log=True, nextitem=nextitem)
+    else:
+        now = time.time()
+        down = CallInfo(None, None, start=now, stop=now, duration=0.0, when="teardown",
+                        _ispytest=True)
+        ihook.pytest_runtest_logreport(report=ihook.pytest_runtest_makereport(item=item,
+                                                                              call=down))
+    ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def share_locations(items: list[pytest.Item]) -> None:
+    """Give each lean item its location from its function's, found once per function.
+
+    `Item.location` asks the function's source file and line of `inspect` for every item; an
+    entry run has tens of thousands of items of one function, which differ only in the name.
+    """
+    seen: dict[object, tuple[str, int | None]] = {}
+    for item in items:
+        obj = getattr(item, "function", None)
+        if obj is None or not lean(item):
+            continue
+        known = seen.get(obj)
+        if known is None:
+            path, line, _ = item.location
+            seen[obj] = (path, line)
+        else:
+            item.__dict__["location"] = (*known, item.getmodpath())
+
+
+_FREEZING: list[bool] = []
+
+
+def freeze_at_exit() -> None:
+    """Have the interpreter's exit skip walking every object with the garbage collector.
+
+    At exit CPython's last collections traverse every tracked object; after an entry run of
+    76,000 items that took 10–15 s of the run's wall time on this suite's machine, all after
+    pytest had finished. `gc.freeze()` in an exit handler moves them out of the collector's
+    reach first. The process is ending, so nothing that would have been collected outlives it.
+    """
+    if not _FREEZING:
+        _FREEZING.append(True)
+        atexit.register(gc.freeze)

@@ -1,0 +1,154 @@
+"""The entry items' lean run protocol (tests/lean.py): the same verdicts, reports and results
+as pytest's usual protocol, with fixtures, capture, deviations and -x intact."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests import hostile, lean
+from tests.test_planted import CONFORMANCE
+
+pytest_plugins = ["pytester"]
+
+MIXED = ("--adapter", "tests.planted:OffByOneEntry", "--adapter", "tests.hostile:EverySecondCall",
+         "--adapter", "adapters.example:adapter", "--frameworks=", "--cases", "small,chain",
+         "--entries", "-p", "no:randomly")
+"""Entry items that pass, fail on a wrong entry and fail as nondeterministic."""
+
+
+def counted_runs(monkeypatch) -> list[str]:
+    """Count the items the lean protocol runs."""
+    ran: list[str] = []
+    real = lean.run
+
+    def run(item, nextitem):
+        ran.append(item.nodeid)
+        return real(item, nextitem)
+
+    monkeypatch.setattr(lean, "run", run)
+    return ran
+
+
+def comparable(path) -> list[dict]:
+    """Return a results file's items without what differs between two runs of them."""
+    out = []
+    for item in json.loads(path.read_text())["items"]:
+        details = {k: v for k, v in (item.get("details") or {}).items() if k != "timing"}
+        out.append({**{k: v for k, v in item.items() if k not in ("run", "duration")},
+                    "details": details})
+    return out
+
+
+def reports(result) -> list[tuple]:
+    """Return every logged report's node, phase, outcome, text and recorded data, in order."""
+    return [(r.nodeid, r.when, r.outcome, str(r.longrepr) if r.longrepr else None,
+             [(name, untimed(value)) for name, value in r.user_properties])
+            for r in result.reprec.getreports("pytest_runtest_logreport")]
+
+
+def untimed(value):
+    """Return recorded data without the adapter call's time (it differs from run to run)."""
+    if not isinstance(value, dict) or not isinstance(value.get("details"), dict):
+        return value
+    return {**value, "details": {k: v for k, v in value["details"].items() if k != "timing"}}
+
+
+def test_lean_and_usual_protocols_give_the_same_reports_and_results(pytester, monkeypatch):
+    """Passing, wrong-entry and nondeterministic entry items, and a listed deviation: every
+    report (phase, outcome, message) and every results item is the same either way."""
+    listed = pytester.makefile(".txt", deviations="planted_off_entry-*-float64-*-5x4x3-b3-s0-"
+                                                  "W1[1,4]  planted: listed for the test\n")
+    args = (*MIXED, "--deviations", str(listed))
+    ran = counted_runs(monkeypatch)
+    hostile.CALLS.clear()
+    fast = pytester.runpytest_inprocess(CONFORMANCE, *args, "--results", "lean.json")
+    assert ran, "no item ran by the lean protocol"
+    lean_count = len(ran)
+    monkeypatch.setattr(lean, "eligible", lambda config: False)
+    hostile.CALLS.clear()
+    usual = pytester.runpytest_inprocess(CONFORMANCE, *args, "--results", "usual.json")
+    assert len(ran) == lean_count, "the usual run used the lean protocol"
+    outcomes = fast.parseoutcomes()
+    assert outcomes == usual.parseoutcomes()
+    assert outcomes["passed"] and outcomes["failed"] and outcomes["xfailed"]
+    assert reports(fast) == reports(usual)
+    assert comparable(pytester.path / "lean.json") == comparable(pytester.path / "usual.json")
+    xfailed = {r.nodeid for r in fast.reprec.getreports("pytest_runtest_logreport")
+               if getattr(r, "wasxfail", None)}
+    assert xfailed and not xfailed & set(ran), "a listed deviation ran by the lean protocol"
+
+
+def test_fixtures_of_other_items_are_finalised_after_lean_ones(pytester):
+    """A session fixture set up by an ordinary test before the entry items is finalised at the
+    end of the run, though the last item ran by the lean protocol."""
+    pytester.makeconftest('''
+import pytest
+
+@pytest.fixture(scope="session")
+def resource():
+    yield "r"
+    print("FINALISED-RESOURCE")
+''')
+    first = pytester.makepyfile(test_aaa_first="def test_uses(resource):\n    assert resource\n")
+    result = pytester.runpytest_inprocess(str(first), CONFORMANCE, "--adapter",
+                                          "adapters.example:adapter", "--frameworks=",
+                                          "--cases", "chain", "--entries", "-s",
+                                          "-p", "no:randomly")
+    result.assert_outcomes(passed=1 + 2 * 4)
+    out = result.stdout.str()
+    assert out.count("FINALISED-RESOURCE") == 1
+    assert re.search(r"test_conformance\.py \.{8}FINALISED-RESOURCE", out), \
+        "the fixture was not finalised after the last entry item"
+
+
+PRINTING = '''
+from adapters.example import adapter as numpy_adapter
+
+class Adapter:
+    name = "prints"
+    framework = "numpy"
+
+    def gradients(self, case, dtype, device):
+        print("OUTPUT-OF-THE-ADAPTER")
+        return numpy_adapter.gradients(case, dtype, device)
+'''
+
+
+def test_a_lean_items_output_is_captured(pytester, monkeypatch):
+    """What the adapter prints is captured with the item that called it, not written out."""
+    pytester.makepyfile(printing=PRINTING)
+    monkeypatch.syspath_prepend(str(pytester.path))
+    ran = counted_runs(monkeypatch)
+    args = ("--adapter", "printing:Adapter", "--frameworks=", "--cases", "chain", "--entries",
+            "--dtypes", "float64", "-p", "no:randomly")
+    quiet = pytester.runpytest_inprocess(CONFORMANCE, *args)
+    quiet.assert_outcomes(passed=4)
+    assert ran and "OUTPUT-OF-THE-ADAPTER" not in quiet.stdout.str()
+    shown = pytester.runpytest_inprocess(CONFORMANCE, *args, "-rP")
+    shown.stdout.fnmatch_lines(["*Captured stdout call*", "OUTPUT-OF-THE-ADAPTER"])
+
+
+def test_maxfail_stops_at_the_first_failing_lean_item(pytester, monkeypatch):
+    """-x stops the run at the first failure, as it does for items run the usual way."""
+    ran = counted_runs(monkeypatch)
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "tests.planted:OffByOneEntry",
+                                          "--frameworks=", "--cases", "small", "--dtypes",
+                                          "float64", "--entries", "-x", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1 and ran
+    assert sum(outcomes.values()) < 4 * 5 + 4 + 3 * 4 + 3
+
+
+@pytest.mark.parametrize("option", ["--setup-show", "--pdb"])
+def test_options_that_watch_the_phases_run_every_item_the_usual_way(pytester, monkeypatch,
+                                                                   option):
+    """Under --setup-show (or --pdb) the phases are the point: nothing runs lean."""
+    ran = counted_runs(monkeypatch)
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "adapters.example:adapter",
+                                          "--frameworks=", "--cases", "chain", "--entries",
+                                          option, "-p", "no:randomly")
+    result.assert_outcomes(passed=2 * 4)
+    assert ran == []
