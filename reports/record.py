@@ -70,9 +70,9 @@ def _plain_cached(value):
 
 def jsonable_or_text(value):
     """Return the value as plain JSON data, or as its text when it is something else."""
-    value = plain(value)
-    if _flat_json(value):
+    if _flat_json(value):  # already plain
         return value
+    value = plain(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import NamedTuple
 
@@ -99,13 +100,19 @@ class Item(NamedTuple):
     @property
     def group(self) -> str:
         """Return what items share one gradient computation (one adapter call)."""
-        return f"{self.config.id}-{self.spec.id}"
+        return _group(self.config, self.spec)
 
     @property
     def id(self) -> str:
         """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
         tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
         return f"{self.group}-{self.tensor}{tail}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _group(config: Config, spec: Spec) -> str:
+    """Return a group's name (asked many times for each of an entry run's 76,000 items)."""
+    return f"{config.id}-{spec.id}"
 
 
 MEMORY_FALLBACK = 16 * 2**30
