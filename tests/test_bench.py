@@ -55,3 +55,16 @@ def test_repro_bench_shrinks_every_planted_bug_and_its_script_fails():
     assert done.returncode == 0, done.stderr
     rows = done.stdout.splitlines()[2:]
     assert len(rows) == 8 and all(row.split()[8] == "1" for row in rows), done.stdout
+
+
+def test_entries_bench_prints_the_rate_and_the_floor():
+    """entries_bench.py on the chain cases: both rates, and pytest's floor for as many items."""
+    pytest.importorskip("torch")
+    done = script("entries_bench.py", "--floor", "--", "--cases", "chain")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    found = re.fullmatch(r"entries: (\d+) items; wall \S+ s \(\S+ items/s\), pytest's session \S+ s "
+                         r"\(\S+ items/s\); results \S+ MB", lines[0])
+    assert found and int(found.group(1)) > 0, lines
+    assert lines[1].startswith(f"trivial items, pytest's usual protocol: {found.group(1)} items; "
+                               "wall "), lines
