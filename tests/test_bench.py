@@ -63,8 +63,8 @@ def test_entries_bench_prints_the_rate_and_the_floor():
     done = script("entries_bench.py", "--floor", "--", "--cases", "chain")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    found = re.fullmatch(r"entries: (\d+) items; wall \S+ s \(\S+ items/s\), pytest's session \S+ s "
-                         r"\(\S+ items/s\); results \S+ MB", lines[0])
+    found = re.fullmatch(r"entries: (\d+) items; wall \S+ s \(\S+ items/s\), pytest's session "
+                         r"\S+ s \(\S+ items/s\); results \S+ MB", lines[0])
     assert found and int(found.group(1)) > 0, lines
     assert lines[1].startswith(f"trivial items, pytest's usual protocol: {found.group(1)} items; "
                                "wall "), lines
