@@ -262,8 +262,12 @@ def exact_values(cmp: Comparison) -> dict:
 
 
 def codes_of(heatmap_: dict) -> np.ndarray:
-    """Return a heatmap's pooled codes as bytes."""
-    return np.frombuffer(base64.b64decode(heatmap_["codes"]), dtype=np.uint8)
+    """Return a heatmap's pooled codes as bytes (read-only; decoded already when the results
+    reader decoded them: results.Heatmap)."""
+    raw = getattr(heatmap_, "raw", None)
+    if raw is None:
+        raw = base64.b64decode(heatmap_["codes"])
+    return np.frombuffer(raw, dtype=np.uint8)
 
 
 def b64_floats(values: list[float]) -> str:
