@@ -10,6 +10,8 @@ a time (`render_files`), so a file of 50,000 items is never held whole.
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -54,14 +56,29 @@ def render_items(runs: list[dict], items: Iterable[dict]) -> str:
                              lstrip_blocks=True)
     env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief)
     page = Page(runs)
-    for k, item in enumerate(items):
-        page.add(k, item)
+    with _no_gc():
+        for k, item in enumerate(items):
+            page.add(k, item)
     model = page.view()
     static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
                                                                              "report.js")}
     return env.get_template("report.html.j2").render(
         **model, css=static["report.css"], js=static["report.js"], data=script_json(model["blob"]),
         script_hash=csp_hash(static["report.js"]), style_hash=csp_hash(static["report.css"]))
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector: the page's many small dicts and lists hold no cycles,
+    and with 50,000 items its full passes, each over everything the page holds so far, took a
+    third of the time; what it would have found is collected when it resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def csp_hash(text: str) -> str:
@@ -146,36 +163,57 @@ class Page:
         self.totals = [Counter() for _ in self.runs]
         self.values: dict[str, set] = {"framework": set(), "dtype": set(), "device": set()}
         self.entries: dict[tuple, list] = {}  # (group n, run n, tensor) → its entry items
+        self.places: dict[tuple, tuple] = {}  # (config id, spec id) → (config, spec, place)
 
     def add(self, k: int, item: dict) -> None:
-        """Take one item: count it, place it in its cell, keep it whole only if it failed."""
-        i = _item_view(k, item, self.run_of)
-        row, col = self._row(i), self._col(i)
-        group = self._group(row, col)
+        """Take one item: count it, place it in its cell; keep it whole only if it is shown
+        (`_detailed`) or one entry of a tensor (`--entries`). Of any other, only its line of
+        numbers is kept (`_brief`, in case its group is shown) and its comparison goes to its
+        config's summary."""
+        get = item.get
+        config, spec = get("config") or {}, get("spec") or {}
+        row, col, group, cell = self._place(item, config, spec)
+        outcome = get("outcome")
+        if outcome not in OUTCOMES:
+            outcome = "crashed"
+        details = get("details")
+        if not isinstance(details, dict):
+            details = {}
+        det = details.get("determinism")
+        if get("entry") is not None or outcome in DETAILED or (
+                isinstance(det, dict) and det.get("differing")):  # _detailed, without a view
+            self._add_whole(_item_view(k, item, self.run_of), row, group, cell)
+            return
+        run = self.run_of[item["run"]]
+        run_n = run["n"]
+        cmp = get("comparison")
+        if not (isinstance(cmp, dict) and isinstance(cmp.get("heatmap"), dict)):
+            cmp = None
+        framework, tensor, fingerprint = str(get("framework") or "unknown"), str(
+            get("tensor", "?")), get("fingerprint")
+        pr = group["per_run"][run_n]
+        self._count(run_n, outcome, (framework, str(config.get("dtype", "?")),
+                                     str(config.get("device", "?"))),
+                    pr, cell["per_run"][run_n], cmp, fingerprint, tensor)
+        pr["cards"].append(_brief(k, get("id") or get("nodeid"), framework,
+                                  get("framework_version"), run, outcome, tensor,
+                                  record.capped(get("reason"), record.REASON_CHARS),
+                                  fingerprint, cmp))
+        if cmp:
+            row["summary"].add(run_n, tensor, details, cmp, col["label"])
+
+    def _add_whole(self, i: dict, row: dict, group: dict, cell: dict) -> None:
+        """Take an item that keeps its detail (it failed, or its calls differed) or is one
+        entry of a tensor, as its view (`_item_view`)."""
         i["anchor"] = group["anchor"]
         run_n = i["run"]["n"]
         pr = group["per_run"][run_n]
-        cell = self._cell(row, i)
-        cpr = cell["per_run"][run_n]
-        self.totals[run_n][i["outcome"]] += 1
-        for d in self.values:
-            self.values[d].add(i[d])
-        pr["counts"][i["outcome"]] += 1
-        cpr["counts"][i["outcome"]] += 1
         cmp = i["cmp"]
-        ratio = cmp.get("max_ratio") if cmp else None
-        bits = (cmp.get("bits") or {}).get("min") if cmp else None
-        cpr["max_ratio"], cpr["bits_min"] = _worse(cpr["max_ratio"], ratio), _least(
-            cpr["bits_min"], bits)
-        if i["fingerprint"]:
-            pr["fingerprints"][str(i["fingerprint"])] = True
-            cpr["fingerprints"][str(i["fingerprint"])] = True
+        self._count(run_n, i["outcome"], (i["framework"], i["dtype"], i["device"]), pr,
+                    cell["per_run"][run_n], cmp, i["fingerprint"], i["tensor"])
         shown = _detailed(i)
         if shown and cell["anchor"] is None:
             cell["anchor"] = group["anchor"]
-        t = pr["tensors"].setdefault(i["tensor"], [i["tensor"], Counter(), None, None])
-        t[1][i["outcome"]] += 1
-        t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
         if shown:
             if cmp:
                 i["cmp"] = cmp = results.unpacked(cmp)
@@ -188,12 +226,45 @@ class Page:
         if i["entry"] is not None:
             self.entries.setdefault((group["n"], run_n, i["tensor"]), []).append(_entry_lite(i))
             return
-        if shown:
-            pr["cards"].append(i)
-            return
-        pr["cards"].append(_lite(i))
-        if cmp:
-            row["summary"].add(run_n, i, cmp, col["label"])
+        pr["cards"].append(i)
+
+    def _count(self, run_n: int, outcome: str, dims: tuple, pr: dict, cpr: dict, cmp,
+               fingerprint, tensor: str) -> None:
+        """Count an item in its run's totals, its group's and matrix cell's counts, its
+        tensor's line of the config's calls, and the filters' values."""
+        self.totals[run_n][outcome] += 1
+        for values, value in zip(self.values.values(), dims, strict=True):
+            values.add(value)
+        pr["counts"][outcome] += 1
+        cpr["counts"][outcome] += 1
+        ratio = cmp.get("max_ratio") if cmp else None
+        bits = (cmp.get("bits") or {}).get("min") if cmp else None
+        cpr["max_ratio"], cpr["bits_min"] = _worse(cpr["max_ratio"], ratio), _least(
+            cpr["bits_min"], bits)
+        if fingerprint:
+            pr["fingerprints"][str(fingerprint)] = True
+            cpr["fingerprints"][str(fingerprint)] = True
+        t = pr["tensors"].get(tensor)
+        if t is None:
+            t = pr["tensors"][tensor] = [tensor, Counter(), None, None]
+        t[1][outcome] += 1
+        t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
+
+    def _place(self, item: dict, config: dict, spec: dict) -> tuple[dict, dict, dict, dict]:
+        """Return an item's row (its config), column (its case), group (its adapter call) and
+        matrix cell, remembered by its config and spec ids (their objects checked equal): most
+        items share them with the item before, and keying and labelling them is most of the
+        work."""
+        ids = (item.get("config_id"), item.get("spec_id"))
+        seen = self.places.get(ids)
+        if seen is not None and seen[0] == config and seen[1] == spec:
+            return seen[2]
+        i = _item_view(-1, item, self.run_of)
+        row, col = self._row(i), self._col(i)
+        group = self._group(row, col)
+        placed = row, col, group, self._cell(row, i)
+        self.places[ids] = (config, spec, placed)
+        return placed
 
     def _row(self, i: dict) -> dict:
         row = self.rows.get(i["row_key"])
@@ -262,10 +333,11 @@ class Page:
         for g in self.groups:
             for pr in g["per_run"]:
                 _finish_cell(pr)
-                pr["repro"] = _repro(pr["cards"])
         detailed = [g for g in self.groups if g["detailed"]]
-        for g in detailed:
+        for g in detailed:  # only these are on the page: their passing items' cards, in full
             for pr in g["per_run"]:
+                pr["cards"] = [_lite_card(c) if type(c) is tuple else c for c in pr["cards"]]
+                pr["repro"] = _repro(pr["cards"])
                 for c in pr["cards"]:
                     if c.get("cmp") and _detailed(c):
                         blob[str(c["k"])] = _heat(c)
@@ -287,7 +359,8 @@ class Page:
             card = _entries_card(members, f"e{n}.{run_n}.{tensor}")
             group["per_run"][run_n]["cards"].append(card)
             if card["outcome"] not in DETAILED and card["cmp"]:
-                group["row"]["summary"].add(run_n, card, card["cmp"], group["col"]["label"])
+                group["row"]["summary"].add(run_n, card["tensor"], card["details"], card["cmp"],
+                                            group["col"]["label"])
                 card.update(_lite(card))
 
     def _totals(self) -> list[dict]:
@@ -312,17 +385,17 @@ class Summary:
     def __init__(self, runs: int):
         self.parts: list[dict[tuple, dict]] = [{} for _ in range(runs)]
 
-    def add(self, run_n: int, i: dict, cmp: dict, case: str) -> None:
+    def add(self, run_n: int, tensor: str, details: dict, cmp: dict, case: str) -> None:
         heat = cmp.get("heatmap")
         if not isinstance(heat, dict):
             return
-        key = (i["tensor"], tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
+        key = (tensor, tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
                heat["cols"], tuple(heat["block"]))
         s = self.parts[run_n].get(key)
         codes = record.codes_of(heat)
         if s is None:
             s = self.parts[run_n][key] = {
-                "tensor": i["tensor"], "shape": list(cmp.get("shape") or []), "heat": heat,
+                "tensor": tensor, "shape": list(cmp.get("shape") or []), "heat": heat,
                 "codes": codes.copy(), "items": 0, "cases": {}, "entries": 0, "max_ratio": None,
                 "bits": None, "of": (cmp.get("bits") or {}).get("of"), "worst": [],
                 "change": None, "seen": Counter()}
@@ -333,7 +406,7 @@ class Summary:
         s["entries"] += cmp.get("entries") or 0
         s["max_ratio"] = _worse(s["max_ratio"], cmp.get("max_ratio"))
         s["bits"] = _least(s["bits"], (cmp.get("bits") or {}).get("min"))
-        _sensitivity(s, i["details"].get("sensitivity"))
+        _sensitivity(s, details.get("sensitivity"))
         # one entry an item, its worst: the summary's worst entries come from ten tensors
         if cmp.get("worst") and (len(s["worst"]) < SHOWN_WORST or ratio_of(
                 cmp.get("max_ratio")) > ratio_of(s["worst"][-1]["ratio"])):
@@ -432,6 +505,34 @@ def _lite(i: dict) -> dict:
                       "failing": cmp.get("failing"), "max_ratio": cmp.get("max_ratio"),
                       "bits": (cmp.get("bits") or {}).get("min"),
                       "of": (cmp.get("bits") or {}).get("of")} if cmp else None)
+    return out
+
+
+def _brief(k: int, item_id, framework: str, framework_version, run: dict, outcome: str,
+           tensor: str, reason, fingerprint, cmp: dict | None) -> tuple:
+    """Return what `_lite` keeps of a passing item, as a tuple (`_lite_card` makes it the
+    card): most items' groups are not shown, and their cards are never made."""
+    if cmp:
+        bits = cmp.get("bits") or {}
+        stats = (cmp.get("entries"), cmp.get("shape") or [], cmp.get("failing"),
+                 cmp.get("max_ratio"), bits.get("min"), bits.get("of"))
+    else:
+        stats = None
+    return k, item_id, framework, framework_version, run, outcome, tensor, reason, fingerprint, \
+        stats
+
+
+def _lite_card(brief: tuple) -> dict:
+    """Return the card `_lite` returns, from what `_brief` kept."""
+    k, item_id, framework, framework_version, run, outcome, tensor, reason, fingerprint, \
+        stats = brief
+    out = {"k": k, "id": item_id, "framework": framework, "framework_version": framework_version,
+           "run": run, "outcome": outcome, "tensor": tensor, "entry": None, "reason": reason,
+           "fingerprint": fingerprint}
+    out.update(lite=True, message=None, details={}, worst=[], cmp=None,
+               stats=None if stats is None else dict(zip(
+                   ("entries", "shape", "failing", "max_ratio", "bits", "of"), stats,
+                   strict=True)))
     return out
 
 
