@@ -45,7 +45,7 @@ def render(doc: dict) -> str:
 
 def render_files(paths: list) -> str:
     """Return the page for results files, merged, reading their items one at a time."""
-    runs, items = results.merged_items(paths)
+    runs, items = results.merged_items(paths, texts=False)
     return render_items(runs, (item for item, _ in items))
 
 
@@ -137,11 +137,15 @@ def _worse(a, b):
     """Return the greater of two recorded ratios (None when neither is known)."""
     if a is None:
         return b
+    if type(a) is float and type(b) is float:  # the common case, as ratio_of orders it
+        return a if a >= b else b
     return a if b is None or ratio_of(a) >= ratio_of(b) else b
 
 
 def _least(a, b):
     """Return the lesser of two recorded numbers (None when neither is known)."""
+    if type(a) is float and type(b) is float:  # the common case
+        return a if a <= b else b
     if not isinstance(a, int | float):
         return b if isinstance(b, int | float) else None
     return a if not isinstance(b, int | float) or a <= b else b
@@ -233,8 +237,10 @@ class Page:
         """Count an item in its run's totals, its group's and matrix cell's counts, its
         tensor's line of the config's calls, and the filters' values."""
         self.totals[run_n][outcome] += 1
-        for values, value in zip(self.values.values(), dims, strict=True):
-            values.add(value)
+        frameworks, dtypes, devices = self.values.values()
+        frameworks.add(dims[0])
+        dtypes.add(dims[1])
+        devices.add(dims[2])
         pr["counts"][outcome] += 1
         cpr["counts"][outcome] += 1
         ratio = cmp.get("max_ratio") if cmp else None
@@ -404,12 +410,14 @@ class Summary:
         s["items"] += 1
         s["cases"][case] = True
         s["entries"] += cmp.get("entries") or 0
-        s["max_ratio"] = _worse(s["max_ratio"], cmp.get("max_ratio"))
+        ratio = cmp.get("max_ratio")
+        s["max_ratio"] = _worse(s["max_ratio"], ratio)
         s["bits"] = _least(s["bits"], (cmp.get("bits") or {}).get("min"))
         _sensitivity(s, details.get("sensitivity"))
         # one entry an item, its worst: the summary's worst entries come from ten tensors
-        if cmp.get("worst") and (len(s["worst"]) < SHOWN_WORST or ratio_of(
-                cmp.get("max_ratio")) > ratio_of(s["worst"][-1]["ratio"])):
+        worst = s["worst"]
+        if cmp.get("worst") and (len(worst) < SHOWN_WORST or ratio_of(ratio) > ratio_of(
+                worst[-1]["ratio"])):
             first = results.first_entry(cmp["worst"])
             s["worst"] = sorted([*s["worst"], {**first, "case": case}],
                                 key=lambda e: ratio_of(e["ratio"]), reverse=True)[:SHOWN_WORST]

@@ -253,7 +253,11 @@ def _heatmap_1d(codes: np.ndarray) -> dict:
 
 def _pad(codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Pad with 0 (exact) to the shape; padding never raises a pooled maximum."""
-    return np.pad(codes, [(0, s - n) for s, n in zip(shape, codes.shape, strict=True)])
+    if codes.shape == tuple(shape):
+        return codes
+    out = np.zeros(shape, dtype=codes.dtype)
+    out[tuple(slice(0, n) for n in codes.shape)] = codes
+    return out
 
 
 def exact_values(cmp: Comparison) -> dict:

@@ -297,9 +297,10 @@ ITEM_LINE = 1 << 26
 read by `_Stream`."""
 
 
-def read(path: str | os.PathLike, extra: dict | None = None):
+def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True):
     """Return (runs, items) of a results file, validated; items is an iterator of (item, its
-    JSON text), read one at a time, checked as they come (a bad one raises ResultsError).
+    JSON text), read one at a time, checked as they come (a bad one raises ResultsError). With
+    texts=False (a reader that does not copy items) the line reader leaves the texts None.
 
     The writer's line layout (`dumps`: the head on the first line, then an item a line) is read
     a line at a time with a fast check of each item (`_Lines`); the rest of a file from a line
@@ -309,7 +310,7 @@ def read(path: str | os.PathLike, extra: dict | None = None):
     """
     extra = {} if extra is None else extra  # other top-level keys (a study's "partial") land here
     try:
-        stream = _Lines.open(path, extra) or _Stream(path, extra)
+        stream = _Lines.open(path, extra, texts) or _Stream(path, extra)
         head = stream.head()
     except _Fallback:
         doc = _load_whole(path)
@@ -519,7 +520,7 @@ class _Lines:
     list (or says what is wrong with the file)."""
 
     @classmethod
-    def open(cls, path, extra: dict) -> _Lines | None:
+    def open(cls, path, extra: dict, texts: bool = True) -> _Lines | None:
         """Return a reader of the file when its first line is a version 2 head in the line
         layout; None when the file is not one (or msgspec is missing): `_Stream` reads it."""
         try:
@@ -537,11 +538,11 @@ class _Lines:
         if head is None:
             file.close()
             return None
-        return cls(path, file, head, extra, msgspec.json.Decoder().decode, schema)
+        return cls(path, file, head, extra, msgspec.json.Decoder().decode, schema, texts)
 
-    def __init__(self, path, file, head: dict, extra: dict, decode, schema):
+    def __init__(self, path, file, head: dict, extra: dict, decode, schema, texts: bool):
         self.path, self.file, self._head, self.extra = path, file, head, extra
-        self.decode, self.schema = decode, schema
+        self.decode, self.schema, self.texts = decode, schema, texts
         self.stream: _Stream | None = None
 
     def head(self) -> dict:
@@ -558,7 +559,7 @@ class _Lines:
         file to `_Stream` at the first line that is not one item."""
         file, decode, typed, passes = self.file, self.decode, self.schema.decode, \
             self.schema.passes
-        after = "["
+        texts, after = self.texts, "["
         while True:
             start = file.tell()
             line = file.readline(ITEM_LINE)
@@ -568,14 +569,13 @@ class _Lines:
             comma = body.endswith(b",")
             if comma:
                 body = body[:-1]
-            try:
-                text = body.decode("utf-8")
+            try:  # (msgspec refuses what is not UTF-8 just as strictly as decode does)
+                text = body.decode("utf-8") if texts else None
+                item, checked = decode(body), None
             except UnicodeDecodeError:
                 break
-            try:
-                item, checked = decode(body), None
             except Exception:  # noqa: BLE001 - NaN, 1e400, a lone surrogate, not one value: json
-                read = _json_line(text)
+                read = _json_line(body)
                 if read is None:
                     break
                 (item, text), checked = read, False
@@ -639,10 +639,14 @@ def _unique_pairs(pairs: list) -> dict:
     return out
 
 
-def _json_line(text: str) -> tuple[object, str | None] | None:
+def _json_line(line: bytes) -> tuple[object, str | None] | None:
     """Return an item line that msgspec refuses (NaN or Infinity literals, 1e400, a lone
     surrogate) as `_Stream` reads it: the value (non-finite numbers as strings) and its text
-    (None when it must be re-written); None when json refuses it too."""
+    (None when it must be re-written); None when json refuses it too (or it is not UTF-8)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     found = []
 
     def constant(name: str) -> float:
@@ -1060,12 +1064,13 @@ def _unique(run_id: str, seen: set) -> str:
     return new
 
 
-def merged_items(paths: list) -> tuple[list[dict], object]:
+def merged_items(paths: list, texts: bool = True) -> tuple[list[dict], object]:
     """Return the runs of several results files merged (repeated ids renamed) and an iterator
-    of their items, each (item, its JSON text), read one file after another."""
+    of their items, each (item, its JSON text, or None: see `read`), read one file after
+    another."""
     runs, sources, seen = [], [], set()
     for path in paths:
-        file_runs, items = read(path)
+        file_runs, items = read(path, texts=texts)
         renamed = {r["id"]: _unique(r["id"], seen) for r in file_runs}
         runs += [{**r, "id": renamed[r["id"]]} for r in file_runs]
         sources.append((renamed, items))
