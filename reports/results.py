@@ -15,6 +15,7 @@ import stat
 import struct
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 try:
     import fcntl
@@ -119,10 +120,17 @@ def first_entry(worst) -> dict | None:
         return worst[0] if worst else None
     if not worst["index"]:
         return None
+    return first_packed(worst["index"], base64.b64decode(worst["numbers"][:56]))
+    # 56 characters: 42 bytes ≥ 40
+
+
+def first_packed(index: list, numbers: bytes) -> dict | None:
+    """Return the first of packed worst entries from their indices and numbers (decoded)."""
+    if not index:
+        return None
     n = len(WORST_FIELDS)
-    raw = base64.b64decode(worst["numbers"][:56])[:8 * n]  # 56 characters: 42 bytes ≥ 40
-    numbers = jsonable(list(struct.unpack(f"<{n}d", raw)))
-    return {"index": worst["index"][0], **dict(zip(WORST_FIELDS, numbers, strict=True))}
+    values = jsonable(list(struct.unpack(f"<{n}d", numbers[:8 * n])))
+    return {"index": index[0], **dict(zip(WORST_FIELDS, values, strict=True))}
 
 
 def worst_entries(worst) -> list[dict]:
@@ -297,10 +305,14 @@ ITEM_LINE = 1 << 26
 read by `_Stream`."""
 
 
-def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True):
+def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True,
+         typed: bool = False):
     """Return (runs, items) of a results file, validated; items is an iterator of (item, its
     JSON text), read one at a time, checked as they come (a bad one raises ResultsError). With
-    texts=False (a reader that does not copy items) the line reader leaves the texts None.
+    texts=False (a reader that does not copy items) the line reader leaves the texts None; with
+    typed=True (merge and the page, which read few of the items' fields) an item the line
+    reader's fast check passed, other than an entry item, comes as a `Typed` (its schema.Item,
+    no dicts built; `.dict()` makes them).
 
     The writer's line layout (`dumps`: the head on the first line, then an item a line) is read
     a line at a time with a fast check of each item (`_Lines`); the rest of a file from a line
@@ -310,7 +322,7 @@ def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True)
     """
     extra = {} if extra is None else extra  # other top-level keys (a study's "partial") land here
     try:
-        stream = _Lines.open(path, extra, texts) or _Stream(path, extra)
+        stream = _Lines.open(path, extra, texts, typed) or _Stream(path, extra)
         head = stream.head()
     except _Fallback:
         doc = _load_whole(path)
@@ -361,7 +373,8 @@ def _checked_items(path, stream: _Stream | _Lines, run_ids: set, current: bool):
             try:
                 if depth is None:
                     _check_item(item, f"items[{n}]", run_ids)
-                _check_span(item, spans)
+                if type(item) is not Typed:  # (a Typed item is never an entry item)
+                    _check_span(item, spans)
             except Malformed as exc:
                 raise Malformed(f"malformed: {exc}") from None
             n += 1
@@ -520,13 +533,11 @@ class _Lines:
     list (or says what is wrong with the file)."""
 
     @classmethod
-    def open(cls, path, extra: dict, texts: bool = True) -> _Lines | None:
+    def open(cls, path, extra: dict, texts: bool = True, typed: bool = False) -> _Lines | None:
         """Return a reader of the file when its first line is a version 2 head in the line
         layout; None when the file is not one (or msgspec is missing): `_Stream` reads it."""
         try:
-            import msgspec
-
-            from reports import schema
+            from reports import schema  # (msgspec)
         except ImportError:
             return None
         file = open(path, "rb")  # noqa: SIM115 - closed by close()
@@ -538,11 +549,11 @@ class _Lines:
         if head is None:
             file.close()
             return None
-        return cls(path, file, head, extra, msgspec.json.Decoder().decode, schema, texts)
+        return cls(path, file, head, extra, schema, texts, typed)
 
-    def __init__(self, path, file, head: dict, extra: dict, decode, schema, texts: bool):
+    def __init__(self, path, file, head: dict, extra: dict, schema, texts: bool, typed: bool):
         self.path, self.file, self._head, self.extra = path, file, head, extra
-        self.decode, self.schema, self.texts = decode, schema, texts
+        self.schema, self.texts, self.typed = schema, texts, typed
         self.stream: _Stream | None = None
 
     def head(self) -> dict:
@@ -557,9 +568,9 @@ class _Lines:
     def items(self, run_ids):
         """Yield each item, its text and whether the fast check passed it; hand the rest of the
         file to `_Stream` at the first line that is not one item."""
-        file, decode, typed, passes = self.file, self.decode, self.schema.decode, \
+        file, decode, typed, passes = self.file, self.schema.plain, self.schema.decode, \
             self.schema.passes
-        texts, after = self.texts, "["
+        texts, keep, after = self.texts, self.typed, "["
         while True:
             start = file.tell()
             line = file.readline(ITEM_LINE)
@@ -569,32 +580,55 @@ class _Lines:
             comma = body.endswith(b",")
             if comma:
                 body = body[:-1]
-            try:  # (msgspec refuses what is not UTF-8 just as strictly as decode does)
-                text = body.decode("utf-8") if texts else None
-                item, checked = decode(body), None
-            except UnicodeDecodeError:
-                break
-            except Exception:  # noqa: BLE001 - NaN, 1e400, a lone surrogate, not one value: json
-                read = _json_line(body)
-                if read is None:
+            try:
+                fast = typed(body)
+                checked = passes(fast, run_ids)
+            except Exception:  # noqa: BLE001 - refused by the types: the Python checks say
+                fast, checked = None, False
+            if checked and keep and fast.entry is None and fast.tensor is not None:
+                yield Typed(fast, body), body.decode("utf-8") if texts else None, True
+            else:
+                try:  # (msgspec refuses what is not UTF-8 just as strictly as decode does)
+                    text = body.decode("utf-8") if texts else None
+                    item = decode(body)
+                except UnicodeDecodeError:
                     break
-                (item, text), checked = read, False
-            if checked is None:
-                try:
-                    fast = typed(body)
-                    checked = passes(fast, run_ids)
-                except Exception:  # noqa: BLE001 - refused by the types: the Python checks say
-                    checked = False
+                except Exception:  # noqa: BLE001 - NaN, 1e400, a lone surrogate: json reads it
+                    read = _json_line(body)
+                    if read is None:
+                        break
+                    item, text = read
                 if checked and fast.comparison is not None:
-                    cmp = item["comparison"]
-                    cmp["heatmap"] = Heatmap(cmp["heatmap"], fast.comparison.heatmap.codes)
-            yield item, text, checked
+                    _with_codes(item, fast)
+                yield item, text, checked
             after = "," if comma else "}"
         self.stream = _Stream(self.path, self.extra, start)
         yield from self.stream.items(run_ids, after)
 
     def tail(self) -> None:
         self.stream.tail()
+
+
+class Typed(NamedTuple):
+    """An item the line reader's fast check passed, as `read(typed=True)` gives it: its
+    schema.Item (base64 decoded to bytes, no dicts built but its free objects) and its line."""
+
+    item: object
+    line: bytes
+
+    def dict(self) -> dict:
+        """Return the item as the other readers give it."""
+        from reports import schema
+
+        return _with_codes(schema.plain(self.line), self.item)
+
+
+def _with_codes(item: dict, fast) -> dict:
+    """Put a checked item's decoded heatmap codes in its heatmap (`Heatmap`); return it."""
+    if fast.comparison is not None:
+        cmp = item["comparison"]
+        cmp["heatmap"] = Heatmap(cmp["heatmap"], fast.comparison.heatmap.codes)
+    return item
 
 
 class Heatmap(dict):
@@ -1064,13 +1098,14 @@ def _unique(run_id: str, seen: set) -> str:
     return new
 
 
-def merged_items(paths: list, texts: bool = True) -> tuple[list[dict], object]:
+def merged_items(paths: list, texts: bool = True, typed: bool = False) -> tuple[list[dict],
+                                                                               object]:
     """Return the runs of several results files merged (repeated ids renamed) and an iterator
-    of their items, each (item, its JSON text, or None: see `read`), read one file after
-    another."""
+    of their items, each (item, its JSON text, or None; `Typed` items: see `read`), read one
+    file after another."""
     runs, sources, seen = [], [], set()
     for path in paths:
-        file_runs, items = read(path, texts=texts)
+        file_runs, items = read(path, texts=texts, typed=typed)
         renamed = {r["id"]: _unique(r["id"], seen) for r in file_runs}
         runs += [{**r, "id": renamed[r["id"]]} for r in file_runs]
         sources.append((renamed, items))
@@ -1078,8 +1113,10 @@ def merged_items(paths: list, texts: bool = True) -> tuple[list[dict], object]:
     def items():
         for renamed, source in sources:
             for item, text in source:
-                if renamed[item["run"]] != item["run"]:
-                    item, text = {**item, "run": renamed[item["run"]]}, None
+                run = item.item.run if type(item) is Typed else item["run"]
+                if renamed[run] != run:
+                    item = item.dict() if type(item) is Typed else item
+                    item, text = {**item, "run": renamed[run]}, None
                 yield item, text
 
     return runs, items()
@@ -1088,5 +1125,6 @@ def merged_items(paths: list, texts: bool = True) -> tuple[list[dict], object]:
 def merged_chunks(runs: list[dict], items) -> object:
     """Yield the text of a merged results file (the line layout): the head, then each item as
     read."""
-    yield from lines({"schema": SCHEMA, "version": VERSION, "runs": runs},
-                     (text if text is not None else dumps_item(item) for item, text in items))
+    yield from lines({"schema": SCHEMA, "version": VERSION, "runs": runs}, (
+        text if text is not None else dumps_item(item.dict() if type(item) is Typed else item)
+        for item, text in items))

@@ -101,6 +101,8 @@ class Item(Struct, forbid_unknown_fields=True):
 
 decode = msgspec.json.Decoder(Item).decode
 """Decode one item's JSON to `Item`; raises msgspec.ValidationError (or DecodeError)."""
+plain = msgspec.json.Decoder().decode
+"""Decode JSON to dicts, lists and the rest, as json does (it refuses NaN and 1e400)."""
 
 
 def passes(item: Item, run_ids) -> bool:

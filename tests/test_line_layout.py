@@ -358,7 +358,9 @@ def test_without_msgspec_the_incremental_reader_reads_the_line_layout(tmp_path, 
                                                                       monkeypatch):
     path = write(tmp_path / "r.json", results.dumps(docs["entries"]))
     want = results.load(path)
-    monkeypatch.setitem(sys.modules, "msgspec", None)
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # and reports.schema not imported yet
+    monkeypatch.delitem(sys.modules, "reports.schema")
+    monkeypatch.delattr(sys.modules["reports"], "schema")
     assert results._Lines.open(path, {}) is None
     assert results.load(path) == want
 
@@ -376,3 +378,29 @@ def test_hostile_strings_survive_the_fast_path(tmp_path):
     path = write(tmp_path / "h.json", results.dumps(hostile_doc()))
     item = line_items(path)[0][0]
     assert item["reason"] == HOSTILE and item["config"][HOSTILE] == HOSTILE
+
+
+def test_merge_and_the_page_take_checked_items_typed(tmp_path, docs):
+    """With typed=True a checked whole-tensor item comes as its schema.Item (no dicts built),
+    whose dict() is the item a plain read gives; entry items come as dicts; merging them
+    (runs renamed or not, texts or not) writes what a plain read would."""
+    path = write(tmp_path / "e.json", results.dumps(docs["entries"]))
+    plain = [i for i, _ in results.read(path)[1]]
+    typed = [i for i, _ in results.read(path, typed=True)[1]]
+    assert [type(i) is results.Typed for i in typed] == [i["entry"] is None for i in plain]
+    assert [i.dict() if type(i) is results.Typed else i for i in typed] == plain
+    assert isinstance(typed[0].item, schema.Item) and typed[0].item.tensor == plain[0]["tensor"]
+    for texts in (True, False):
+        runs, items = results.merged_items([path, path], texts=texts, typed=True)
+        merged = write(tmp_path / "m.json", "".join(results.merged_chunks(runs, items)))
+        back = results.load(merged)
+        assert [i["run"] for i in back["items"]] == ["entries"] * 7 + ["entries~2"] * 7
+        assert [{**i, "run": "entries"} for i in back["items"]] == 2 * [
+            results._unpacked_item(i) for i in plain]
+
+
+def test_the_page_of_renamed_runs_is_the_same_from_either_layout(tmp_path, docs):
+    lines = write(tmp_path / "s.json", results.dumps(docs["synthetic"]))
+    one = write(tmp_path / "one.json", compact(docs["synthetic"]))
+    page = html.render_files([lines, lines])
+    assert page == html.render_files([one, one]) and "synthetic-2~2" in page
