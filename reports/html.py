@@ -59,19 +59,21 @@ def render_items(runs: list[dict], items: Iterable[dict]) -> str:
     with _no_gc():
         for k, item in enumerate(items):
             page.add(k, item)
-    model = page.view()
-    static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
-                                                                             "report.js")}
-    return env.get_template("report.html.j2").render(
-        **model, css=static["report.css"], js=static["report.js"], data=script_json(model["blob"]),
-        script_hash=csp_hash(static["report.js"]), style_hash=csp_hash(static["report.css"]))
+        model = page.view()
+        static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
+                                                                                 "report.js")}
+        return env.get_template("report.html.j2").render(
+            **model, css=static["report.css"], js=static["report.js"],
+            data=script_json(model["blob"]), script_hash=csp_hash(static["report.js"]),
+            style_hash=csp_hash(static["report.css"]))
 
 
 @contextlib.contextmanager
 def _no_gc():
-    """Pause the cyclic garbage collector: the page's many small dicts and lists hold no cycles,
-    and with 50,000 items its full passes, each over everything the page holds so far, took a
-    third of the time; what it would have found is collected when it resumes."""
+    """Pause the cyclic garbage collector while the page is built: its many small dicts and
+    lists hold no cycles, and with 50,000 items the collector's full passes, each over
+    everything the page holds so far, took a third of the time; what it would have found is
+    collected when it resumes."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -292,9 +294,9 @@ class Page:
             pr["fingerprints"][str(fingerprint)] = True
             cpr["fingerprints"][str(fingerprint)] = True
         t = pr["tensors"].get(tensor)
-        if t is None:
-            t = pr["tensors"][tensor] = [tensor, Counter(), None, None]
-        t[1][outcome] += 1
+        if t is None:  # [tensor, {outcome: count}, greatest ratio, least bits]
+            t = pr["tensors"][tensor] = [tensor, {}, None, None]
+        t[1][outcome] = t[1].get(outcome, 0) + 1
         t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
 
     def _place(self, config_id, spec_id, config: dict, spec: dict,
@@ -728,7 +730,7 @@ def _calls(row: dict) -> list:
         for pr in (g["per_run"] if g else []):
             if pr["total"]:
                 out.append([g["col"]["n"], pr["run"]["n"], [
-                    [t, c["passed"], sum(c.values()), _brief_number(r), _brief_number(b)]
+                    [t, c.get("passed", 0), sum(c.values()), _brief_number(r), _brief_number(b)]
                     for t, c, r, b in pr["tensors"].values()]])
     return out
 

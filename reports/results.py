@@ -129,7 +129,9 @@ def first_packed(index: list, numbers: bytes) -> dict | None:
     if not index:
         return None
     n = len(WORST_FIELDS)
-    values = jsonable(list(struct.unpack(f"<{n}d", numbers[:8 * n])))
+    values = struct.unpack(f"<{n}d", numbers[:8 * n])
+    if not all(map(math.isfinite, values)):
+        values = jsonable(list(values))
     return {"index": index[0], **dict(zip(WORST_FIELDS, values, strict=True))}
 
 
@@ -574,22 +576,25 @@ class _Lines:
         while True:
             start = file.tell()
             line = file.readline(ITEM_LINE)
-            body = line.rstrip(b" \t\r\n")
-            if after == "}" or not line.endswith(b"\n") or body[:1] != b"{":
+            if after == "}" or line[:1] != b"{" or not line.endswith(b"\n"):
                 break
-            comma = body.endswith(b",")
-            if comma:
-                body = body[:-1]
+            if line.endswith(b"},\n"):  # the writer's: no copy of the line's text is made
+                end, comma = len(line) - 2, True
+            else:
+                end = len(line.rstrip(b" \t\r\n"))
+                comma = line[end - 1:end] == b","
+                end -= comma
+            body = memoryview(line)[:end]
             try:
                 fast = typed(body)
                 checked = passes(fast, run_ids)
             except Exception:  # noqa: BLE001 - refused by the types: the Python checks say
                 fast, checked = None, False
             if checked and keep and fast.entry is None and fast.tensor is not None:
-                yield Typed(fast, body), body.decode("utf-8") if texts else None, True
+                yield Typed(fast, body), str(body, "utf-8") if texts else None, True
             else:
                 try:  # (msgspec refuses what is not UTF-8 just as strictly as decode does)
-                    text = body.decode("utf-8") if texts else None
+                    text = str(body, "utf-8") if texts else None
                     item = decode(body)
                 except UnicodeDecodeError:
                     break
@@ -614,7 +619,7 @@ class Typed(NamedTuple):
     schema.Item (base64 decoded to bytes, no dicts built but its free objects) and its line."""
 
     item: object
-    line: bytes
+    line: memoryview
 
     def dict(self) -> dict:
         """Return the item as the other readers give it."""
@@ -673,12 +678,12 @@ def _unique_pairs(pairs: list) -> dict:
     return out
 
 
-def _json_line(line: bytes) -> tuple[object, str | None] | None:
+def _json_line(line: memoryview) -> tuple[object, str | None] | None:
     """Return an item line that msgspec refuses (NaN or Infinity literals, 1e400, a lone
     surrogate) as `_Stream` reads it: the value (non-finite numbers as strings) and its text
     (None when it must be re-written); None when json refuses it too (or it is not UTF-8)."""
     try:
-        text = line.decode("utf-8")
+        text = str(line, "utf-8")
     except UnicodeDecodeError:
         return None
     found = []
