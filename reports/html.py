@@ -71,9 +71,9 @@ def render_items(runs: list[dict], items: Iterable[dict]) -> str:
 @contextlib.contextmanager
 def _no_gc():
     """Pause the cyclic garbage collector while the page is built: its many small dicts and
-    lists hold no cycles, and with 50,000 items the collector's full passes, each over
-    everything the page holds so far, took a third of the time; what it would have found is
-    collected when it resumes."""
+    lists hold no cycles (refcounting frees them), and with 50,000 items the collector's full
+    passes, each over everything the page holds so far, took a third of the time; what it would
+    have found is collected when it resumes."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -151,6 +151,10 @@ def _least(a, b):
     if not isinstance(a, int | float):
         return b if isinstance(b, int | float) else None
     return a if not isinstance(b, int | float) or a <= b else b
+
+
+ROW_FACTS = ("n", "label", "framework", "dtype", "device", "summary")
+"""What a group keeps of its row (a config): the page's header of it, and its summary."""
 
 
 class Page:
@@ -354,8 +358,9 @@ class Page:
         group = self.cells.get(key)
         if group is None:
             n = len(self.groups)
-            group = self.cells[key] = {
-                "n": n, "anchor": f"g{n}", "row": row, "col": col, "detailed": False,
+            group = self.cells[key] = {  # its row's facts, not the row: no cycle to collect
+                "n": n, "anchor": f"g{n}", "row": {k: row[k] for k in ROW_FACTS}, "col": col,
+                "detailed": False,
                 "per_run": [{"run": r, "cards": [], "counts": Counter(), "fingerprints": {},
                              "tensors": {}} for r in self.runs]}
             row["cells"][col["n"]] = group

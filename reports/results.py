@@ -542,8 +542,8 @@ class _Lines:
             from reports import schema  # (msgspec)
         except ImportError:
             return None
-        file = open(path, "rb")  # noqa: SIM115 - closed by close()
-        try:
+        file = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by close()
+        try:  # (a big buffer: a line at a time through 8 KB takes four times as long)
             head = _line_head(file.readline(HEAD_LINE))
         except BaseException:
             file.close()

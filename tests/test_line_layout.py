@@ -5,6 +5,7 @@ and pages are what they were; other layouts, and hand-edited files, still read."
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import random
 import re
@@ -404,3 +405,15 @@ def test_the_page_of_renamed_runs_is_the_same_from_either_layout(tmp_path, docs)
     one = write(tmp_path / "one.json", compact(docs["synthetic"]))
     page = html.render_files([lines, lines])
     assert page == html.render_files([one, one]) and "synthetic-2~2" in page
+
+
+def test_a_page_leaves_no_cycles_to_collect(tmp_path, docs):
+    """The page is built with the garbage collector paused: what it builds must be freed by
+    reference counts alone (with 50,000 items, collecting a cyclic page took 0.7 s at exit)."""
+    path = write(tmp_path / "s.json", results.dumps(docs["synthetic"]))
+    html.render_files([path])  # templates compiled, caches filled
+    gc.collect()
+    assert gc.isenabled()
+    html.render_files([path])
+    html.render(docs["synthetic"])
+    assert gc.collect() < 100  # (Jinja's own few, whatever the number of items)
