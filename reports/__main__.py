@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counted = [0]
     try:
-        runs, items = results.merged_items(args.files)
+        runs, items = results.merged_items(args.files, texts=args.command == "merge",
+                                           typed=True)
         items = _counted(items, counted)
         if args.command == "merge":  # written as it is read: the files are never held whole
             text = results.merged_chunks(runs, items)

@@ -10,6 +10,8 @@ a time (`render_files`), so a file of 50,000 items is never held whole.
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -43,7 +45,7 @@ def render(doc: dict) -> str:
 
 def render_files(paths: list) -> str:
     """Return the page for results files, merged, reading their items one at a time."""
-    runs, items = results.merged_items(paths)
+    runs, items = results.merged_items(paths, texts=False, typed=True)
     return render_items(runs, (item for item, _ in items))
 
 
@@ -54,14 +56,31 @@ def render_items(runs: list[dict], items: Iterable[dict]) -> str:
                              lstrip_blocks=True)
     env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief)
     page = Page(runs)
-    for k, item in enumerate(items):
-        page.add(k, item)
-    model = page.view()
-    static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
-                                                                             "report.js")}
-    return env.get_template("report.html.j2").render(
-        **model, css=static["report.css"], js=static["report.js"], data=script_json(model["blob"]),
-        script_hash=csp_hash(static["report.js"]), style_hash=csp_hash(static["report.css"]))
+    with _no_gc():
+        for k, item in enumerate(items):
+            page.add(k, item)
+        model = page.view()
+        static = {n: Markup((TEMPLATES / n).read_text(encoding="utf-8")) for n in ("report.css",
+                                                                                 "report.js")}
+        return env.get_template("report.html.j2").render(
+            **model, css=static["report.css"], js=static["report.js"],
+            data=script_json(model["blob"]), script_hash=csp_hash(static["report.js"]),
+            style_hash=csp_hash(static["report.css"]))
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector while the page is built: its many small dicts and
+    lists hold no cycles (refcounting frees them), and with 50,000 items the collector's full
+    passes, each over everything the page holds so far, took a third of the time; what it would
+    have found is collected when it resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def csp_hash(text: str) -> str:
@@ -120,14 +139,22 @@ def _worse(a, b):
     """Return the greater of two recorded ratios (None when neither is known)."""
     if a is None:
         return b
+    if type(a) is float and type(b) is float:  # the common case, as ratio_of orders it
+        return a if a >= b else b
     return a if b is None or ratio_of(a) >= ratio_of(b) else b
 
 
 def _least(a, b):
     """Return the lesser of two recorded numbers (None when neither is known)."""
+    if type(a) is float and type(b) is float:  # the common case
+        return a if a <= b else b
     if not isinstance(a, int | float):
         return b if isinstance(b, int | float) else None
     return a if not isinstance(b, int | float) or a <= b else b
+
+
+ROW_FACTS = ("n", "label", "framework", "dtype", "device", "summary")
+"""What a group keeps of its row (a config): the page's header of it, and its summary."""
 
 
 class Page:
@@ -145,37 +172,101 @@ class Page:
         self.n_failures = 0
         self.totals = [Counter() for _ in self.runs]
         self.values: dict[str, set] = {"framework": set(), "dtype": set(), "device": set()}
+        self.dims = tuple(self.values.values())
         self.entries: dict[tuple, list] = {}  # (group n, run n, tensor) → its entry items
+        self.places: dict[tuple, tuple] = {}  # (config id, spec id) → (config, spec, place)
 
-    def add(self, k: int, item: dict) -> None:
-        """Take one item: count it, place it in its cell, keep it whole only if it failed."""
-        i = _item_view(k, item, self.run_of)
-        row, col = self._row(i), self._col(i)
-        group = self._group(row, col)
+    def add(self, k: int, item) -> None:
+        """Take one item: count it, place it in its cell; keep it whole only if it is shown
+        (`_detailed`) or one entry of a tensor (`--entries`). Of any other, only its line of
+        numbers is kept (`_lite_card`, in case its group is shown) and its comparison goes to its
+        config's summary. An item is a dict, or a results.Typed (what the line reader checked,
+        read by its fields: `_add_typed`)."""
+        if type(item) is results.Typed:
+            self._add_typed(k, item)
+            return
+        get = item.get
+        config, spec = get("config") or {}, get("spec") or {}
+        framework = str(get("framework") or "unknown")
+        row, col, group, cell = self._place(get("config_id"), get("spec_id"), config, spec,
+                                            framework)
+        outcome = get("outcome")
+        if outcome not in OUTCOMES:
+            outcome = "crashed"
+        details = get("details")
+        if not isinstance(details, dict):
+            details = {}
+        det = details.get("determinism")
+        if get("entry") is not None or outcome in DETAILED or (
+                isinstance(det, dict) and det.get("differing")):  # _detailed, without a view
+            self._add_whole(_item_view(k, item, self.run_of), group, cell)
+            return
+        cmp = get("comparison")
+        if isinstance(cmp, dict) and isinstance(cmp.get("heatmap"), dict):
+            bits = cmp.get("bits") or {}
+            stats = (cmp.get("entries"), cmp.get("shape") or [], cmp.get("failing"),
+                     cmp.get("max_ratio"), bits.get("min"), bits.get("of"))
+        else:
+            cmp = stats = None
+        run = self.run_of[item["run"]]
+        tensor = str(get("tensor", "?"))
+        self._add_brief(k, run, group, cell, outcome, (
+            framework, str(config.get("dtype", "?")), str(config.get("device", "?"))), tensor,
+            get("fingerprint"), get("id") or get("nodeid"), get("framework_version"),
+            get("reason"), stats)
+        if cmp:
+            row["summary"].add(run["n"], tensor, details, cmp, col["label"])
+
+    def _add_typed(self, k: int, typed: results.Typed) -> None:
+        """Take an item the line reader checked, as `add` takes its dict, but from the fields
+        of its schema.Item; one that keeps its detail is made the dict first."""
+        it = typed.item
+        outcome = it.outcome if it.outcome in OUTCOMES else "crashed"
+        details = it.details if it.details is not None else {}
+        det = details.get("determinism")
+        if outcome in DETAILED or (isinstance(det, dict) and det.get("differing")):
+            self.add(k, typed.dict())  # (an entry item never comes typed)
+            return
+        config, spec = it.config or {}, it.spec or {}
+        framework = str(it.framework or "unknown")
+        row, col, group, cell = self._place(it.config_id, it.spec_id, config, spec, framework)
+        cmp = it.comparison
+        stats = None if cmp is None else (cmp.entries, cmp.shape, cmp.failing, cmp.max_ratio,
+                                          cmp.bits.min, cmp.bits.of)
+        run = self.run_of[it.run]
+        tensor = str(it.tensor)  # (a typed item has one)
+        self._add_brief(k, run, group, cell, outcome, (
+            framework, str(config.get("dtype", "?")), str(config.get("device", "?"))), tensor,
+            it.fingerprint, it.id or it.nodeid, it.framework_version, it.reason, stats)
+        if cmp is not None:
+            row["summary"].add_typed(run["n"], tensor, details, cmp, col["label"])
+
+    def _add_brief(self, k: int, run: dict, group: dict, cell: dict, outcome: str, dims: tuple,
+                   tensor: str, fingerprint, item_id, framework_version, reason,
+                   stats: tuple | None) -> None:
+        """Count a passing item (one whose detail is not shown) and keep its brief card."""
+        run_n = run["n"]
+        pr = group["per_run"][run_n]
+        self._count(run_n, outcome, dims, pr, cell["per_run"][run_n],
+                    stats[3] if stats else None, stats[4] if stats else None, fingerprint,
+                    tensor)
+        pr["cards"].append((k, item_id, dims[0], framework_version, run, outcome, tensor,
+                            record.capped(reason, record.REASON_CHARS), fingerprint, stats))
+
+    def _add_whole(self, i: dict, group: dict, cell: dict) -> None:
+        """Take an item that keeps its detail (it failed, or its calls differed) or is one
+        entry of a tensor, as its view (`_item_view`)."""
         i["anchor"] = group["anchor"]
         run_n = i["run"]["n"]
         pr = group["per_run"][run_n]
-        cell = self._cell(row, i)
-        cpr = cell["per_run"][run_n]
-        self.totals[run_n][i["outcome"]] += 1
-        for d in self.values:
-            self.values[d].add(i[d])
-        pr["counts"][i["outcome"]] += 1
-        cpr["counts"][i["outcome"]] += 1
         cmp = i["cmp"]
-        ratio = cmp.get("max_ratio") if cmp else None
-        bits = (cmp.get("bits") or {}).get("min") if cmp else None
-        cpr["max_ratio"], cpr["bits_min"] = _worse(cpr["max_ratio"], ratio), _least(
-            cpr["bits_min"], bits)
-        if i["fingerprint"]:
-            pr["fingerprints"][str(i["fingerprint"])] = True
-            cpr["fingerprints"][str(i["fingerprint"])] = True
+        self._count(run_n, i["outcome"], (i["framework"], i["dtype"], i["device"]), pr,
+                    cell["per_run"][run_n], cmp.get("max_ratio") if cmp else None,
+                    (cmp.get("bits") or {}).get("min") if cmp else None, i["fingerprint"],
+                    i["tensor"])
         shown = _detailed(i)
         if shown and cell["anchor"] is None:
             cell["anchor"] = group["anchor"]
-        t = pr["tensors"].setdefault(i["tensor"], [i["tensor"], Counter(), None, None])
-        t[1][i["outcome"]] += 1
-        t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
         if shown:
             if cmp:
                 i["cmp"] = cmp = results.unpacked(cmp)
@@ -188,12 +279,46 @@ class Page:
         if i["entry"] is not None:
             self.entries.setdefault((group["n"], run_n, i["tensor"]), []).append(_entry_lite(i))
             return
-        if shown:
-            pr["cards"].append(i)
-            return
-        pr["cards"].append(_lite(i))
-        if cmp:
-            row["summary"].add(run_n, i, cmp, col["label"])
+        pr["cards"].append(i)
+
+    def _count(self, run_n: int, outcome: str, dims: tuple, pr: dict, cpr: dict, ratio, bits,
+               fingerprint, tensor: str) -> None:
+        """Count an item in its run's totals, its group's and matrix cell's counts, its
+        tensor's line of the config's calls, and the filters' values."""
+        self.totals[run_n][outcome] += 1
+        frameworks, dtypes, devices = self.dims
+        frameworks.add(dims[0])
+        dtypes.add(dims[1])
+        devices.add(dims[2])
+        pr["counts"][outcome] += 1
+        cpr["counts"][outcome] += 1
+        cpr["max_ratio"], cpr["bits_min"] = _worse(cpr["max_ratio"], ratio), _least(
+            cpr["bits_min"], bits)
+        if fingerprint:
+            pr["fingerprints"][str(fingerprint)] = True
+            cpr["fingerprints"][str(fingerprint)] = True
+        t = pr["tensors"].get(tensor)
+        if t is None:  # [tensor, {outcome: count}, greatest ratio, least bits]
+            t = pr["tensors"][tensor] = [tensor, {}, None, None]
+        t[1][outcome] = t[1].get(outcome, 0) + 1
+        t[2], t[3] = _worse(t[2], ratio), _least(t[3], bits)
+
+    def _place(self, config_id, spec_id, config: dict, spec: dict,
+               framework: str) -> tuple[dict, dict, dict, dict]:
+        """Return an item's row (its config), column (its case), group (its adapter call) and
+        matrix cell, remembered by its config and spec ids (their objects checked equal): most
+        items share them with the item before, and keying and labelling them is most of the
+        work."""
+        ids = (config_id, spec_id)
+        seen = self.places.get(ids)
+        if seen is not None and seen[0] == config and seen[1] == spec:
+            return seen[2]
+        i = _labels(config, spec, config_id, spec_id, framework)
+        row, col = self._row(i), self._col(i)
+        group = self._group(row, col)
+        placed = row, col, group, self._cell(row, i)
+        self.places[ids] = (config, spec, placed)
+        return placed
 
     def _row(self, i: dict) -> dict:
         row = self.rows.get(i["row_key"])
@@ -233,8 +358,9 @@ class Page:
         group = self.cells.get(key)
         if group is None:
             n = len(self.groups)
-            group = self.cells[key] = {
-                "n": n, "anchor": f"g{n}", "row": row, "col": col, "detailed": False,
+            group = self.cells[key] = {  # its row's facts, not the row: no cycle to collect
+                "n": n, "anchor": f"g{n}", "row": {k: row[k] for k in ROW_FACTS}, "col": col,
+                "detailed": False,
                 "per_run": [{"run": r, "cards": [], "counts": Counter(), "fingerprints": {},
                              "tensors": {}} for r in self.runs]}
             row["cells"][col["n"]] = group
@@ -262,10 +388,11 @@ class Page:
         for g in self.groups:
             for pr in g["per_run"]:
                 _finish_cell(pr)
-                pr["repro"] = _repro(pr["cards"])
         detailed = [g for g in self.groups if g["detailed"]]
-        for g in detailed:
+        for g in detailed:  # only these are on the page: their passing items' cards, in full
             for pr in g["per_run"]:
+                pr["cards"] = [_lite_card(c) if type(c) is tuple else c for c in pr["cards"]]
+                pr["repro"] = _repro(pr["cards"])
                 for c in pr["cards"]:
                     if c.get("cmp") and _detailed(c):
                         blob[str(c["k"])] = _heat(c)
@@ -287,7 +414,8 @@ class Page:
             card = _entries_card(members, f"e{n}.{run_n}.{tensor}")
             group["per_run"][run_n]["cards"].append(card)
             if card["outcome"] not in DETAILED and card["cmp"]:
-                group["row"]["summary"].add(run_n, card, card["cmp"], group["col"]["label"])
+                group["row"]["summary"].add(run_n, card["tensor"], card["details"], card["cmp"],
+                                            group["col"]["label"])
                 card.update(_lite(card))
 
     def _totals(self) -> list[dict]:
@@ -312,33 +440,47 @@ class Summary:
     def __init__(self, runs: int):
         self.parts: list[dict[tuple, dict]] = [{} for _ in range(runs)]
 
-    def add(self, run_n: int, i: dict, cmp: dict, case: str) -> None:
+    def add(self, run_n: int, tensor: str, details: dict, cmp: dict, case: str) -> None:
+        """Add a passing tensor's comparison (as read: a dict)."""
         heat = cmp.get("heatmap")
         if not isinstance(heat, dict):
             return
-        key = (i["tensor"], tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
-               heat["cols"], tuple(heat["block"]))
+        bits = cmp.get("bits") or {}
+        self._add(run_n, (tensor, tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
+                          heat["cols"], tuple(heat["block"])), heat, record.codes_of(heat),
+                  cmp.get("shape") or [], cmp.get("entries"), cmp.get("max_ratio"),
+                  bits.get("min"), bits.get("of"), details, cmp.get("worst"),
+                  results.first_entry, case)
+
+    def add_typed(self, run_n: int, tensor: str, details: dict, cmp, case: str) -> None:
+        """Add a passing tensor's comparison as the line reader decoded it (schema.Comparison:
+        the heatmap's codes as bytes)."""
+        heat, bits = cmp.heatmap, cmp.bits
+        self._add(run_n, (tensor, tuple(cmp.shape), heat.layout, heat.rows, heat.cols,
+                          tuple(heat.block)), heat, np.frombuffer(heat.codes, dtype=np.uint8),
+                  cmp.shape, cmp.entries, cmp.max_ratio, bits.min, bits.of, details, cmp.worst,
+                  _first_typed, case)
+
+    def _add(self, run_n: int, key: tuple, heat, codes: np.ndarray, shape: list, entries,
+             ratio, bits_min, bits_of, details: dict, worst, first_of, case: str) -> None:
         s = self.parts[run_n].get(key)
-        codes = record.codes_of(heat)
         if s is None:
             s = self.parts[run_n][key] = {
-                "tensor": i["tensor"], "shape": list(cmp.get("shape") or []), "heat": heat,
+                "tensor": key[0], "shape": list(shape), "heat": _heat_fields(heat),
                 "codes": codes.copy(), "items": 0, "cases": {}, "entries": 0, "max_ratio": None,
-                "bits": None, "of": (cmp.get("bits") or {}).get("of"), "worst": [],
-                "change": None, "seen": Counter()}
+                "bits": None, "of": bits_of, "worst": [], "change": None, "seen": Counter()}
         else:
             np.maximum(s["codes"], codes, out=s["codes"])
         s["items"] += 1
         s["cases"][case] = True
-        s["entries"] += cmp.get("entries") or 0
-        s["max_ratio"] = _worse(s["max_ratio"], cmp.get("max_ratio"))
-        s["bits"] = _least(s["bits"], (cmp.get("bits") or {}).get("min"))
-        _sensitivity(s, i["details"].get("sensitivity"))
+        s["entries"] += entries or 0
+        s["max_ratio"] = _worse(s["max_ratio"], ratio)
+        s["bits"] = _least(s["bits"], bits_min)
+        _sensitivity(s, details.get("sensitivity"))
         # one entry an item, its worst: the summary's worst entries come from ten tensors
-        if cmp.get("worst") and (len(s["worst"]) < SHOWN_WORST or ratio_of(
-                cmp.get("max_ratio")) > ratio_of(s["worst"][-1]["ratio"])):
-            first = results.first_entry(cmp["worst"])
-            s["worst"] = sorted([*s["worst"], {**first, "case": case}],
+        kept = s["worst"]
+        if worst and (len(kept) < SHOWN_WORST or ratio_of(ratio) > ratio_of(kept[-1]["ratio"])):
+            s["worst"] = sorted([*kept, {**first_of(worst), "case": case}],
                                 key=lambda e: ratio_of(e["ratio"]), reverse=True)[:SHOWN_WORST]
 
     def view(self, row_n: int, blob: dict) -> list[list[dict]]:
@@ -362,6 +504,19 @@ class Summary:
         return out
 
 
+def _first_typed(worst) -> dict | None:
+    """Return the first of packed worst entries as the line reader decoded them."""
+    return results.first_packed(worst.index, worst.numbers)
+
+
+def _heat_fields(heat) -> dict:
+    """Return what a summary keeps of its first heatmap's layout (a dict, or as decoded)."""
+    if isinstance(heat, dict):
+        return heat
+    return {"layout": heat.layout, "block": heat.block, "rows": heat.rows, "cols": heat.cols,
+            "cells": heat.cells}
+
+
 def _sensitivity(s: dict, sens) -> None:
     """Keep what the summarised items could have caught: the largest of their smallest failing
     single-entry changes (the least sensitive item), and how many saw each reduced arithmetic."""
@@ -371,8 +526,18 @@ def _sensitivity(s: dict, sens) -> None:
     if isinstance(change, int | float):
         s["change"] = change if s["change"] is None else max(s["change"], change)
     for arithmetic in ("tf32", "bfloat16"):
-        if isinstance(sens.get(arithmetic), str):
-            s["seen"][f"{arithmetic} {sens[arithmetic].split(' (')[0]}"] += 1
+        said = sens.get(arithmetic)
+        if isinstance(said, str):
+            label = _SEEN.get((arithmetic, said))
+            if label is None:
+                label = f"{arithmetic} {said.split(' (')[0]}"
+                if len(_SEEN) < 4096:
+                    _SEEN[arithmetic, said] = label
+            s["seen"][label] += 1
+
+
+_SEEN: dict[tuple[str, str], str] = {}
+"""Labels of what a reduced arithmetic did, by what items said of it (a few hundred texts)."""
 
 
 def _run_view(n: int, run: dict) -> dict:
@@ -390,12 +555,9 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
     return {
         "k": k, "id": item.get("id") or item.get("nodeid"),
         "framework_version": item.get("framework_version"), "run": run_of[item["run"]],
-        "outcome": outcome, "config": config, "spec": spec,
-        "framework": str(item.get("framework") or "unknown"),
-        "dtype": str(config.get("dtype", "?")), "device": str(config.get("device", "?")),
-        "row_key": _key(config, item.get("config_id")), "col_key": _key(spec, item.get("spec_id")),
-        "row_label": str(item.get("config_id") or "-".join(map(str, config.values()))),
-        "col_label": str(item.get("spec_id") or "-".join(map(str, spec.values()))),
+        "outcome": outcome,
+        **_labels(config, spec, item.get("config_id"), item.get("spec_id"),
+                  str(item.get("framework") or "unknown")),
         "tensor": str(item.get("tensor", "?")), "entry": item.get("entry"), "cmp": cmp,
         "worst": [],
         "reason": record.capped(item.get("reason"), record.REASON_CHARS),
@@ -403,6 +565,16 @@ def _item_view(k: int, item: dict, run_of: dict) -> dict:
         "fingerprint": item.get("fingerprint"),
         "details": item.get("details") if isinstance(item.get("details"), dict) else {},
     }
+
+
+def _labels(config: dict, spec: dict, config_id, spec_id, framework: str) -> dict:
+    """Return what places an item on the page: its config and spec, their keys and labels, and
+    the framework, dtype and device its row is filtered by."""
+    return {"config": config, "spec": spec, "framework": framework,
+            "dtype": str(config.get("dtype", "?")), "device": str(config.get("device", "?")),
+            "row_key": _key(config, config_id), "col_key": _key(spec, spec_id),
+            "row_label": str(config_id or "-".join(map(str, config.values()))),
+            "col_label": str(spec_id or "-".join(map(str, spec.values())))}
 
 
 _KEYS: dict = {}
@@ -432,6 +604,23 @@ def _lite(i: dict) -> dict:
                       "failing": cmp.get("failing"), "max_ratio": cmp.get("max_ratio"),
                       "bits": (cmp.get("bits") or {}).get("min"),
                       "of": (cmp.get("bits") or {}).get("of")} if cmp else None)
+    return out
+
+
+def _lite_card(brief: tuple) -> dict:
+    """Return the card `_lite` returns, from what `Page._add_brief` kept of the item: its k, id,
+    framework, framework version, run, outcome, tensor, reason, fingerprint and stats (entries,
+    shape, failing, max ratio, bits min and of) as a tuple: most items' groups are not shown,
+    and their cards are never made."""
+    k, item_id, framework, framework_version, run, outcome, tensor, reason, fingerprint, \
+        stats = brief
+    out = {"k": k, "id": item_id, "framework": framework, "framework_version": framework_version,
+           "run": run, "outcome": outcome, "tensor": tensor, "entry": None, "reason": reason,
+           "fingerprint": fingerprint}
+    out.update(lite=True, message=None, details={}, worst=[], cmp=None,
+               stats=None if stats is None else dict(zip(
+                   ("entries", "shape", "failing", "max_ratio", "bits", "of"), stats,
+                   strict=True)))
     return out
 
 
@@ -546,7 +735,7 @@ def _calls(row: dict) -> list:
         for pr in (g["per_run"] if g else []):
             if pr["total"]:
                 out.append([g["col"]["n"], pr["run"]["n"], [
-                    [t, c["passed"], sum(c.values()), _brief_number(r), _brief_number(b)]
+                    [t, c.get("passed", 0), sum(c.values()), _brief_number(r), _brief_number(b)]
                     for t, c, r, b in pr["tensors"].values()]])
     return out
 
@@ -560,11 +749,11 @@ def _status(counts: Counter) -> str:
     """Return a cell's colour: red on any failure, else green on a pass, amber on xfail only."""
     if not counts:
         return "empty"
-    if any(counts[o] for o in RED):
+    if any(map(counts.get, RED)):  # (get: a Counter's missing key costs a call)
         return "fail"
-    if counts["passed"]:
+    if counts.get("passed"):
         return "pass"
-    return "xfail" if counts["xfailed"] or counts["xpassed"] else "skip"
+    return "xfail" if counts.get("xfailed") or counts.get("xpassed") else "skip"
 
 
 def _provenance(runs: list[dict]) -> list[tuple[str, list[str]]]:

@@ -301,7 +301,11 @@ def _heatmap_1d(codes: np.ndarray) -> dict:
 
 def _pad(codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Pad with 0 (exact) to the shape; padding never raises a pooled maximum."""
-    return np.pad(codes, [(0, s - n) for s, n in zip(shape, codes.shape, strict=True)])
+    if codes.shape == tuple(shape):
+        return codes
+    out = np.zeros(shape, dtype=codes.dtype)
+    out[tuple(slice(0, n) for n in codes.shape)] = codes
+    return out
 
 
 def exact_values(cmp: Comparison) -> dict:
@@ -310,8 +314,12 @@ def exact_values(cmp: Comparison) -> dict:
 
 
 def codes_of(heatmap_: dict) -> np.ndarray:
-    """Return a heatmap's pooled codes as bytes."""
-    return np.frombuffer(base64.b64decode(heatmap_["codes"]), dtype=np.uint8)
+    """Return a heatmap's pooled codes as bytes (read-only; decoded already when the results
+    reader decoded them: results.Heatmap)."""
+    raw = getattr(heatmap_, "raw", None)
+    if raw is None:
+        raw = base64.b64decode(heatmap_["codes"])
+    return np.frombuffer(raw, dtype=np.uint8)
 
 
 def b64_floats(values: list[float]) -> str:

@@ -6,6 +6,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import io
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import stat
 import struct
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 try:
     import fcntl
@@ -51,9 +53,33 @@ def jsonable(value):
 
 
 def dumps(doc: dict) -> str:
-    """Return the document as strict JSON (no NaN or Infinity literals), version 2."""
-    doc = {**doc, "version": VERSION, "items": [packed(i) for i in doc.get("items", [])]}
-    return json.dumps(jsonable(doc), allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    """Return the document as strict JSON (no NaN or Infinity literals), version 2, in the
+    line layout: the keys before "items" on the first line, then one item a line, then the
+    end (any keys after "items" included). JSON ignores the line breaks; the line reader
+    (`read`) reads such a file an item at a time with a fast check."""
+    doc = {**doc, "version": VERSION, "items": doc.get("items", [])}
+    keys = list(doc)
+    at = keys.index("items")
+    before, after = ({k: doc[k] for k in part} for part in (keys[:at], keys[at + 1:]))
+    return "".join(lines(before, map(dumps_item, doc["items"]), after))
+
+
+def lines(before: dict, items, after: dict | None = None):
+    """Yield the text of a results file in the line layout: the keys before "items" and the
+    list's opening on the first line, each item's text (one line each), then the rest."""
+    head = _strict(before)[:-1]
+    yield head + ("," if len(head) > 1 else "") + '"items":[\n'
+    sep = ""
+    for text in items:
+        yield sep + text
+        sep = ",\n"
+    tail = _strict(after or {})[1:]
+    yield ("\n]" if sep else "]") + ("," if len(tail) > 1 else "") + tail
+
+
+def _strict(value) -> str:
+    return json.dumps(jsonable(value), allow_nan=False, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def dumps_item(item: dict) -> str:
@@ -94,10 +120,19 @@ def first_entry(worst) -> dict | None:
         return worst[0] if worst else None
     if not worst["index"]:
         return None
+    return first_packed(worst["index"], base64.b64decode(worst["numbers"][:56]))
+    # 56 characters: 42 bytes ≥ 40
+
+
+def first_packed(index: list, numbers: bytes) -> dict | None:
+    """Return the first of packed worst entries from their indices and numbers (decoded)."""
+    if not index:
+        return None
     n = len(WORST_FIELDS)
-    raw = base64.b64decode(worst["numbers"][:56])[:8 * n]  # 56 characters: 42 bytes ≥ 40
-    numbers = jsonable(list(struct.unpack(f"<{n}d", raw)))
-    return {"index": worst["index"][0], **dict(zip(WORST_FIELDS, numbers, strict=True))}
+    values = struct.unpack(f"<{n}d", numbers[:8 * n])
+    if not all(map(math.isfinite, values)):
+        values = jsonable(list(values))
+    return {"index": index[0], **dict(zip(WORST_FIELDS, values, strict=True))}
 
 
 def worst_entries(worst) -> list[dict]:
@@ -265,19 +300,31 @@ def _load_whole(path: str | os.PathLike) -> dict:
 
 CHUNK = 1 << 22
 """Characters read at a time when a results file is read item by item."""
+HEAD_LINE = 1 << 24
+"""The longest first line (schema, version, runs) the line reader takes; longer: `_Stream`."""
+ITEM_LINE = 1 << 26
+"""The longest item line the line reader takes; the rest of a file from a longer one on is
+read by `_Stream`."""
 
 
-def read(path: str | os.PathLike, extra: dict | None = None):
+def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True,
+         typed: bool = False):
     """Return (runs, items) of a results file, validated; items is an iterator of (item, its
-    JSON text), read one at a time, checked as they come (a bad one raises ResultsError).
+    JSON text), read one at a time, checked as they come (a bad one raises ResultsError). With
+    texts=False (a reader that does not copy items) the line reader leaves the texts None; with
+    typed=True (merge and the page, which read few of the items' fields) an item the line
+    reader's fast check passed, other than an entry item, comes as a `Typed` (its schema.Item,
+    no dicts built; `.dict()` makes them).
 
-    The writer's layout (schema, version and runs before items) is read incrementally; any
-    other layout, and any file the incremental reader stumbles on, is read whole instead, so
-    that errors read the same either way.
+    The writer's line layout (`dumps`: the head on the first line, then an item a line) is read
+    a line at a time with a fast check of each item (`_Lines`); the rest of a file from a line
+    it cannot take on, and any other layout with schema, version and runs before items, is read
+    incrementally (`_Stream`); any other layout, and any file the incremental reader stumbles
+    on, is read whole instead, so that errors read the same either way.
     """
     extra = {} if extra is None else extra  # other top-level keys (a study's "partial") land here
     try:
-        stream = _Stream(path, extra)
+        stream = _Lines.open(path, extra, texts, typed) or _Stream(path, extra)
         head = stream.head()
     except _Fallback:
         doc = _load_whole(path)
@@ -312,20 +359,24 @@ def _head_problem(head: dict) -> str | None:
     return None
 
 
-def _checked_items(path, stream: _Stream, run_ids: set, current: bool):
+def _checked_items(path, stream: _Stream | _Lines, run_ids: set, current: bool):
     """Yield each item with its text (None unless the file is of the version written), checked;
     then check the entry items' spans."""
     spans: dict[tuple, list[int]] = {}
     n = 0
     try:
-        for item, text in stream.items():
-            depth = _quick_depth(item, run_ids)  # None: something to say about it
-            if (_depth(item) if depth is None else depth) + 2 > MAX_DEPTH:
-                raise Malformed(f"nested more than {MAX_DEPTH} levels deep")
+        for item, text, checked in stream.items(run_ids):
+            if checked:  # the line reader's fast check passed: it implies every check below
+                depth = 0
+            else:
+                depth = _quick_depth(item, run_ids)  # None: something to say about it
+                if (_depth(item) if depth is None else depth) + 2 > MAX_DEPTH:
+                    raise Malformed(f"nested more than {MAX_DEPTH} levels deep")
             try:
                 if depth is None:
                     _check_item(item, f"items[{n}]", run_ids)
-                _check_span(item, spans)
+                if type(item) is not Typed:  # (a Typed item is never an entry item)
+                    _check_span(item, spans)
             except Malformed as exc:
                 raise Malformed(f"malformed: {exc}") from None
             n += 1
@@ -350,11 +401,18 @@ class _Fallback(Exception):
 
 
 class _Stream:
-    """Reads the writer's layout of a results file a chunk at a time with json's raw_decode."""
+    """Reads a results file with schema, version and runs before items a chunk at a time with
+    json's raw_decode; from `offset` (a byte position) on when the line reader hands over."""
 
-    def __init__(self, path, extra: dict):
+    def __init__(self, path, extra: dict, offset: int = 0):
         self.extra = extra
-        self.file = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
+        raw = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            raw.seek(offset)
+        except BaseException:
+            raw.close()
+            raise
+        self.file = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         self.buf, self.pos, self.eof = "", 0, False
         self.nonfinite = False
         self.decoder = json.JSONDecoder(parse_constant=self._constant)
@@ -427,9 +485,18 @@ class _Stream:
                 raise _Fallback
             self.pos += 1
 
-    def items(self):
-        """Yield each item of the items list and its text (None when it must be re-written)."""
-        if self._peek() == "]":
+    def items(self, run_ids=None, after: str = "["):
+        """Yield each item of the items list, its text (None when it must be re-written) and
+        False (not checked yet). `after` is what was read last: the list's "[", a "," or an
+        item ("}", whatever it ended with), when the line reader hands over mid-list."""
+        if after == "}":
+            c = self._peek()
+            self.pos += 1
+            if c == "]":
+                return
+            if c != ",":
+                raise _Fallback
+        elif after == "[" and self._peek() == "]":
             self.pos += 1
             return
         while True:
@@ -437,7 +504,7 @@ class _Stream:
             item, text = self._value()
             if self.nonfinite:
                 item, text = jsonable(item), None
-            yield item, text
+            yield item, text, False
             c = self._peek()
             self.pos += 1
             if c == "]":
@@ -457,6 +524,181 @@ class _Stream:
         self._expect("}")
         if self._peek() != "":
             raise _Fallback
+
+
+class _Lines:
+    """Reads the line layout (`dumps`, `merged_chunks`) a line at a time: each item line is
+    decoded by msgspec and checked by `reports.schema` (fast, in C); an item the types refuse is
+    checked by the Python checks instead, so errors read as before. From the first line that is
+    not one item (the end of the list, a blank line, an item across lines, text that is not
+    UTF-8 or not JSON) the rest of the file is read by `_Stream`, which reads any layout of the
+    list (or says what is wrong with the file)."""
+
+    @classmethod
+    def open(cls, path, extra: dict, texts: bool = True, typed: bool = False) -> _Lines | None:
+        """Return a reader of the file when its first line is a version 2 head in the line
+        layout; None when the file is not one (or msgspec is missing): `_Stream` reads it."""
+        try:
+            from reports import schema  # (msgspec)
+        except ImportError:
+            return None
+        file = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by close()
+        try:  # (a big buffer: a line at a time through 8 KB takes four times as long)
+            head = _line_head(file.readline(HEAD_LINE))
+        except BaseException:
+            file.close()
+            raise
+        if head is None:
+            file.close()
+            return None
+        return cls(path, file, head, extra, schema, texts, typed)
+
+    def __init__(self, path, file, head: dict, extra: dict, schema, texts: bool, typed: bool):
+        self.path, self.file, self._head, self.extra = path, file, head, extra
+        self.schema, self.texts, self.typed = schema, texts, typed
+        self.stream: _Stream | None = None
+
+    def head(self) -> dict:
+        self.extra.update((k, v) for k, v in self._head.items() if k not in HEAD)
+        return self._head
+
+    def close(self) -> None:
+        self.file.close()
+        if self.stream is not None:
+            self.stream.close()
+
+    def items(self, run_ids):
+        """Yield each item, its text and whether the fast check passed it; hand the rest of the
+        file to `_Stream` at the first line that is not one item."""
+        file, decode, typed, passes = self.file, self.schema.plain, self.schema.decode, \
+            self.schema.passes
+        texts, keep, after = self.texts, self.typed, "["
+        while True:
+            start = file.tell()
+            line = file.readline(ITEM_LINE)
+            if after == "}" or line[:1] != b"{" or not line.endswith(b"\n"):
+                break
+            if line.endswith(b"},\n"):  # the writer's: no copy of the line's text is made
+                end, comma = len(line) - 2, True
+            else:
+                end = len(line.rstrip(b" \t\r\n"))
+                comma = line[end - 1:end] == b","
+                end -= comma
+            body = memoryview(line)[:end]
+            try:
+                fast = typed(body)
+                checked = passes(fast, run_ids)
+            except Exception:  # noqa: BLE001 - refused by the types: the Python checks say
+                fast, checked = None, False
+            if checked and keep and fast.entry is None and fast.tensor is not None:
+                yield Typed(fast, body), str(body, "utf-8") if texts else None, True
+            else:
+                try:  # (msgspec refuses what is not UTF-8 just as strictly as decode does)
+                    text = str(body, "utf-8") if texts else None
+                    item = decode(body)
+                except UnicodeDecodeError:
+                    break
+                except Exception:  # noqa: BLE001 - NaN, 1e400, a lone surrogate: json reads it
+                    read = _json_line(body)
+                    if read is None:
+                        break
+                    item, text = read
+                if checked and fast.comparison is not None:
+                    _with_codes(item, fast)
+                yield item, text, checked
+            after = "," if comma else "}"
+        self.stream = _Stream(self.path, self.extra, start)
+        yield from self.stream.items(run_ids, after)
+
+    def tail(self) -> None:
+        self.stream.tail()
+
+
+class Typed(NamedTuple):
+    """An item the line reader's fast check passed, as `read(typed=True)` gives it: its
+    schema.Item (base64 decoded to bytes, no dicts built but its free objects) and its line."""
+
+    item: object
+    line: memoryview
+
+    def dict(self) -> dict:
+        """Return the item as the other readers give it."""
+        from reports import schema
+
+        return _with_codes(schema.plain(self.line), self.item)
+
+
+def _with_codes(item: dict, fast) -> dict:
+    """Put a checked item's decoded heatmap codes in its heatmap (`Heatmap`); return it."""
+    if fast.comparison is not None:
+        cmp = item["comparison"]
+        cmp["heatmap"] = Heatmap(cmp["heatmap"], fast.comparison.heatmap.codes)
+    return item
+
+
+class Heatmap(dict):
+    """A heatmap as read by the line reader: the same dict, with its codes decoded already
+    (`raw`, one byte a cell; record.codes_of uses them), so that they are decoded once."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, heat: dict, raw: bytes):
+        super().__init__(heat)
+        self.raw = raw
+
+
+def _line_head(line: bytes) -> dict | None:
+    """Return the head of a file in the line layout from its first line (schema, version 2 and
+    runs, then '"items":['), None when the line is not one."""
+    end = b'"items":['
+    body = line.rstrip(b" \t\r\n")
+    if not (line.endswith(b"\n") and body.startswith(b"{") and body.endswith(end)):
+        return None
+    body = body[:-len(end)]
+    if body != b"{":
+        if not body.endswith(b","):
+            return None
+        body = body[:-1]
+    try:
+        head = json.loads(body.decode("utf-8") + "}", object_pairs_hook=_unique_pairs)
+    except (ValueError, RecursionError, _Fallback):  # ValueError: UnicodeDecodeError, JSON's
+        return None
+    if not (isinstance(head, dict) and {"schema", "runs"} <= set(head) and "items" not in head
+            and type(head.get("version")) is int and head["version"] == VERSION):
+        return None
+    return head
+
+
+def _unique_pairs(pairs: list) -> dict:
+    """Return an object's pairs as a dict; raise _Fallback on a repeated key (`_Stream` reads
+    such a file, as it always has)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Fallback
+    return out
+
+
+def _json_line(line: memoryview) -> tuple[object, str | None] | None:
+    """Return an item line that msgspec refuses (NaN or Infinity literals, 1e400, a lone
+    surrogate) as `_Stream` reads it: the value (non-finite numbers as strings) and its text
+    (None when it must be re-written); None when json refuses it too (or it is not UTF-8)."""
+    try:
+        text = str(line, "utf-8")
+    except UnicodeDecodeError:
+        return None
+    found = []
+
+    def constant(name: str) -> float:
+        found.append(name)
+        return float(name.replace("Infinity", "inf"))
+
+    try:
+        value, end = json.JSONDecoder(parse_constant=constant).raw_decode(text)
+    except (ValueError, RecursionError):
+        return None
+    if end != len(text):
+        return None
+    return (jsonable(value), None) if found else (value, text)
 
 
 # What json reports at the failing position when a text is cut short: nothing at all, the
@@ -861,12 +1103,14 @@ def _unique(run_id: str, seen: set) -> str:
     return new
 
 
-def merged_items(paths: list) -> tuple[list[dict], object]:
+def merged_items(paths: list, texts: bool = True, typed: bool = False) -> tuple[list[dict],
+                                                                               object]:
     """Return the runs of several results files merged (repeated ids renamed) and an iterator
-    of their items, each (item, its JSON text), read one file after another."""
+    of their items, each (item, its JSON text, or None; `Typed` items: see `read`), read one
+    file after another."""
     runs, sources, seen = [], [], set()
     for path in paths:
-        file_runs, items = read(path)
+        file_runs, items = read(path, texts=texts, typed=typed)
         renamed = {r["id"]: _unique(r["id"], seen) for r in file_runs}
         runs += [{**r, "id": renamed[r["id"]]} for r in file_runs]
         sources.append((renamed, items))
@@ -874,19 +1118,18 @@ def merged_items(paths: list) -> tuple[list[dict], object]:
     def items():
         for renamed, source in sources:
             for item, text in source:
-                if renamed[item["run"]] != item["run"]:
-                    item, text = {**item, "run": renamed[item["run"]]}, None
+                run = item.item.run if type(item) is Typed else item["run"]
+                if renamed[run] != run:
+                    item = item.dict() if type(item) is Typed else item
+                    item, text = {**item, "run": renamed[run]}, None
                 yield item, text
 
     return runs, items()
 
 
 def merged_chunks(runs: list[dict], items) -> object:
-    """Yield the text of a merged results file: the head, then each item as read."""
-    yield (f'{{"schema":{json.dumps(SCHEMA)},"version":{VERSION},"runs":'
-           f'{json.dumps(jsonable(runs), allow_nan=False, ensure_ascii=False)},"items":[')
-    sep = ""
-    for item, text in items:
-        yield sep + (text if text is not None else dumps_item(item))
-        sep = ","
-    yield "]}"
+    """Yield the text of a merged results file (the line layout): the head, then each item as
+    read."""
+    yield from lines({"schema": SCHEMA, "version": VERSION, "runs": runs}, (
+        text if text is not None else dumps_item(item.dict() if type(item) is Typed else item)
+        for item, text in items))
