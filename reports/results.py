@@ -84,8 +84,12 @@ def _strict(value) -> str:
 
 def dumps_item(item: dict) -> str:
     """Return one item as version 2 JSON."""
-    return json.dumps(jsonable(packed(item)), allow_nan=False, separators=(",", ":"),
-                      ensure_ascii=False)
+    item = packed(item)
+    try:  # the common item has only finite numbers and string keys: no copy to make
+        return json.dumps(item, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, TypeError):  # a non-finite number (or a key json cannot write)
+        return json.dumps(jsonable(item), allow_nan=False, separators=(",", ":"),
+                          ensure_ascii=False)
 
 
 def packed(item: dict) -> dict:

@@ -279,6 +279,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.conformance_adapters = _adapters(config)
     if config.getoption("entries"):
         lean.freeze_at_exit()
+        if not config.pluginmanager.has_plugin("lean-reports"):
+            config.pluginmanager.register(lean.Reports(), "lean-reports")
         # pytest's log capture hooks a handler onto every non-propagating logger (torch makes
         # 42) in each phase of each item, a third of an entry item's time; an adapter runs once
         # per group, so entry items capture no log records (-p no:logging, for this mode).

@@ -43,8 +43,10 @@ def comparable(path) -> list[dict]:
 
 
 def reports(result) -> list[tuple]:
-    """Return every logged report's node, phase, outcome, text and recorded data, in order."""
-    return [(r.nodeid, r.when, r.outcome, str(r.longrepr) if r.longrepr else None,
+    """Return every logged report's node, location, keywords, captured output, phase, outcome,
+    text and recorded data, in order."""
+    return [(r.nodeid, type(r.nodeid), r.location, r.keywords, r.sections, r.when, r.outcome,
+             str(r.longrepr) if r.longrepr else None,
              [(name, untimed(value)) for name, value in r.user_properties])
             for r in result.reprec.getreports("pytest_runtest_logreport")]
 
