@@ -373,7 +373,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     configs, specs = config.conformance_matrix
     items = matrix.items(configs, specs, config.getoption("entries"))
-    metafunc.parametrize("conformance_item", [
-        pytest.param(i, id=i.id, marks=pytest.mark.conformance)  # grouped by tests/scheduling.py
-        for i in items
-    ])
+    # ids read `config-spec-tensor` (grouped by tests/scheduling.py); the conformance mark is
+    # test_gradient's, not each parameter's (76,000 entry items need no 76,000 marks)
+    metafunc.parametrize("conformance_item", items, ids=[i.id for i in items])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conformance import check_item
 
 
+@pytest.mark.conformance  # every item of the matrix (tests/conftest.py parametrizes it)
 def test_gradient(conformance_item, request):
     """Check one tensor (or one entry) of one adapter's gradients on one case."""
     config = request.config
