@@ -494,12 +494,8 @@ class _Stream:
         False (not checked yet). `after` is what was read last: the list's "[", a "," or an
         item ("}", whatever it ended with), when the line reader hands over mid-list."""
         if after == "}":
-            c = self._peek()
-            self.pos += 1
-            if c == "]":
+            if not self._more_items():
                 return
-            if c != ",":
-                raise _Fallback
         elif after == "[" and self._peek() == "]":
             self.pos += 1
             return
@@ -509,12 +505,16 @@ class _Stream:
             if self.nonfinite:
                 item, text = jsonable(item), None
             yield item, text, False
-            c = self._peek()
-            self.pos += 1
-            if c == "]":
+            if not self._more_items():
                 return
-            if c != ",":
-                raise _Fallback
+
+    def _more_items(self) -> bool:
+        """Read what follows an item: "," (another comes) or "]" (the list ends)."""
+        c = self._peek()
+        self.pos += 1
+        if c not in (",", "]"):
+            raise _Fallback
+        return c == ","
 
     def tail(self) -> None:
         """Read what follows the items: keys no reader uses, then the end of the object."""
