@@ -90,9 +90,17 @@ def _flat_json(value) -> bool:
         return True
     if type(value) is not dict:
         return False
-    return all(type(k) is str and (type(v) in _SCALAR or (type(v) is dict and all(
-        type(k2) is str and type(v2) in _SCALAR for k2, v2 in v.items())))
-        for k, v in value.items())
+    for k, v in value.items():
+        if type(k) is not str:
+            return False
+        if type(v) in _SCALAR:
+            continue
+        if type(v) is not dict:
+            return False
+        for k2, v2 in v.items():
+            if type(k2) is not str or type(v2) not in _SCALAR:
+                return False
+    return True
 
 
 @functools.cache

@@ -36,9 +36,12 @@ WATCHING = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
 
 
 def eligible(config: pytest.Config) -> bool:
-    """Say whether this run may use the lean protocol at all."""
-    return bool(config.getoption("entries")) and not any(
-        getattr(config.option, name, False) for name in WATCHING)
+    """Say whether this run may use the lean protocol at all (asked once a run)."""
+    known = getattr(config, "_lean", None)
+    if known is None:
+        known = config._lean = bool(config.getoption("entries")) and not any(
+            getattr(config.option, name, False) for name in WATCHING)
+    return known
 
 
 def lean(item: pytest.Item) -> bool:
