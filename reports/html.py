@@ -480,8 +480,10 @@ class Summary:
         # one entry an item, its worst: the summary's worst entries come from ten tensors
         kept = s["worst"]
         if worst and (len(kept) < SHOWN_WORST or ratio_of(ratio) > ratio_of(kept[-1]["ratio"])):
-            s["worst"] = sorted([*kept, {**first_of(worst), "case": case}],
-                                key=lambda e: ratio_of(e["ratio"]), reverse=True)[:SHOWN_WORST]
+            first = first_of(worst)  # None: a tensor without entries lists none
+            if first is not None:
+                s["worst"] = sorted([*kept, {**first, "case": case}],
+                                    key=lambda e: ratio_of(e["ratio"]), reverse=True)[:SHOWN_WORST]
 
     def view(self, row_n: int, blob: dict) -> list[list[dict]]:
         """Return, per run, the summary cards; put their heatmaps in the page's data."""

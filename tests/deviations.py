@@ -15,6 +15,8 @@ as "stopped deviating" (strict), so the file never outlives what it documents.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,8 +35,15 @@ class Deviation(NamedTuple):
     def matches(self, item: pytest.Item) -> bool:
         """Say whether the pattern names the item, by its id or its node id."""
         ids = (getattr(getattr(item, "callspec", None), "id", None), item.nodeid)
-        pattern = self.pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
-        return any(i is not None and fnmatch.fnmatchcase(i, pattern) for i in ids)
+        match = _compiled(self.pattern)
+        return any(i is not None and match(i) is not None for i in ids)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str):
+    """Return the match of a pattern (fnmatch's `*` and `?`; brackets are literal)."""
+    literal = pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+    return re.compile(fnmatch.translate(literal)).match
 
 
 def read(path: Path) -> list[Deviation]:

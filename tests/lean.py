@@ -70,8 +70,7 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if report.passed:
         item.funcargs["conformance_item"] = item.callspec.params["conformance_item"]
         item.funcargs["request"] = item._request
-        capture = item.config.pluginmanager.get_plugin("capturemanager")
-        with capture.item_capture("call", item):
+        with _capture(item.config).item_capture("call", item):
             call = CallInfo.from_call(item.runtest, when="call",
                                       reraise=(Exit, KeyboardInterrupt))
         report = ihook.pytest_runtest_makereport(item=item, call=call)
@@ -88,6 +87,14 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
         ihook.pytest_runtest_logreport(report=ihook.pytest_runtest_makereport(item=item,
                                                                               call=down))
     ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def _capture(config: pytest.Config):
+    """Return pytest's capture manager (looked up once a run)."""
+    found = getattr(config, "_lean_capture", None)
+    if found is None:
+        found = config._lean_capture = config.pluginmanager.get_plugin("capturemanager")
+    return found
 
 
 class Reports:
@@ -125,8 +132,9 @@ def share_locations(items: list[pytest.Item]) -> None:
         if known is None:
             path, line, _ = item.location
             seen[obj] = (path, line)
-        else:
-            item.__dict__["location"] = (*known, item.getmodpath())
+        else:  # a module's function's path in it is its name (getmodpath, without the walk)
+            name = item.name if isinstance(item.parent, pytest.Module) else item.getmodpath()
+            item.__dict__["location"] = (*known, name)
 
 
 _FREEZING: list[bool] = []

@@ -697,3 +697,18 @@ def test_a_huge_reason_is_capped_on_the_page():
     page = html.render(doc)
     assert len(page) < 200_000
     assert f"… [{5_000_000 - record.REASON_CHARS} more characters cut]" in page
+
+
+@pytest.mark.parametrize("layout", ["lines", "version 1"])
+def test_a_passing_tensor_without_worst_entries_renders(tmp_path, layout):
+    """A foreign writer's passing item that lists no worst entries (a tensor of no entries)
+    is summarised without them, from either reader's path."""
+    doc = results.jsonable(hostile_doc())
+    item = doc["items"][0]
+    item.update(outcome="passed", message=None, reason=None)
+    item["comparison"].update(worst=[], max=None, entries=0, failing=0, max_ratio=None)
+    path = tmp_path / "empty.json"
+    path.write_text(results.dumps(doc) if layout == "lines" else
+                    json.dumps({**doc, "version": 1}))
+    assert reports_cli(["html", str(path), "-o", str(tmp_path / "e.html")]) == 0
+    assert "passed" in (tmp_path / "e.html").read_text()
