@@ -154,3 +154,18 @@ def test_options_that_watch_the_phases_run_every_item_the_usual_way(pytester, mo
                                           option, "-p", "no:randomly")
     result.assert_outcomes(passed=2 * 4)
     assert ran == []
+
+
+def test_xdist_workers_record_what_a_serial_run_records(pytester):
+    """Entry items on two xdist workers (each running them lean) give the same results file,
+    item for item, as one process does."""
+    args = ("--adapter", "tests.planted:OffByOneEntry", "--adapter", "adapters.example:adapter",
+            "--frameworks=", "--cases", "small,chain", "--entries", "-p", "no:randomly")
+    serial = pytester.runpytest_subprocess(CONFORMANCE, *args, "--results", "serial.json")
+    spread = pytester.runpytest_subprocess(CONFORMANCE, *args, "-n", "2", "--results",
+                                           "xdist.json")
+    assert serial.parseoutcomes() == spread.parseoutcomes()
+    assert serial.parseoutcomes()["failed"]
+    by_node = [{i["nodeid"]: i for i in comparable(pytester.path / name)}
+               for name in ("serial.json", "xdist.json")]
+    assert by_node[0] == by_node[1] and len(by_node[0]) > 100
