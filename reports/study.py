@@ -35,7 +35,7 @@ CONFORMANCE = ROOT / "tests" / "test_conformance.py"
 DEFAULT_OUT = ROOT / "reports" / "out" / "study"
 PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "devices", "dtypes",
                   "precisions", "pairs", "activations", "cases", "sizes", "batches", "seeds",
-                  "timing")
+                  "timing", "deterministic", "adapter_timeout")
 """The conformance options (tests/conftest.py) a study hands to pytest as given."""
 RAN = (0, 1, 5)
 """pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
@@ -103,6 +103,10 @@ def study_parser() -> argparse.ArgumentParser:
     m.add_argument("--seeds", type=int, metavar="N", help="seeds 0…N−1")
     m.add_argument("--timing", type=int, default=3, metavar="R",
                    help="time each adapter call R more times after a warm-up (default 3; 0: off)")
+    m.add_argument("--deterministic", action="store_true",
+                   help="fail an item whose calls differ at all, even within the bound")
+    m.add_argument("--adapter-timeout", type=float, metavar="SECONDS",
+                   help="fail a group whose adapter call takes longer (pytest's default: 600)")
     r = p.add_argument_group("how it runs")
     r.add_argument("-n", "--workers", default="auto",
                    help="pytest-xdist workers per shard (default auto; 0: no xdist)")

@@ -238,6 +238,9 @@ def test_the_commands_pytest_runs():
     assert cmd[4:9] == ["--frameworks=", "--adapter=x:y", "--all-idioms", "--batches=1,8",
                         "--timing=3"]
     assert "-n" not in cmd and cmd[-4:] == ["--shard", "2/3", "-k", "sigmoid"]
+    strict = study.study_parser().parse_args(["--deterministic", "--adapter-timeout", "30"])
+    cmd = study.pytest_command(strict, [], None, Path("x.json"))
+    assert "--deterministic" in cmd and "--adapter-timeout=30.0" in cmd
     many = study.study_parser().parse_args(["--shards", "3", "-n", "2"])
     assert [s for s, _ in study.plan(many)] == [(1, 3), (2, 3), (3, 3)]
     assert "--dist" in study.pytest_command(many, [], (1, 3), Path("x.json"))
