@@ -373,9 +373,8 @@ def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
     differ, diff = spread.differ[item.tensor], spread.diff[item.tensor]
     bound = bounds_for(item.spec, item.config.dtype)[item.tensor]
     if item.entry is not None:
-        if not _entry_differs(runner, item, node, spread, differ, diff, bound):
-            return  # the common case; a failing entry is described from arrays, below
-        differ, diff, bound = (np.asarray(a)[item.entry].reshape(1) for a in (differ, diff, bound))
+        _entry_spread(runner, item, node, spread, differ, diff, bound)
+        return
     bound = np.asarray(bound, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(diff > 0, diff / bound, 0.0)
@@ -387,15 +386,17 @@ def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
                     pytrace=False)
 
 
-def _entry_differs(runner: Runner, item: Item, node: pytest.Item, spread, differ, diff,
-                   bound) -> bool:
-    """Record an entry item's determinism as `check_group` does, from its one entry's numbers
-    (no arrays); say whether it fails, for `check_group` to say how."""
+def _entry_spread(runner: Runner, item: Item, node: pytest.Item, spread, differ, diff,
+                  bound) -> None:
+    """`check_group` for an entry item, from its one entry's numbers."""
+    __tracebackhide__ = True
     n, d, b = int(differ[item.entry]), float(diff[item.entry]), float(bound[item.entry])
     ratio = (d / b if b else math.inf) if d > 0 else 0.0
     node.conformance["determinism"] = {"calls": spread.calls, "differing": n, "of": 1,
                                        "max_ratio": ratio}
-    return ratio > 1 or bool(runner.deterministic and n)
+    if ratio > 1 or (runner.deterministic and n):
+        pytest.fail(_nondeterministic(item, n, np.array([ratio]), 0, spread.calls, (1,)),
+                    pytrace=False)
 
 
 def _nondeterministic(item: Item, n: int, ratio: np.ndarray, worst: int, calls: int,
