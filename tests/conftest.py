@@ -278,7 +278,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--soak must be 0 or more")
     config.conformance_adapters = _adapters(config)
     if config.getoption("entries"):
-        lean.freeze_at_exit()
+        lean.collect_for_many_items(config)
         if not config.pluginmanager.has_plugin("lean-reports"):
             config.pluginmanager.register(lean.Reports(), "lean-reports")
         # pytest's log capture hooks a handler onto every non-propagating logger (torch makes

@@ -169,3 +169,31 @@ def test_xdist_workers_record_what_a_serial_run_records(pytester):
     by_node = [{i["nodeid"]: i for i in comparable(pytester.path / name)}
                for name in ("serial.json", "xdist.json")]
     assert by_node[0] == by_node[1] and len(by_node[0]) > 100
+
+
+def test_report_keywords_are_the_items_own_in_order_and_see_late_marks(pytester):
+    """A lean report's keywords equal `item.keywords` name for name and in order, though the
+    ancestors' names are gathered once; a mark added to an ancestor later is seen."""
+    pytester.makepyfile("""
+        import pytest
+        pytestmark = pytest.mark.outer
+
+        class TestX:
+            pytestmark = pytest.mark.inner
+
+            @pytest.mark.parametrize("i", range(3))
+            @pytest.mark.outer
+            def test_a(self, i):
+                pass
+    """)
+    pytester.makeini("[pytest]\nmarkers =\n    outer: a module's mark\n    inner: a class's mark\n")
+    items, _ = pytester.inline_genitems("-p", "no:randomly")
+    assert len(items) == 3
+    for item in items:
+        assert list(lean._keywords(item)) == list(item.keywords)
+    items[0].parent.parent.keywords["late"] = True  # the module's, after the first reports
+    items[1].session.keywords["later"] = True
+    for item in items:
+        got = lean._keywords(item)
+        assert list(got) == list(item.keywords) and {"late", "later"} <= set(got)
+        assert set(got.values()) == {1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import math
 import random
 import re
 import sys
@@ -417,3 +418,37 @@ def test_a_page_leaves_no_cycles_to_collect(tmp_path, docs):
     html.render_files([path])
     html.render(docs["synthetic"])
     assert gc.collect() < 100  # (Jinja's own few, whatever the number of items)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("where", ["duration", "details", "max_ratio", "key"])
+def test_an_item_with_a_non_finite_number_is_written_as_before(docs, value, where):
+    """The fast writer writes a non-finite float as null; such an item must take the strict
+    path, which writes "nan", "inf" or "-inf", wherever the number sits."""
+    item = copy.deepcopy(docs["synthetic"]["items"][0])
+    if where == "duration":
+        item["duration"] = value
+    elif where == "details":
+        item["details"] = {"deep": [{"x": [1.0, value]}]}
+    elif where == "max_ratio":
+        item["comparison"]["max_ratio"] = value
+    else:
+        item["details"] = {1.5: value}  # a key msgspec will not write: json's path
+    text = results.dumps_item(item)
+    assert text == json.dumps(results.jsonable(results.packed(item)), allow_nan=False,
+                              separators=(",", ":"), ensure_ascii=False)
+
+
+def test_the_fast_writer_writes_what_json_reads_back_the_same(docs):
+    """Every item of three documents, and odd but finite values, read back equal through the
+    fast writer; numpy floats, huge ints and a string holding a non-finite float's bytes too."""
+    odd = {"tiny": 5e-324, "big": 1.7976931348623157e308, "neg0": -0.0, "int": 2 ** 70,
+           "np": np.float64(0.1), "text": "\x00\x7f\xcb\x7f\xf8 é \u2028 \"q\\\"",
+           "nested": [[[]]], "none": None}
+    items = [*docs["hostile"]["items"], *docs["entries"]["items"], *docs["synthetic"]["items"],
+             {**docs["synthetic"]["items"][0], "details": odd}]
+    for item in items:
+        text = results.dumps_item(item)
+        assert "\n" not in text
+        assert json.loads(text) == json.loads(
+            json.dumps(results.jsonable(results.packed(item)), allow_nan=False))
