@@ -42,8 +42,18 @@ class Deviation(NamedTuple):
 @functools.lru_cache(maxsize=1024)
 def _compiled(pattern: str):
     """Return the match of a pattern (fnmatch's `*` and `?`; brackets are literal)."""
+    return re.compile(_translated(pattern)).match
+
+
+def _translated(pattern: str) -> str:
     literal = pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
-    return re.compile(fnmatch.translate(literal)).match
+    return fnmatch.translate(literal)
+
+
+def _any_of(deviations: list[Deviation]):
+    """Return the match of one expression that any of the patterns matches: an item it does
+    not name needs no pattern tried one by one (an entry run has 76,000 such items)."""
+    return re.compile("|".join(f"(?:{_translated(d.pattern)})" for d in deviations)).match
 
 
 def read(path: Path) -> list[Deviation]:
@@ -76,7 +86,13 @@ def files(values: list[str]) -> list[Path]:
 
 def mark(items: list[pytest.Item], deviations: list[Deviation]) -> None:
     """Mark each listed item as a strict xfail with its reason (the first matching line)."""
+    if not deviations:
+        return
+    named = _any_of(deviations)
     for item in items:
+        spec_id = getattr(getattr(item, "callspec", None), "id", None)
+        if not ((spec_id is not None and named(spec_id)) or named(item.nodeid)):
+            continue
         found = next((d for d in deviations if d.matches(item)), None)
         if found is not None:
             item.add_marker(pytest.mark.xfail(reason=f"documented deviation ({found.where}): "

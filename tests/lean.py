@@ -45,16 +45,39 @@ def eligible(config: pytest.Config) -> bool:
 
 
 def lean(item: pytest.Item) -> bool:
-    """Say whether an item needs nothing of the setup and teardown phases (memoised)."""
+    """Say whether an item needs nothing of the setup and teardown phases (memoised: asked
+    first when the item runs, after every plugin's collection hooks have marked it)."""
     known = getattr(item, "_lean", None)
     if known is None:
-        spec = getattr(item, "callspec", None)
-        ci = spec.params.get("conformance_item") if spec is not None else None
-        known = (ci is not None and ci.entry is not None and
-                 set(getattr(item, "fixturenames", ())) <= FIXTURES and
-                 {m.name for m in item.iter_markers()} <= MARKS)
-        item._lean = known
+        known = item._lean = (entry_item(item) and
+                              set(getattr(item, "fixturenames", ())) <= FIXTURES and
+                              _mark_names(item) <= MARKS)
     return known
+
+
+def entry_item(item: pytest.Item) -> bool:
+    """Say whether an item checks one entry of the conformance matrix."""
+    spec = getattr(item, "callspec", None)
+    ci = spec.params.get("conformance_item") if spec is not None else None
+    return ci is not None and ci.entry is not None
+
+
+def _mark_names(item: pytest.Item) -> set[str]:
+    """Return the names of `item.iter_markers()`, with its ancestors' gathered once.
+
+    They are kept on the parent with the number of marks each ancestor had (marks are only
+    ever added), so a mark added to an ancestor later is not missed."""
+    chain, node = [], item.parent
+    while node is not None:
+        chain.append(node.own_markers)
+        node = node.parent
+    sizes = tuple(map(len, chain))
+    kept = item.parent.__dict__.get("_lean_marks_above") if chain else None
+    if kept is None or kept[0] != sizes:
+        kept = (sizes, frozenset(m.name for marks in chain for m in marks))
+        if chain:
+            item.parent.__dict__["_lean_marks_above"] = kept
+    return kept[1].union(m.name for m in item.own_markers)
 
 
 def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -148,7 +171,7 @@ def _keywords(item: pytest.Item) -> dict:
 
 
 def share_locations(items: list[pytest.Item]) -> None:
-    """Give each lean item its location from its function's, found once per function.
+    """Give each entry item its location from its function's, found once per function.
 
     `Item.location` asks the function's source file and line of `inspect` for every item; an
     entry run has tens of thousands of items of one function, which differ only in the name.
@@ -156,7 +179,7 @@ def share_locations(items: list[pytest.Item]) -> None:
     seen: dict[object, tuple[str, int | None]] = {}
     for item in items:
         obj = getattr(item, "function", None)
-        if obj is None or not lean(item):
+        if obj is None or type(item) is not pytest.Function or not entry_item(item):
             continue
         known = seen.get(obj)
         if known is None:

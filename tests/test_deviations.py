@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+from types import SimpleNamespace
+
 import pytest
 
+from tests import deviations
 from tests.deviations import SHIPPED, read
 from tests.test_plugin import FAST, run
 
@@ -69,3 +73,26 @@ def test_the_shipped_list_reads_and_gives_every_line_a_reason():
 def test_the_example_adapter_is_untouched_by_the_shipped_list(pytester):
     """The suite's own list names no conformance item of a correct adapter."""
     run(pytester, "--adapter", "adapters.example:adapter", *FAST).assert_outcomes(passed=16)
+
+
+def test_marking_names_the_first_matching_line_as_trying_each_pattern_would():
+    """The one expression that screens items lets through exactly the items some line names,
+    and each gets the first such line, by id or node id, brackets and `?` included."""
+    lines = [deviations.Deviation(p, f"reason {n}", f"f:{n}") for n, p in enumerate(
+        ["a*b*c", "*-W1[3,?]", "tests/x.py::t[a-*]", "exact-id", "a?c", "*[b]*"])]
+    words = ["a", "b", "c", "-W1[3,7]", "-W1[4,7]", "[b]", "exact-id", "x"]
+    items = []
+    for n, parts in enumerate(itertools.product(words, repeat=3)):
+        cid = "".join(parts)
+        item = SimpleNamespace(callspec=SimpleNamespace(id=cid), nodeid=f"tests/x.py::t[{cid}]",
+                               marks=[], stash={})
+        item.add_marker = item.marks.append
+        items.append(item)
+    deviations.mark(items, lines)
+    named = 0
+    for item in items:
+        first = next((d for d in lines if d.matches(item)), None)
+        assert item.stash.get(deviations.KEY) == first, item.nodeid
+        assert len(item.marks) == (first is not None)
+        named += first is not None
+    assert 0 < named < len(items)

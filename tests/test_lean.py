@@ -171,9 +171,10 @@ def test_xdist_workers_record_what_a_serial_run_records(pytester):
     assert by_node[0] == by_node[1] and len(by_node[0]) > 100
 
 
-def test_report_keywords_are_the_items_own_in_order_and_see_late_marks(pytester):
-    """A lean report's keywords equal `item.keywords` name for name and in order, though the
-    ancestors' names are gathered once; a mark added to an ancestor later is seen."""
+def test_report_keywords_and_mark_names_are_the_items_own_and_see_late_marks(pytester):
+    """A lean report's keywords equal `item.keywords` name for name and in order, and the
+    names of its marks those of `iter_markers`, though the ancestors' part of each is gathered
+    once; a keyword or mark added to an ancestor later is seen."""
     pytester.makepyfile("""
         import pytest
         pytestmark = pytest.mark.outer
@@ -191,9 +192,36 @@ def test_report_keywords_are_the_items_own_in_order_and_see_late_marks(pytester)
     assert len(items) == 3
     for item in items:
         assert list(lean._keywords(item)) == list(item.keywords)
+        assert lean._mark_names(item) == {"outer", "inner", "parametrize"}
     items[0].parent.parent.keywords["late"] = True  # the module's, after the first reports
     items[1].session.keywords["later"] = True
+    items[2].parent.parent.add_marker("conformance")
     for item in items:
         got = lean._keywords(item)
         assert list(got) == list(item.keywords) and {"late", "later"} <= set(got)
         assert set(got.values()) == {1}
+        assert lean._mark_names(item) == {m.name for m in item.iter_markers()} == {
+            "outer", "inner", "parametrize", "conformance"}
+
+
+def test_a_mark_another_plugin_adds_after_the_suites_collection_hook_is_honoured(pytester,
+                                                                                 monkeypatch):
+    """A plugin whose collection hook runs after the suite's (trylast) skips two entry items:
+    they are skipped, run the usual way, and the rest still run lean."""
+    pytester.makepyfile(late_marks='''
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    for item in items[:2]:
+        item.add_marker(pytest.mark.skip(reason="skipped by a later plugin"))
+''')
+    monkeypatch.syspath_prepend(str(pytester.path))
+    ran = counted_runs(monkeypatch)
+    result = pytester.runpytest_inprocess(CONFORMANCE, "-p", "late_marks", "--adapter",
+                                          "adapters.example:adapter", "--frameworks=",
+                                          "--cases", "chain", "--entries", "-p", "no:randomly",
+                                          "-rs")
+    result.assert_outcomes(passed=2 * 4 - 2, skipped=2)
+    result.stdout.fnmatch_lines(["*skipped by a later plugin*"])
+    assert len(ran) == 2 * 4 - 2
