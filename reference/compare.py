@@ -91,12 +91,39 @@ class Comparison:
 
     def at(self, index: tuple[int, ...]) -> Comparison:
         """Return the comparison of one entry, its difference, ratio and bits taken from this
-        tensor's (computed once for all of a tensor's entry items, `--entries`)."""
-        one = Comparison(self.tensor, *(np.asarray(a)[index].reshape(1)
-                                        for a in (self.got, self.ref, self.bound)), self.dtype)
-        for name in ("diff", "ratio", "bits"):  # cached_property keeps its value in __dict__
-            one.__dict__[name] = getattr(self, name)[index].reshape(1)
+        tensor's (computed once for all of a tensor's entry items, `--entries`). The entry's
+        arrays are one-element views of this tensor's, flattened once; `of` says which."""
+        flat = self.flat_index(index)
+        if flat is None:  # not an index of this tensor: numpy says what is wrong with it
+            arrays = [np.asarray(a)[index].reshape(1) for a in self._arrays()]
+        else:
+            arrays = [a[flat:flat + 1] for a in self._flat]
+        one = Comparison(self.tensor, *arrays[:3], self.dtype)
+        for name, a in zip(("diff", "ratio", "bits"), arrays[3:]):
+            one.__dict__[name] = a  # cached_property keeps its value in __dict__
+        one.__dict__["of"] = (self, flat)
         return one
+
+    def flat_index(self, index: tuple[int, ...]) -> int | None:
+        """Return the row-major position of an index of this tensor, None if it is not one."""
+        shape = self.ref.shape
+        if type(index) is not tuple or len(index) != len(shape):
+            return None
+        flat = 0
+        for i, n in zip(index, shape):
+            if type(i) is not int or not 0 <= i < n:
+                return None
+            flat = flat * n + i
+        return flat
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (np.asarray(self.got), np.asarray(self.ref), np.asarray(self.bound), self.diff,
+                self.ratio, self.bits)
+
+    @cached_property
+    def _flat(self) -> tuple[np.ndarray, ...]:
+        """Return got, ref, bound, diff, ratio and bits flattened in row-major order."""
+        return tuple(np.ascontiguousarray(a).reshape(-1) for a in self._arrays())
 
     def _entry(self, flat: int) -> Entry:
         idx = np.unravel_index(flat, self.ref.shape)

@@ -205,18 +205,40 @@ def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
 
 def _summarize_entry(cmp: Comparison, entry: tuple[int, ...]) -> dict:
     """Return what `_summarize` returns for one entry (`--entries`), without its sorting."""
-    ratio, bits = float(cmp.ratio.ravel()[0]), float(cmp.bits.ravel()[0])
-    got, ref, bound = (float(np.asarray(a).ravel()[0]) for a in (cmp.got, cmp.ref, cmp.bound))
+    tensor, flat = cmp.__dict__.get("of", (None, None))
+    if flat is not None:  # an entry of a tensor's comparison: its numbers, listed once
+        got, ref, bound, ratio, bits, code = (column[flat] for column in _entry_table(tensor))
+    else:
+        ratio, bits = float(cmp.ratio.ravel()[0]), float(cmp.bits.ravel()[0])
+        got, ref, bound = (float(np.asarray(a).ravel()[0]) for a in (cmp.got, cmp.ref,
+                                                                      cmp.bound))
+        code = code_of(ratio)
     e = {"index": list(entry), "got": got, "ref": ref, "bound": bound, "ratio": ratio,
          "bits": bits}
     return {
         "shape": [], "dtype": cmp.dtype, "entries": 1, "failing": int(not ratio <= 1.0),
         "max_ratio": ratio, "max": e,
         "bits": {"min": bits, "median": bits, "of": MANTISSA_BITS.get(cmp.dtype, 53)},
-        "worst": [e], "heatmap": _heatmap_one(cmp.ratio),
+        "worst": [e], "heatmap": {"layout": "1d", "block": [1], "rows": 1, "cols": 1,
+                                  "cells": 1, "codes": _ONE_CODE[code]},
         "values": {k: base64.b64encode(struct.pack("<d", v)).decode("ascii")
                    for k, v in (("got", got), ("ref", ref), ("bound", bound))},
     }
+
+
+_ONE_CODE = [base64.b64encode(bytes((c,))).decode("ascii") for c in range(256)]
+
+
+def _entry_table(cmp: Comparison) -> tuple[list, ...]:
+    """Return a tensor's got, ref, bound, ratio, bits and map code of every entry as Python
+    numbers in row-major order, made once for all of its entry items."""
+    table = cmp.__dict__.get("_entry_table")
+    if table is None:
+        got, ref, bound, _, ratio, bits = cmp._flat
+        table = cmp.__dict__["_entry_table"] = (
+            *(a.astype(np.float64).tolist() for a in (got, ref, bound, ratio, bits)),
+            quantize(ratio).tolist())
+    return table
 
 
 def _summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
@@ -267,12 +289,6 @@ def code_of(ratio: float) -> int:
     steps = math.ceil((float(np.log10(np.float64(r))) + DECADES) * STEPS) if r > 0 else 0
     code = 1 + min(max(steps, 0), 253)
     return max(code, PASS_MAX + 1) if r > 1 else min(code, PASS_MAX)
-
-
-def _heatmap_one(ratio: np.ndarray) -> dict:
-    """Return `heatmap` of a one-entry ratio."""
-    return {"layout": "1d", "block": [1], "rows": 1, "cols": 1, "cells": 1,
-            "codes": base64.b64encode(bytes((code_of(ratio.ravel()[0]),))).decode("ascii")}
 
 
 def heatmap(ratio: np.ndarray) -> dict:

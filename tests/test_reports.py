@@ -476,6 +476,29 @@ def test_one_entry_summaries_equal_the_general_ones():
             json.dumps(record._summarize(general, (3, 4)))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_entries_of_a_tensors_comparison_summarise_as_one_entry_compared_alone(dtype):
+    """An entry taken from a whole tensor's comparison (`Comparison.at`, as entry items take
+    theirs) summarises exactly as that entry compared on its own: exact, inside, outside the
+    bound, NaN, infinite, a zero bound, every step of the map."""
+    ref = np.linspace(-2.0, 3.0, 24).reshape(4, 6)
+    bound = np.full(ref.shape, 1e-9)
+    got = ref + np.geomspace(1e-14, 1e-6, ref.size).reshape(ref.shape) * [1, -1, 1, -1, 1, -1]
+    got[0, 0], got[1, 1], got[2, 2], got[3, 3] = ref[0, 0], np.nan, np.inf, ref[3, 3] + 1e-12
+    bound[3, 3] = bound[0, 1] = 0.0
+    got = got.astype(dtype)
+    whole = compare("W1", got, ref, bound, dtype)
+    for index in np.ndindex(ref.shape):
+        alone = compare("W1", got[index].reshape(1), ref[index].reshape(1),
+                        bound[index].reshape(1), dtype)
+        one = whole.at(index)
+        assert one.passed == alone.passed
+        assert json.dumps(record.summarize(one, index)) == \
+            json.dumps(record._summarize(alone, index)), index
+    with pytest.raises(IndexError):
+        whole.at((4, 0))
+
+
 def test_a_784_4096_10_report_stays_under_10_mb():
     """Two configs of the 784-4096-10 net (3.2 M entries in W1): page under 10 MB."""
     doc = synthetic_doc([((784, 4096, 10), 8)], 2, np.random.default_rng(2))
