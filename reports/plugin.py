@@ -78,16 +78,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def capture(node: pytest.Item, when: str) -> dict | None:
     """Return a conformance item's parameters, or after its call what was compared."""
+    if when != "call":  # the setup report carries the parameters, the call's what was compared
+        recorder = node.config.pluginmanager.get_plugin("reports-recorder")
+        if when == "setup" and recorder is not None and node.nodeid in recorder.params:
+            return None  # this process's recorder has them from the collection
     item = record.conformance_param(node)
     if item is None:
         return None
     seen = getattr(node, "conformance", None) or {}
     adapters = getattr(node.config, "conformance_adapters", None) or {}
     adapter = seen.get("adapter") or adapters.get(getattr(item.config, "adapter", None))
-    if when != "call":  # the setup report carries the parameters, the call's what was compared
-        recorder = node.config.pluginmanager.get_plugin("reports-recorder")
-        if when == "setup" and recorder is not None and node.nodeid in recorder.params:
-            return None  # this process's recorder has them from the collection
+    if when != "call":
         return {"params": record.params(item, adapter)}
     data = {"fingerprint": seen.get("fingerprint"),
             "details": {k: record.jsonable_or_text(v) for k, v in seen.items()

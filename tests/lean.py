@@ -49,7 +49,7 @@ def lean(item: pytest.Item) -> bool:
     first when the item runs, after every plugin's collection hooks have marked it)."""
     known = getattr(item, "_lean", None)
     if known is None:
-        known = item._lean = (entry_item(item) and
+        known = item._lean = (type(item) is pytest.Function and entry_item(item) and
                               set(getattr(item, "fixturenames", ())) <= FIXTURES and
                               _mark_names(item) <= MARKS)
     return known
@@ -82,7 +82,7 @@ def _mark_names(item: pytest.Item) -> set[str]:
 
 def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Run one lean item: log its start, its three reports and its end."""
-    ihook = item.ihook
+    ihook = _hooks(item)
     nodeid, location = item.nodeid, item.location
     ihook.pytest_runtest_logstart(nodeid=nodeid, location=location)
     now = time.time()
@@ -94,8 +94,8 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
         item.funcargs["conformance_item"] = item.callspec.params["conformance_item"]
         item.funcargs["request"] = item._request
         with _capture(item.config).item_capture("call", item):
-            call = CallInfo.from_call(item.runtest, when="call",
-                                      reraise=(Exit, KeyboardInterrupt))
+            call = CallInfo.from_call(lambda: ihook.pytest_pyfunc_call(pyfuncitem=item),
+                                      when="call", reraise=(Exit, KeyboardInterrupt))
         report = ihook.pytest_runtest_makereport(item=item, call=call)
         ihook.pytest_runtest_logreport(report=report)
         if check_interactive_exception(call, report):
@@ -110,6 +110,16 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
         ihook.pytest_runtest_logreport(report=ihook.pytest_runtest_makereport(item=item,
                                                                               call=down))
     ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def _hooks(item: pytest.Item):
+    """Return `item.ihook`, the hooks of the item's conftests, found once per file a run
+    (`Function.runtest` is `ihook.pytest_pyfunc_call`: the call phase asks it here too)."""
+    known = item.config.__dict__.setdefault("_lean_hooks", {})
+    found = known.get(item.path)
+    if found is None:
+        found = known[item.path] = item.ihook
+    return found
 
 
 def _capture(config: pytest.Config):
