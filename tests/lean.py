@@ -63,21 +63,27 @@ def entry_item(item: pytest.Item) -> bool:
 
 
 def _mark_names(item: pytest.Item) -> set[str]:
-    """Return the names of `item.iter_markers()`, with its ancestors' gathered once.
+    """Return the names of `item.iter_markers()`, with its ancestors' gathered once."""
+    above = _ancestors(item, "_lean_marks_above", lambda node: node.own_markers,
+                       lambda levels: frozenset(m.name for marks in levels for m in marks))
+    return above.union(m.name for m in item.own_markers)
 
-    They are kept on the parent with the number of marks each ancestor had (marks are only
-    ever added), so a mark added to an ancestor later is not missed."""
-    chain, node = [], item.parent
+
+def _ancestors(item: pytest.Item, key: str, level, gather):
+    """Return `gather` of `level` of each of the item's ancestors, parent first, kept on the
+    parent with the size of each level it came from: marks and keywords are only ever added,
+    so one added to an ancestor during the run is not missed."""
+    levels, node = [], item.parent
     while node is not None:
-        chain.append(node.own_markers)
+        levels.append(level(node))
         node = node.parent
-    sizes = tuple(map(len, chain))
-    kept = item.parent.__dict__.get("_lean_marks_above") if chain else None
+    if not levels:
+        return gather(levels)
+    sizes = tuple(map(len, levels))
+    kept = item.parent.__dict__.get(key)
     if kept is None or kept[0] != sizes:
-        kept = (sizes, frozenset(m.name for marks in chain for m in marks))
-        if chain:
-            item.parent.__dict__["_lean_marks_above"] = kept
-    return kept[1].union(m.name for m in item.own_markers)
+        kept = item.parent.__dict__[key] = (sizes, gather(levels))
+    return kept[1]
 
 
 def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -155,28 +161,20 @@ def _keywords(item: pytest.Item) -> dict:
 
     `NodeKeywords` iterates a node's own names, then its parent's that are not among them, up
     to the session, through one generator a level: the first occurrence along the chain fixes
-    each name's place. The ancestors' part is kept on the parent with the number of names of
-    each level it came from (names are never removed), so a name added to an ancestor during
-    the run is not missed."""
-    chain, node = [], item.parent
-    while node is not None:
-        kw = node.keywords
-        if not isinstance(getattr(kw, "_markers", None), dict):
-            return dict.fromkeys(item.keywords, 1)  # not pytest's NodeKeywords: ask it
-        chain.append(kw._markers)
-        node = kw.parent
-    own = getattr(item.keywords, "_markers", None)
-    if not chain or not isinstance(own, dict):
+    each name's place, as a dict's update keeps it."""
+    try:
+        out = dict.fromkeys(item.keywords._markers, 1)
+        out.update(_ancestors(item, "_lean_keywords_above",
+                              lambda node: node.keywords._markers, _names_in_order))
+    except AttributeError:  # not pytest's NodeKeywords: iterate them
         return dict.fromkeys(item.keywords, 1)
-    sizes = tuple(map(len, chain))
-    kept = item.parent.__dict__.get("_lean_keywords_above")
-    if kept is None or kept[0] != sizes:
-        above: dict = {}
-        for names in chain:
-            above.update(dict.fromkeys(names, 1))  # an update keeps a name's first place
-        kept = item.parent.__dict__["_lean_keywords_above"] = (sizes, above)
-    out = dict.fromkeys(own, 1)
-    out.update(kept[1])
+    return out
+
+
+def _names_in_order(levels: list[dict]) -> dict:
+    out: dict = {}
+    for names in levels:
+        out.update(dict.fromkeys(names, 1))
     return out
 
 
