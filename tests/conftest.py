@@ -323,10 +323,19 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """Run an entry item (`--entries`) that needs no fixture by the lean protocol."""
+    """Run an entry item (`--entries`) that needs no fixture by the lean protocol (with the
+    lean items after it, when `pytest_runtestloop` below gave it a stretch)."""
     if lean.eligible(item.config) and lean.lean(item):
-        lean.run(item, nextitem)
+        lean.run_stretch(item, nextitem)
         return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session):
+    """Give each stretch of lean entry items one protocol call, where the run allows it."""
+    if lean.stretches(session, pytest_runtest_protocol):
+        return lean.runtestloop(session)
     return None
 
 

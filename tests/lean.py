@@ -16,6 +16,13 @@ test function runs through `pytest_pyfunc_call` with its output captured. What i
 what the item does not use: fixture setup and teardown (when the next item runs the usual way,
 or is the last, the usual teardown runs, so the fixtures an earlier item set up are finalised
 as they would be) and the PYTEST_CURRENT_TEST variable.
+
+In a serial run whose `pytest_runtest_protocol` is only pytest's own and the suite's, the
+suite's `pytest_runtestloop` hands each stretch of consecutive lean items of one file to one
+protocol call (its first item's), so pytest's per-item wrappers (warnings filters, assertion
+hooks) are entered once a stretch; each item still records its own warnings, handed on with
+its node id. Any other plugin wrapping the protocol, a faulthandler timeout, an assertion-pass
+hook or xdist gives every item its own call, as before.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import atexit
 import gc
 import time
+import warnings
 
 import pytest
 from _pytest.outcomes import Exit
@@ -116,6 +124,78 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
         ihook.pytest_runtest_logreport(report=ihook.pytest_runtest_makereport(item=item,
                                                                               call=down))
     ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+PYTESTS_OWN = frozenset({"runner", "warnings", "assertion", "faulthandler", "unittest"})
+"""The plugins whose `pytest_runtest_protocol` a stretch of lean items may share."""
+
+
+def stretches(session: pytest.Session, own) -> bool:
+    """Say whether this run may give a stretch of lean items one `pytest_runtest_protocol`
+    call (asked once a run): a serial run whose protocol is pytest's own and the suite's
+    (`own`), with no faulthandler timeout (it is set per item) and no assertion-pass hook (it
+    is told the item). Each item still gets its own warnings record (`run_stretch`)."""
+    config = session.config
+    known = getattr(config, "_lean_stretches", None)
+    if known is None:
+        hooks = config.hook
+        known = config._lean_stretches = (
+            eligible(config) and not hasattr(config, "workerinput") and
+            config.getoption("dist", "no") == "no" and
+            all(i.plugin_name in PYTESTS_OWN or i.function is own
+                for i in hooks.pytest_runtest_protocol.get_hookimpls()) and
+            not hooks.pytest_assertion_pass.get_hookimpls() and
+            not float(config.getini("faulthandler_timeout") or 0.0))
+    return known
+
+
+def runtestloop(session: pytest.Session) -> bool | None:
+    """Run the session's items as pytest's own loop does, but each stretch of lean items of
+    one file through one protocol call, its first item's (`run_stretch` runs the stretch)."""
+    config = session.config
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return None  # pytest's own loop says so
+    if config.option.collectonly:
+        return None
+    items, i = session.items, 0
+    while i < len(items):
+        item, end = items[i], i + 1
+        if lean(item):
+            while end < len(items) and lean(items[end]) and items[end].path == item.path:
+                end += 1
+        config._lean_stretch = items[i:end]
+        config.hook.pytest_runtest_protocol(item=item, nextitem=items[end]
+                                            if end < len(items) else None)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        i = end
+    return True
+
+
+def run_stretch(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Run a lean item, or the stretch of lean items it starts (`runtestloop`): each one with
+    its own warnings record, handed on with its node id as pytest's warnings plugin does."""
+    config = item.config
+    stretch = config.__dict__.pop("_lean_stretch", None)
+    if not stretch or stretch[0] is not item or len(stretch) == 1:
+        run(item, nextitem)
+        return
+    session, catching = item.session, config.pluginmanager.has_plugin("warnings")
+    for k, one in enumerate(stretch):
+        following = stretch[k + 1] if k + 1 < len(stretch) else nextitem
+        if not catching:
+            run(one, following)
+        else:
+            with warnings.catch_warnings(record=True) as log:
+                run(one, following)
+            for message in log:
+                one.ihook.pytest_warning_recorded.call_historic(kwargs={
+                    "warning_message": message, "nodeid": one.nodeid, "when": "runtest",
+                    "location": None})
+        if session.shouldfail or session.shouldstop:
+            return
 
 
 def _hooks(item: pytest.Item):

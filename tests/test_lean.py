@@ -225,3 +225,70 @@ def pytest_collection_modifyitems(items):
     result.assert_outcomes(passed=2 * 4 - 2, skipped=2)
     result.stdout.fnmatch_lines(["*skipped by a later plugin*"])
     assert len(ran) == 2 * 4 - 2
+
+
+WARNS = '''
+import warnings
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.nodeid.endswith(("softplus-5x4x3-b3-s0-W1[1,0]]",
+                                                         "softplus-5x4x3-b3-s0-b2[1]]")):
+        warnings.warn(f"warned in {report.nodeid}", UserWarning)
+'''
+
+class ProtocolWatcher:
+    """A plugin wrapping each item's protocol, as pytest-timeout and others do."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item):
+        self.calls.append(item.nodeid)
+        return (yield)
+
+
+def recorded_warnings(result) -> list[tuple[str, str, str]]:
+    return [(c.nodeid, c.when, str(c.warning_message.message))
+            for c in result.reprec.getcalls("pytest_warning_recorded")]
+
+
+def test_a_stretch_of_lean_items_records_each_items_warnings_as_its_own(pytester, monkeypatch):
+    """Lean items run in stretches of one protocol call, yet a warning raised while an item
+    runs is recorded with that item's node id, as when each item has its own call (a plugin
+    wrapping the protocol makes it so)."""
+    pytester.makepyfile(warns=WARNS)
+    monkeypatch.syspath_prepend(str(pytester.path))
+    stretch_lengths = []
+    real = lean.run_stretch
+
+    def run_stretch(item, nextitem):
+        stretch_lengths.append(len(item.config.__dict__.get("_lean_stretch") or [item]))
+        return real(item, nextitem)
+
+    monkeypatch.setattr(lean, "run_stretch", run_stretch)
+    args = (CONFORMANCE, "-p", "warns", "--adapter", "adapters.example:adapter", "--frameworks=",
+            "--cases", "small", "--entries", "--dtypes", "float64", "-p", "no:randomly")
+    stretched = pytester.runpytest_inprocess(*args)
+    items = stretched.parseoutcomes()["passed"]
+    assert max(stretch_lengths) == items and stretch_lengths.count(items) == 1
+    stretch_lengths.clear()
+    one_by_one = pytester.runpytest_inprocess(*args, plugins=[ProtocolWatcher()])
+    assert one_by_one.parseoutcomes()["passed"] == items
+    assert stretch_lengths == [1] * items
+    got = recorded_warnings(stretched)
+    assert got == recorded_warnings(one_by_one)
+    assert [(n.rsplit("-", 1)[-1], w) for n, w, _ in got] == [("W1[1,0]]", "runtest"),
+                                                              ("b2[1]]", "runtest")]
+    assert all(m == f"warned in {n}" for n, _, m in got)
+    stretched.stdout.fnmatch_lines(["*warned in *W1[[]1,0[]]*"])
+
+
+def test_a_plugin_wrapping_the_protocol_sees_every_item(pytester, monkeypatch):
+    """A protocol wrapper other than pytest's own is called for every item (no stretches)."""
+    ran, watcher = counted_runs(monkeypatch), ProtocolWatcher()
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "adapters.example:adapter",
+                                          "--frameworks=", "--cases", "chain", "--entries",
+                                          "-p", "no:randomly", plugins=[watcher])
+    result.assert_outcomes(passed=2 * 4)
+    assert watcher.calls == ran and len(ran) == 2 * 4
