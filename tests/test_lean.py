@@ -4,6 +4,7 @@ as pytest's usual protocol, with fixtures, capture, deviations and -x intact."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -292,3 +293,38 @@ def test_a_plugin_wrapping_the_protocol_sees_every_item(pytester, monkeypatch):
                                           "-p", "no:randomly", plugins=[watcher])
     result.assert_outcomes(passed=2 * 4)
     assert watcher.calls == ran and len(ran) == 2 * 4
+
+
+class PhaseWatcher:
+    """A plugin hooking into the phases: the call's (lean items keep it) or also the setup's
+    (then no item is lean)."""
+
+    def __init__(self, setup: bool):
+        self.calls: list[tuple[str, str]] = []
+        if setup:
+            self.pytest_runtest_setup = lambda item: self.calls.append(("setup", item.nodeid))
+
+    @pytest.hookimpl(trylast=True)  # after pytest's own, which names the item and calls it
+    def pytest_runtest_call(self, item):
+        self.calls.append(("call", os.environ.get("PYTEST_CURRENT_TEST", "")))
+
+
+@pytest.mark.parametrize("setup", [False, True])
+def test_a_plugins_phase_hooks_are_called_for_lean_items_or_make_none_lean(pytester, monkeypatch,
+                                                                          setup):
+    """A lean item's call phase is pytest's own: a plugin's `pytest_runtest_call` runs, with
+    PYTEST_CURRENT_TEST naming the item. A plugin with a setup hook runs every item the
+    usual way, its hook called for each."""
+    ran, watcher = counted_runs(monkeypatch), PhaseWatcher(setup)
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "adapters.example:adapter",
+                                          "--frameworks=", "--cases", "chain", "--entries",
+                                          "-p", "no:randomly", plugins=[watcher])
+    result.assert_outcomes(passed=2 * 4)
+    ids = [r.nodeid for r in result.reprec.getreports("pytest_runtest_logreport")
+           if r.when == "call"]
+    calls = [("call", f"{n} (call)") for n in ids]
+    if setup:
+        assert ran == [] and watcher.calls == [c for n, call in zip(ids, calls)
+                                               for c in (("setup", n), call)]
+    else:
+        assert ran == ids and watcher.calls == calls
