@@ -10,13 +10,14 @@ An item runs here only when nothing in pytest's setup and teardown phases has an
 for it: its fixtures are only its parameter and `request`, it has no marks but `conformance`
 and its parametrization (a listed deviation's xfail, a skip, `usefixtures` go the usual way),
 no option watches the phases (`--pdb`, `--trace`, `--setup-show`/`-only`/`-plan`) and no plugin
-but pytest's own hooks into the setup and teardown phases. Such an item still has the three
-reports, made by `pytest_runtest_makereport` (so the results recorder, the deviations and any
-other plugin see them as usual) and logged in order, and its call phase is pytest's own
-(`call_and_report`: every `pytest_runtest_call` hook, output capture, PYTEST_CURRENT_TEST,
-thread exceptions). What is left out is what the item does not use: fixture setup and teardown
-(when the next item runs the usual way, or is the last, the usual teardown runs, so the
-fixtures an earlier item set up are finalised as they would be).
+but pytest's own hooks into the phases (`pytest_runtest_setup`, `_call`, `_teardown`). Such an
+item still has the three reports, made by `pytest_runtest_makereport` (so the results
+recorder, the deviations and any other plugin see them as usual) and logged in order, and its
+test function runs through `pytest_pyfunc_call` with its output captured and a thread's
+unhandled exception reported as pytest's call phase reports it. What is left out is what the
+item does not use: fixture setup and teardown (when the next item runs the usual way, or is the
+last, the usual teardown runs, so the fixtures an earlier item set up are finalised as they
+would be) and the PYTEST_CURRENT_TEST variable.
 
 In a serial run whose `pytest_runtest_protocol` is only pytest's own and the suite's, the
 suite's `pytest_runtestloop` hands each stretch of consecutive lean items of one file to one
@@ -34,8 +35,10 @@ import time
 import warnings
 
 import pytest
+from _pytest import threadexception
+from _pytest.outcomes import Exit
 from _pytest.reports import TestReport
-from _pytest.runner import CallInfo, call_and_report
+from _pytest.runner import CallInfo, call_and_report, check_interactive_exception
 
 FIXTURES = frozenset({"conformance_item", "request"})
 MARKS = frozenset({"conformance", "parametrize"})
@@ -45,7 +48,7 @@ WATCHING = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
 
 PHASES_OWN = frozenset({"runner", "skipping", "capturemanager", "threadexception",
                         "unraisableexception", "logging-plugin"})
-"""The plugins whose setup and teardown hooks have nothing to do for a lean item."""
+"""The plugins whose phase hooks have nothing to do for a lean item but what `run` does."""
 
 
 def eligible(config: pytest.Config) -> bool:
@@ -56,9 +59,9 @@ def eligible(config: pytest.Config) -> bool:
         hooks = config.hook
         known = config._lean = bool(config.getoption("entries")) and not any(
             getattr(config.option, name, False) for name in WATCHING) and all(
-            i.plugin_name in PHASES_OWN for hook in (hooks.pytest_runtest_setup,
-                                                     hooks.pytest_runtest_teardown)
-            for i in hook.get_hookimpls())
+            i.plugin_name in PHASES_OWN
+            for hook in (hooks.pytest_runtest_setup, hooks.pytest_runtest_call,
+                         hooks.pytest_runtest_teardown) for i in hook.get_hookimpls())
     return known
 
 
@@ -117,7 +120,13 @@ def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if report.passed:
         item.funcargs["conformance_item"] = item.callspec.params["conformance_item"]
         item.funcargs["request"] = item._request
-        call_and_report(item, "call", log=True)  # pytest's own call phase, all its hooks
+        with _capture(item.config).item_capture("call", item):
+            call = CallInfo.from_call(lambda: _call(ihook, item), when="call",
+                                      reraise=(Exit, KeyboardInterrupt))
+        report = ihook.pytest_runtest_makereport(item=item, call=call)
+        ihook.pytest_runtest_logreport(report=report)
+        if check_interactive_exception(call, report):
+            ihook.pytest_exception_interact(node=item, call=call, report=report)
     item.funcargs.clear()
     if nextitem is None or not lean(nextitem):
         call_and_report(item, "teardown", log=True, nextitem=nextitem)
@@ -202,6 +211,15 @@ def run_stretch(item: pytest.Item, nextitem: pytest.Item | None) -> None:
             return
 
 
+def _call(ihook, item: pytest.Item) -> None:
+    """Call the test function, then report a thread's unhandled exception as pytest's own
+    call phase does (a warning, or the phase's error under -W error)."""
+    ihook.pytest_pyfunc_call(pyfuncitem=item)
+    pending = item.config.stash.get(threadexception.thread_exceptions, None)
+    if pending:
+        threadexception.collect_thread_exception(item.config)
+
+
 def _hooks(item: pytest.Item):
     """Return `item.ihook`, the hooks of the item's conftests, found once per file a run
     (`Function.runtest` is `ihook.pytest_pyfunc_call`: the call phase asks it here too)."""
@@ -209,6 +227,14 @@ def _hooks(item: pytest.Item):
     found = known.get(item.path)
     if found is None:
         found = known[item.path] = item.ihook
+    return found
+
+
+def _capture(config: pytest.Config):
+    """Return pytest's capture manager (looked up once a run)."""
+    found = getattr(config, "_lean_capture", None)
+    if found is None:
+        found = config._lean_capture = config.pluginmanager.get_plugin("capturemanager")
     return found
 
 

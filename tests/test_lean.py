@@ -296,35 +296,73 @@ def test_a_plugin_wrapping_the_protocol_sees_every_item(pytester, monkeypatch):
 
 
 class PhaseWatcher:
-    """A plugin hooking into the phases: the call's (lean items keep it) or also the setup's
-    (then no item is lean)."""
+    """A plugin hooking into one phase, as pytest-randomly (reseeding) and others do."""
 
-    def __init__(self, setup: bool):
-        self.calls: list[tuple[str, str]] = []
-        if setup:
-            self.pytest_runtest_setup = lambda item: self.calls.append(("setup", item.nodeid))
+    def __init__(self, phase: str):
+        self.calls: list[tuple[str, str | None]] = []
 
-    @pytest.hookimpl(trylast=True)  # after pytest's own, which names the item and calls it
-    def pytest_runtest_call(self, item):
-        self.calls.append(("call", os.environ.get("PYTEST_CURRENT_TEST", "")))
+        @pytest.hookimpl(trylast=True)  # after pytest's own, which names the item
+        def hook(item):
+            self.calls.append((item.nodeid, os.environ.get("PYTEST_CURRENT_TEST")))
+
+        setattr(self, f"pytest_runtest_{phase}", hook)
 
 
-@pytest.mark.parametrize("setup", [False, True])
-def test_a_plugins_phase_hooks_are_called_for_lean_items_or_make_none_lean(pytester, monkeypatch,
-                                                                          setup):
-    """A lean item's call phase is pytest's own: a plugin's `pytest_runtest_call` runs, with
-    PYTEST_CURRENT_TEST naming the item. A plugin with a setup hook runs every item the
-    usual way, its hook called for each."""
-    ran, watcher = counted_runs(monkeypatch), PhaseWatcher(setup)
+@pytest.mark.parametrize("phase", ["setup", "call", "teardown"])
+def test_a_plugin_hooking_into_a_phase_makes_no_item_lean(pytester, monkeypatch, phase):
+    """A plugin's phase hook is called for every item, as pytest calls it: no item runs by
+    the lean protocol, which calls none of them."""
+    ran, watcher = counted_runs(monkeypatch), PhaseWatcher(phase)
     result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "adapters.example:adapter",
                                           "--frameworks=", "--cases", "chain", "--entries",
                                           "-p", "no:randomly", plugins=[watcher])
     result.assert_outcomes(passed=2 * 4)
     ids = [r.nodeid for r in result.reprec.getreports("pytest_runtest_logreport")
            if r.when == "call"]
-    calls = [("call", f"{n} (call)") for n in ids]
-    if setup:
-        assert ran == [] and watcher.calls == [c for n, call in zip(ids, calls)
-                                               for c in (("setup", n), call)]
-    else:
-        assert ran == ids and watcher.calls == calls
+    assert ran == [] and [n for n, _ in watcher.calls] == ids
+    if phase != "teardown":  # (pytest's teardown removes the variable before a trylast hook)
+        assert [v for _, v in watcher.calls] == [f"{n} ({phase})" for n in ids]
+
+
+THREADS = '''
+import threading
+from adapters.example import adapter as numpy_adapter
+
+class Adapter:
+    name = "threads"
+    framework = "numpy"
+
+    def gradients(self, case, dtype, device):
+        worker = threading.Thread(target=lambda: 1 / 0, name="adapter-worker")
+        worker.start()
+        worker.join()
+        return numpy_adapter.gradients(case, dtype, device)
+'''
+
+
+@pytest.mark.parametrize("werror", [False, True])
+def test_a_threads_unhandled_exception_is_the_items_as_pytest_reports_it(pytester, monkeypatch,
+                                                                       werror):
+    """An adapter's thread that dies is reported with the item whose call ran it: a warning,
+    or under -W error that item's failure, by the lean protocol as by pytest's own."""
+    pytester.makepyfile(threads=THREADS)
+    monkeypatch.syspath_prepend(str(pytester.path))
+    ran = counted_runs(monkeypatch)
+    args = (CONFORMANCE, "--adapter", "threads:Adapter", "--frameworks=", "--cases", "chain",
+            "--entries", "--dtypes", "float64", "-p", "no:randomly",
+            *(["-W", "error::pytest.PytestUnhandledThreadExceptionWarning"] if werror else []))
+    lean_run = pytester.runpytest_inprocess(*args)
+    assert ran
+    usual = pytester.runpytest_inprocess(*args, "--setup-show")
+    for result in (lean_run, usual):
+        if werror:
+            assert result.parseoutcomes() == {"failed": 1, "passed": 3}
+            result.stdout.fnmatch_lines(["*ZeroDivisionError*"])
+        else:
+            assert [(n.rsplit("-", 1)[-1], type(m).__name__) for n, _, m in
+                    [(c.nodeid, c.when, c.warning_message.message) for c in
+                     result.reprec.getcalls("pytest_warning_recorded")]] == \
+                [("W1[0,0]]", "PytestUnhandledThreadExceptionWarning")]
+    failed = [[r.nodeid for r in res.reprec.getreports("pytest_runtest_logreport") if r.failed]
+              for res in (lean_run, usual)]
+    assert failed[0] == failed[1]
