@@ -176,7 +176,8 @@ def runtestloop(session: pytest.Session) -> bool | None:
         if lean(item):
             while end < len(items) and lean(items[end]) and items[end].path == item.path:
                 end += 1
-        config._lean_stretch = items[i:end]
+        if end - i > 1:
+            config._lean_stretch = items[i:end]
         config.hook.pytest_runtest_protocol(item=item, nextitem=items[end]
                                             if end < len(items) else None)
         if session.shouldfail:
