@@ -97,7 +97,7 @@ class Comparison:
         if flat is None:  # not an index of this tensor: numpy says what is wrong with it
             arrays = [np.asarray(a)[index].reshape(1) for a in self._arrays()]
         else:
-            arrays = [a[flat:flat + 1] for a in self._flat]
+            arrays = [a[flat:flat + 1] for a in self.flattened]
         one = Comparison(self.tensor, *arrays[:3], self.dtype)
         for name, a in zip(("diff", "ratio", "bits"), arrays[3:]):
             one.__dict__[name] = a  # cached_property keeps its value in __dict__
@@ -121,7 +121,7 @@ class Comparison:
                 self.ratio, self.bits)
 
     @cached_property
-    def _flat(self) -> tuple[np.ndarray, ...]:
+    def flattened(self) -> tuple[np.ndarray, ...]:
         """Return got, ref, bound, diff, ratio and bits flattened in row-major order."""
         return tuple(np.ascontiguousarray(a).reshape(-1) for a in self._arrays())
 

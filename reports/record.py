@@ -234,7 +234,7 @@ def _entry_table(cmp: Comparison) -> tuple[list, ...]:
     numbers in row-major order, made once for all of its entry items."""
     table = cmp.__dict__.get("_entry_table")
     if table is None:
-        got, ref, bound, _, ratio, bits = cmp._flat
+        got, ref, bound, _, ratio, bits = cmp.flattened
         table = cmp.__dict__["_entry_table"] = (
             *(a.astype(np.float64).tolist() for a in (got, ref, bound, ratio, bits)),
             quantize(ratio).tolist())
