@@ -10,6 +10,7 @@ from functools import cached_property
 import numpy as np
 
 from reference.bounds import U
+from reference.simulate import OUTPUTS, products
 
 MANTISSA_BITS = {"float64": 53, "float32": 24}
 WRONG = "wrong gradient"
@@ -139,68 +140,102 @@ def compare(tensor: str, got: np.ndarray, ref: np.ndarray, bound: np.ndarray, dt
     return Comparison(tensor, np.asarray(got), ref, bound, dtype)
 
 
-Z = 6.0
-"""How many standard errors the fitted share of a reduced arithmetic's simulated error must
-stand above zero before the errors are read as that arithmetic (see `fit`). With independent,
-sign-symmetric noise per row, z exceeds Z by chance with probability at most exp(−Z²/2) ≈
-1.5·10⁻⁸; rows are not always independent (they share upstream errors) and a tiny net has two,
-so z alone is not trusted (on correct 1-1-1 and 5-4-3 runs it reached 111 at a share of
-0.0003): a reading also needs the share in BETA. A correct float32 run's
-errors are its own summation noise, whose projection on the simulated operand rounding is
-measured at shares below 10⁻³ (tests/bench/separation.py prints the greatest share and z of
-every correct group's fits, over every summation order of tests/orders.py), so a false reading
-needs the noise to mimic half the simulated field."""
+T_CRITICAL = ((1, 3.2e9), (2, 70711.0), (3, 2226.0), (4, 417.0), (5, 157.0), (6, 84.0),
+              (7, 54.0), (8, 40.0), (10, 26.0), (12, 19.4), (15, 15.0), (20, 11.8),
+              (25, 10.3), (30, 9.4), (40, 8.5), (50, 8.0), (70, 7.5), (100, 7.1),
+              (150, 6.9), (200, 6.8), (300, 6.6), (500, 6.5), (1000, 6.5))
+"""Student's t quantile at one-sided 10⁻¹⁰ by degrees of freedom (scipy.stats.t.isf, rounded
+up), taken at the largest tabulated df not above the fit's; 6.4 (the normal's) beyond."""
+P_FALSE = 1e-10
+"""The chance that a product's fit passes its critical value on a correct run, per product
+and arithmetic: a group tests at most 5 arithmetics × (3L − 1) products, so a correct group
+reads an arithmetic with probability below 1.2·10⁻⁸ at L = 8 (Bonferroni)."""
+
+
+MIN_DF = 3
+"""Below three degrees of freedom (rows less regressors) a fit names nothing: its cluster
+variance is then an estimate from one or two numbers, and a uniform error on the 1-1-1
+chain's 2 rows fitted tf32 exactly."""
+
+
+def critical(df: int) -> float:
+    """Return the t statistic a product's share must reach with df degrees of freedom
+    (inf below MIN_DF)."""
+    if df < MIN_DF:
+        return np.inf
+    return next((t for d, t in reversed(T_CRITICAL) if d <= df), T_CRITICAL[0][1]) \
+        if df <= T_CRITICAL[-1][0] else 6.4
+
+
 BETA = (0.5, 2.0)
-"""The fitted share must also lie in this range: the errors have that arithmetic's size, not
-an eighth of it (bf16 against a tf32 run) or eight times (tf32 against a bf16 run)."""
+"""A product's fitted share must also lie in this range: the errors have that arithmetic's
+size, not an eighth of it (bf16 against a tf32 run) or eight times (tf32 against a bf16 run).
+Rows are not fully independent (they share upstream errors), and on correct 1-1-1 and 5-4-3
+runs a single fit's statistic reached 111 at a share of 0.0003: the share is what a summation
+order cannot fake."""
 LEAK = 1 / 16
 """A float64 request reads float32 when its median entry errs between LEAK and 1/LEAK times
 what a float32 computation of the case errs (a float32 leak errs about as much; float64 2⁻²⁹
 of it; a wrong gradient far more)."""
 
+EVERY = "every product"
+"""The regressor of every product reduced at once: read when no product stands out alone."""
+
 REDUCED = {"tf32": "tf32", "tf32-truncated": "tf32", "bfloat16": "bfloat16",
-           "bfloat16-truncated": "bfloat16"}
+           "bfloat16-truncated": "bfloat16", "bfloat16-outputs": "bfloat16"}
 """Each simulated reduced arithmetic (`reference.simulate`) and the name the diagnosis reads."""
 
 
 @dataclass(frozen=True)
 class Fit:
-    """How much of a simulated arithmetic's error field the framework's errors contain.
+    """How much of each product's simulated error field, in one arithmetic, the framework's
+    errors contain.
 
-    The errors d = got − ref are regressed on the simulated effect s = sim − sim_float32 (the
-    arithmetic's operand rounding, with the simulation's own float32 noise taken out), every
-    entry weighted by 1/(its float32 bound). `beta` is the least-squares share of s in d;
-    `z` is beta over its standard error, with the residuals summed per row (a row of W and
-    its bias entry share their upstream errors, so rows, not entries, are the independent
-    units). `expected_z` is the z a framework running that arithmetic would reach, with the
-    simulation's float32 noise standing in for its own: below Z it cannot be seen here.
+    The errors d = got − ref are regressed on every product's simulated effect at once,
+    s_p = sim(p reduced) − sim_float32 (that product's operand rounding; the simulation's own
+    float32 noise cancels), every entry weighted by 1/(its float32 tier × its tensor's residual
+    scale). `beta[p]` is the least-squares share of s_p in d; `z[p]` is beta over its
+    cluster-robust standard error, rows as clusters (a row of W and its bias entry share
+    their upstream errors, so rows, not entries, are the independent units), with the
+    small-sample factor R/(R − P). A product matches when z ≥ `critical(R − P)`, the t
+    quantile at P_FALSE, and its share lies in BETA.
     """
 
     arithmetic: str
-    beta: float
-    z: float
-    expected_z: float
+    products: tuple[str, ...]
+    beta: tuple[float, ...]
+    z: tuple[float, ...]
     rows: int
+    rss: float = 0.0
+
+    @property
+    def threshold(self) -> float:
+        """Return the t statistic a product must reach in this fit."""
+        return critical(self.rows - len(self.products))
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        """Return the products whose errors are this arithmetic's."""
+        t = self.threshold
+        return tuple(p for p, b, z in zip(self.products, self.beta, self.z)
+                     if np.isfinite(t) and z >= t and BETA[0] <= b <= BETA[1])
 
     @property
     def matches(self) -> bool:
-        """Say whether the errors are that arithmetic's."""
-        return self.z >= Z and BETA[0] <= self.beta <= BETA[1]
-
-    @property
-    def detectable(self) -> bool:
-        """Say whether that arithmetic would be seen at this size."""
-        return self.expected_z >= Z
+        """Say whether any product's errors are this arithmetic's."""
+        return bool(self.matched)
 
 
-def fit(arithmetic: str, got: dict, ref: dict, sim: dict, base: dict, norm: dict) -> Fit:
-    """Return the fit of the errors got − ref on the simulated effect sim − base."""
+def fit(arithmetic: str, got: dict, ref: dict, effects: dict[str, dict], base: dict,
+        norm: dict) -> Fit:
+    """Return the fit of the errors got − ref on each product's simulated effect
+    (`effects[p]` = the gradients with product p reduced; `base` the float32 simulation)."""
     d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in ref}
-    s = {k: sim[k] - base[k] for k in ref}
-    beta, z, rows = _regress(d, s, _noise(d, s, norm))
-    expect = {k: s[k] + base[k] - ref[k] for k in ref}
-    _, expected, _ = _regress(expect, s, _noise(expect, s, norm))
-    return Fit(arithmetic, beta, z, expected, rows)
+    names = tuple(effects)
+    s = {k: np.stack([effects[p][k] - base[k] for p in names]) for k in ref}
+    weights = _noise(d, s, norm)
+    beta, z, rows, rss = _regress(d, s, weights)
+    return Fit(arithmetic, names, tuple(beta), tuple(z), rows, rss)
 
 
 def _noise(d: dict, s: dict, norm: dict) -> dict:
@@ -210,40 +245,50 @@ def _noise(d: dict, s: dict, norm: dict) -> dict:
     sum for b, say), so the noise beside the simulated field differs from tensor to tensor by
     orders of magnitude. A first fit's residuals measure it per tensor, and the second fit
     weights each tensor by it (feasible weighted least squares): a left-to-right b₁ at batch
-    2²⁰ then no longer drowns the W entries that carry the signal. Measured on 5-4-3 at 2²⁰,
-    three seeds: tf32 operands read at z 31–3,300 where one fit reached −1.8–600; correct runs
-    stay within |z| < 3.3 either way.
+    2²⁰ then no longer drowns the W entries that carry the signal.
     """
-    beta, _, _ = _regress(d, s, norm)
+    beta, _, _, _ = _regress(d, s, norm)
     out = {}
     for k in d:
         m = norm[k] > 0
-        r = (d[k] - beta * s[k])[m] / norm[k][m]
+        r = (d[k] - np.tensordot(beta, s[k], axes=1))[m] / norm[k][m]
         rms = float(np.sqrt(np.mean(r * r))) if r.size else 0.0
         out[k] = norm[k] * rms if rms > 0 else norm[k]
     return out
 
 
-def _regress(d: dict, s: dict, norm: dict) -> tuple[float, float, int]:
-    """Return (beta, z, rows) of the row-clustered weighted regression of d on s."""
-    dots, sqs = {}, {}
+def _regress(d: dict, s: dict, norm: dict) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """Return (beta, z, rows, weighted rss) of the row-clustered weighted regression of d on
+    the stacked regressors s (P, *shape)."""
+    X, G, dd = {}, {}, 0.0
     for k in d:
-        w2 = np.zeros_like(norm[k])
-        np.divide(1.0, norm[k] ** 2, out=w2, where=norm[k] > 0)
+        w = np.zeros_like(norm[k])
+        np.divide(1.0, norm[k] ** 2, out=w, where=norm[k] > 0)
         row = k[1:]  # W2 and b2 are layer 2 (W10, b10 layer 10): b2[j] joins row j of W2
-        p, q = w2 * d[k] * s[k], w2 * s[k] * s[k]
-        if p.ndim > 1:
-            p, q = p.reshape(len(p), -1).sum(axis=1), q.reshape(len(q), -1).sum(axis=1)
-        dots[row] = dots.get(row, 0.0) + p.reshape(-1)
-        sqs[row] = sqs.get(row, 0.0) + q.reshape(-1)
-    P, Q = np.concatenate(list(dots.values())), np.concatenate(list(sqs.values()))
-    total = float(Q.sum())
-    if not total > 0:
-        return 0.0, 0.0, int(P.size)
-    beta = float(P.sum()) / total
-    se = float(np.sqrt(np.sum((P - beta * Q) ** 2))) / total
-    z = beta / se if se > 0 else (np.inf if beta > 0 else 0.0)
-    return beta, float(z), int(P.size)
+        S = s[k].reshape(len(s[k]), len(d[k]) if d[k].ndim else 1, -1)  # (P, rows, cols)
+        wd = (w * d[k]).reshape(S.shape[1], -1)
+        x = np.einsum("prc,rc->rp", S, wd)
+        g = np.einsum("prc,qrc->rpq", S, S * w.reshape(1, S.shape[1], -1))
+        X[row] = X.get(row, 0.0) + x
+        G[row] = G.get(row, 0.0) + g
+        dd += float(np.sum(wd * d[k].reshape(S.shape[1], -1)))
+    Xr, Gr = np.concatenate(list(X.values())), np.concatenate(list(G.values()))
+    R, P = Xr.shape
+    total = Gr.sum(axis=0)
+    keep = np.diag(total) > 0
+    beta, z = np.zeros(P), np.zeros(P)
+    if not keep.any():
+        return beta, z, R, dd
+    inv = np.linalg.pinv(total[np.ix_(keep, keep)])
+    b = inv @ Xr[:, keep].sum(axis=0)
+    scores = Xr[:, keep] - np.einsum("rpq,q->rp", Gr[np.ix_(np.arange(R), keep, keep)], b)
+    meat = scores.T @ scores * (R / max(R - P, 1))
+    var = np.diag(inv @ meat @ inv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zk = np.where(var > 0, b / np.sqrt(var), np.where(b > 0, np.inf, 0.0))
+    beta[keep], z[keep] = b, zk
+    rss = dd - 2 * float(b @ Xr[:, keep].sum(axis=0)) + float(b @ total[np.ix_(keep, keep)] @ b)
+    return beta, z, R, rss
 
 
 def leak_level(got: dict, ref: dict, sim32: dict, norm: dict) -> float:
@@ -269,7 +314,8 @@ class Diagnosis:
 
     `reads` is float64, float32, tf32, bfloat16 or wrong gradient; `field` is set when the
     whole field of errors matched an arithmetic other than the one asked for (the group fails
-    even where every entry is inside its bound); `failing` counts entries outside the bound.
+    even where every entry is inside its bound), with the `products` that ran in it out of
+    `of`; `failing` counts entries outside the bound.
     """
 
     reads: str
@@ -278,10 +324,19 @@ class Diagnosis:
     fits: tuple[Fit, ...] = ()
     leak: float | None = None
     matched: str | None = None  # the simulated arithmetic read, e.g. tf32-truncated
+    products: tuple[str, ...] = ()
+    of: int = 0
 
     def __str__(self) -> str:
         if self.reads == WRONG:
             return f"{WRONG}: {self.failing} {'entry' if self.failing == 1 else 'entries'}"
+        how = " (outputs rounded too, as under autocast)" if self.matched == OUTPUTS else ""
+        if self.products:
+            return (f"{self.reads}{how} in {len(self.products)} of {self.of} products: "
+                    f"{', '.join(self.products)}")
+        if self.field in REDUCED.values():
+            return (f"{self.reads}{how} in its matrix products (which of the {self.of} "
+                    f"cannot be told apart at this size)")
         return self.reads
 
     @property
@@ -295,11 +350,13 @@ class Diagnosis:
             return ""
         if self.leak is not None and self.field == "float32":
             return f"median entry error {self.leak:.2g}× a float32 computation's"
-        best = next((f for f in self.fits if f.arithmetic == self.matched), None)
+        best = next((f for f in self.fits if f.arithmetic == self.matched and f.matches), None)
         if best is None:
             return ""
-        return (f"errors fit the simulated {best.arithmetic} products: share {best.beta:.3g}, "
-                f"z {best.z:.3g} over {best.rows} rows")
+        parts = ", ".join(f"{p} share {b:.3g} (t {z:.3g})" for p, b, z in
+                          zip(best.products, best.beta, best.z) if p in best.matched)
+        return (f"errors fit the simulated {best.arithmetic} products ({parts}; each needs "
+                f"t ≥ {best.threshold:.3g} over {best.rows} rows)")
 
 
 def diagnose(
@@ -307,36 +364,63 @@ def diagnose(
     ref: dict[str, np.ndarray],
     dtype: str,
     bounds_of: Callable[[str], dict[str, np.ndarray]],
-    simulate_of: Callable[[str], dict[str, np.ndarray]],
+    simulate_of: Callable[..., dict[str, np.ndarray]],
 ) -> Diagnosis:
     """Return what a group's errors are consistent with, judged on the whole field of errors.
 
-    1. float32 asked: each reduced arithmetic's simulated error field is fitted (`fit`); one
-       that matches (z ≥ Z, share in BETA) is read, the best fitting first, and fails the
-       group, in bound or not. Operand rounding is reproducible; a summation order is not,
-       and only adds noise to the fit.
+    1. float32 asked: for each reduced arithmetic, every matrix product's simulated effect is
+       a regressor of one fit (`fit`); the products that match (t ≥ the critical value at
+       P_FALSE, share in BETA) are read, from the arithmetic whose fit leaves the least
+       residual, and fail the group, in bound or not. Operand rounding is reproducible; a
+       summation order is not, and only adds noise to the fit.
     2. float64 asked: a median entry error within a factor 1/LEAK of a float32 computation's
        is a float32 leak, read as float32, and fails the group.
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
-    `bounds_of(a)` and `simulate_of(a)` return the case's bounds and simulated gradients.
+    `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
+    arithmetic a with the named products reduced (`reference.simulate.simulate`).
     """
     own = bounds_of(dtype)
     failing = sum(int(compare(k, got[k], ref[k], own[k], dtype).failing.sum()) for k in ref)
     norm = own if dtype == "float32" else bounds_of("float32")
     base = simulate_of("float32")
     if dtype == "float32":
-        fits = tuple(fit(a, got, ref, simulate_of(a), base, norm) for a in REDUCED)
+        names = products(_depth(ref))
+        fits = tuple(fit(a, got, ref, {p: simulate_of(a, (p,)) for p in names}, base, norm)
+                     for a in REDUCED)
         matching = [f for f in fits if f.matches]
-        if matching:
-            best = min(matching, key=lambda f: abs(np.log(f.beta)))
+        if not matching:  # no product stands out alone: the likely ones together, one regressor
+            fits += tuple(_together(f, got, ref, simulate_of, base, norm) for f in fits)
+            matching = [f for f in fits[len(REDUCED):] if f.matches]
+        if matching:  # the arithmetic that explains most products, then the least residual
+            best = min(matching, key=lambda f: (-len(_named(f)), f.rss))
             name = REDUCED[best.arithmetic]
-            return Diagnosis(name, failing, name, fits, matched=best.arithmetic)
+            return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
+                             products=_named(best), of=len(names))
         return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
     leak = leak_level(got, ref, base, norm)
     if LEAK <= leak <= 1 / LEAK:
         return Diagnosis("float32", failing, "float32", (), leak)
     return Diagnosis(dtype if not failing else WRONG, failing, None, (), leak)
+
+
+def _together(joint: Fit, got, ref, simulate_of, base, norm) -> Fit:
+    """Return the fit of one regressor: the products whose joint share is at least half of
+    BETA's lower end reduced together (every product when none is)."""
+    likely = tuple(p for p, b in zip(joint.products, joint.beta) if b >= BETA[0] / 2)
+    chosen = likely or joint.products
+    label = " + ".join(chosen) if len(chosen) < len(joint.products) else EVERY
+    return fit(joint.arithmetic, got, ref, {label: simulate_of(joint.arithmetic, chosen)},
+               base, norm)
+
+
+def _named(f: Fit) -> tuple[str, ...]:
+    """Return the products a fit reads, a joint regressor's split into its products."""
+    return tuple(q for p in f.matched if p != EVERY for q in p.split(" + "))
+
+
+def _depth(ref: dict) -> int:
+    return sum(1 for k in ref if k.startswith("W"))
 
 
 def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None) -> str:
@@ -348,6 +432,6 @@ def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None) -> s
 
 
 __all__ = [
-    "BETA", "LEAK", "REDUCED", "U", "WRONG", "Z", "Comparison", "Diagnosis",
-    "Entry", "Fit", "compare", "diagnose", "fingerprint", "fit",
+    "BETA", "LEAK", "P_FALSE", "REDUCED", "U", "WRONG", "Comparison", "Diagnosis",
+    "Entry", "Fit", "compare", "critical", "diagnose", "fingerprint", "fit",
 ]

@@ -1,8 +1,18 @@
-"""The network run in a chosen arithmetic, in NumPy: what each arithmetic's errors look like."""
+"""The network run in a chosen arithmetic, in NumPy: what each arithmetic's errors look like,
+with every matrix product reduced, or only the products named.
+
+The products of an L-layer network (13), (21)–(29), in the order the pass runs them:
+`forward layer i` (a⁽ⁱ⁻¹⁾·W⁽ⁱ⁾ᵀ, i = 1 … L), then from i = L down `∂Wi` (δ⁽ⁱ⁾ᵀ·a⁽ⁱ⁻¹⁾, the
+weight gradient summed over the batch) and `backward layer i` (δ⁽ⁱ⁾·W⁽ⁱ⁾, which carries δ back
+to layer i − 1, for i ≥ 2): 3L − 1 products. Real libraries pick the arithmetic per product
+(oneDNN's bf16 path runs (32×784)·(784×16) in bf16 and (32×16)·(16×10) in float32), so the
+diagnosis regresses a framework's errors on each product's simulated effect separately.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -18,9 +28,25 @@ TRUNCATED = "-truncated"
 core that reads "only the first 10 bits of the input mantissa" (PyTorch's note on TF32) does
 that, rather than rounding; `tf32-truncated` simulates it."""
 
+OUTPUTS = "bfloat16-outputs"
+"""Operands and the product's output rounded to bfloat16: what `torch.autocast` does to a
+float32 matrix product."""
 
-ARITHMETICS = ("float64", "float32", *MATMUL_BITS, *(k + TRUNCATED for k in MATMUL_BITS))
+REDUCED_ARITHMETICS = (*MATMUL_BITS, *(k + TRUNCATED for k in MATMUL_BITS), OUTPUTS)
+"""Every reduced arithmetic a product can be simulated in."""
+
+ARITHMETICS = ("float64", "float32", *REDUCED_ARITHMETICS)
 """Every arithmetic `simulate` runs."""
+
+
+def products(depth: int) -> tuple[str, ...]:
+    """Return the names of an L-layer network's matrix products, in the order they run."""
+    back = []
+    for i in range(depth, 0, -1):
+        back.append(f"∂W{i}")
+        if i > 1:
+            back.append(f"backward layer {i}")
+    return (*(f"forward layer {i}" for i in range(1, depth + 1)), *back)
 
 
 def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
@@ -41,59 +67,134 @@ def truncate_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     return (u & ~np.uint32((1 << (23 - bits)) - 1)).view(np.float32)
 
 
-def simulate(case: Case, arithmetic: str) -> dict[str, np.ndarray]:
-    """Return (15)–(29) computed in float64, float32, or float32 with tf32/bf16 products
-    (`tf32`, `bfloat16`: operands rounded to nearest; with `-truncated`: truncated), at any
-    depth (the 2-layer network written out, others layer by layer: `_simulate_deep`)."""
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"unknown arithmetic {arithmetic!r}")
-    dtype = np.float64 if arithmetic == "float64" else np.float32
-    rounded = _operands(arithmetic)
-    if case.depth != 2:
-        return _simulate_deep(case, dtype, rounded)
-
-    def mm(a, b):
-        return rounded(a) @ rounded(b)
-
-    s1, s2 = activation(case.sigma1), activation(case.sigma2)
-    W1, b1, W2, b2, y = (getattr(case, k).astype(dtype) for k in ("W1", "b1", "W2", "b2", "y"))
-    x = inputs32(case) if dtype == np.float32 else case.x
-    xr = rounded(x)  # the largest operand, rounded once for (15) and (26)
-    z1 = xr @ rounded(W1).T + b1  # (15)
-    a1 = s1.f(z1).astype(dtype)  # (16)
-    z2 = mm(a1, W2.T) + b2  # (17)
-    a2 = s2.f(z2).astype(dtype)  # (18)
-    delta2 = s2.df(z2).astype(dtype) * (2 * (a2 - y))  # (22)/(24)
-    delta1 = s1.df(z1).astype(dtype) * mm(delta2, W2)  # (26), (28)–(29)
-    g = {"W1": tmm(rounded(delta1), xr), "b1": delta1.sum(axis=0),
-         "W2": tmm(rounded(delta2), rounded(a1)),
-         "b2": delta2.sum(axis=0)}
-    return {k: v.astype(np.float64) for k, v in g.items()}
-
-
-def _operands(arithmetic: str) -> Callable[[np.ndarray], np.ndarray]:
+def operands(arithmetic: str) -> Callable[[np.ndarray], np.ndarray]:
     """Return what the arithmetic does to a matrix product's operand (nothing, in float)."""
-    bits = MATMUL_BITS.get(arithmetic.removesuffix(TRUNCATED))
+    bits = MATMUL_BITS.get(arithmetic.removesuffix(TRUNCATED).removesuffix("-outputs"))
     cut = truncate_mantissa if arithmetic.endswith(TRUNCATED) else round_mantissa
     return (lambda a: a) if bits is None else (lambda a: cut(a, bits))
 
 
-def _simulate_deep(case: Case, dtype: type, rounded: Callable) -> dict[str, np.ndarray]:
-    """Return the gradients of any depth with every matrix product's operands `rounded`."""
+def product(arithmetic: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Return a matrix product a·b computed in the arithmetic (float32 accumulation)."""
+    cut = operands(arithmetic)
+    if arithmetic == OUTPUTS:
+        return lambda a, b: round_mantissa(cut(a) @ cut(b), MATMUL_BITS["bfloat16"])
+    return lambda a, b: cut(a) @ cut(b)
+
+
+def simulate(case: Case, arithmetic: str, reduced: Iterable[str] | None = None
+             ) -> dict[str, np.ndarray]:
+    """Return (15)–(29) computed in float64, in float32, or in float32 with the named products
+    (`reduced`, default every one) in a reduced arithmetic: tf32/bf16 operands rounded to
+    nearest, or truncated (`-truncated`), or bf16 operands and outputs (`bfloat16-outputs`).
+
+    A product's reduced run starts from the float32 run's intermediates up to that product
+    (`_tape`), so simulating every product one at a time costs little more than the network.
+    """
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"unknown arithmetic {arithmetic!r}")
+    if arithmetic == "float64":
+        return _run(case, np.float64, {})
+    names = products(case.depth)
+    chosen = names if reduced is None else tuple(reduced)
+    unknown = set(chosen) - set(names)
+    if unknown:
+        raise ValueError(f"unknown products {sorted(unknown)}; this case has {list(names)}")
+    if arithmetic == "float32" or not chosen:
+        return dict(_tape(case).gradients)
+    if len(chosen) == 1:
+        return _one_product(case, arithmetic, chosen[0])
+    mm = product(arithmetic)
+    return _run(case, np.float32, {p: mm for p in chosen})
+
+
+class _Tape:
+    """The float32 run's intermediates, kept to start reduced runs from: z[i], a[i], δ[i]
+    (index i is layer i; a[0] the input x in float32) and the gradients."""
+
+    def __init__(self, z, a, delta, gradients):
+        self.z, self.a, self.delta, self.gradients = z, a, delta, gradients
+
+
+@functools.lru_cache(maxsize=2)
+def _tape(case: Case) -> _Tape:
+    """Return the case's float32 run with its intermediates (cases are immutable)."""
+    record: dict = {}
+    g = _run(case, np.float32, {}, record)
+    return _Tape(record["z"], record["a"], record["delta"], g)
+
+
+def _run(case: Case, dtype, reduced: dict, record: dict | None = None
+         ) -> dict[str, np.ndarray]:
+    """Return the gradients with each product named in `reduced` computed by its function."""
     L = case.depth
     W = [None, *(layer.W.astype(dtype) for layer in case.layers)]  # index i is layer i
     s = [None, *(activation(layer.sigma) for layer in case.layers)]
     x = inputs32(case) if dtype == np.float32 else case.x
-    z, ar = [None], [rounded(x)]  # ar[i]: a_i as a product's operand
+    z, a = [None], [x]
     for i in range(1, L + 1):
-        z.append(ar[i - 1] @ rounded(W[i].T) + case.layers[i - 1].b.astype(dtype))  # (13)
-        a = s[i].f(z[i]).astype(dtype)
-        ar.append(rounded(a))
-    delta = s[L].df(z[L]).astype(dtype) * (2 * (a - case.y.astype(dtype)))  # (19), (22)
+        mm = reduced.get(f"forward layer {i}")
+        prod = a[i - 1] @ W[i].T if mm is None else mm(a[i - 1], W[i].T)
+        z.append(prod + case.layers[i - 1].b.astype(dtype))  # (13)
+        a.append(s[i].f(z[i]).astype(dtype))
+    delta = [None] * (L + 1)
+    delta[L] = s[L].df(z[L]).astype(dtype) * (2 * (a[L] - case.y.astype(dtype)))  # (19), (22)
+    if record is not None:
+        record.update(z=z, a=a, delta=delta)
+    return _backward(case, dtype, reduced, z, a, delta, L)
+
+
+def _backward(case: Case, dtype, reduced: dict, z, a, delta, top: int
+              ) -> dict[str, np.ndarray]:
+    """Return the gradients of layers top … 1 from δ[top], filling δ below it."""
     g = {}
-    for i in range(L, 0, -1):
-        g[f"W{i}"] = tmm(rounded(delta), ar[i - 1])  # (21)–(22)/(26)
-        g[f"b{i}"] = delta.sum(axis=0)  # (23)–(24)
+    for i in range(top, 0, -1):
+        mm = reduced.get(f"∂W{i}")
+        g[f"W{i}"] = tmm(delta[i], a[i - 1]) if mm is None else mm(delta[i].T, a[i - 1])
+        g[f"b{i}"] = delta[i].sum(axis=0)  # (23)–(24)
         if i > 1:
-            delta = s[i - 1].df(z[i - 1]).astype(dtype) * (rounded(delta) @ rounded(W[i]))
-    return {k: g[k].astype(np.float64) for k in tensors(L)}
+            W = case.layers[i - 1].W.astype(dtype)
+            mm = reduced.get(f"backward layer {i}")
+            back = delta[i] @ W if mm is None else mm(delta[i], W)  # (28)–(29)
+            delta[i - 1] = activation(case.layers[i - 2].sigma).df(z[i - 1]).astype(dtype) * back
+    return {k: g[k].astype(np.float64) for k in sorted(g, key=_order(case.depth))}
+
+
+def _order(depth: int):
+    names = tensors(depth)
+    return names.index
+
+
+def _one_product(case: Case, arithmetic: str, name: str) -> dict[str, np.ndarray]:
+    """Return the float32 gradients with one product reduced, recomputing only what follows it."""
+    t, mm = _tape(case), product(arithmetic)
+    if name.startswith("forward"):
+        return _run(case, np.float32, {name: _cached_x(case, arithmetic, mm)})
+    g = dict(t.gradients)
+    i = int(name.rsplit(" ", 1)[-1].removeprefix("∂W"))
+    if name.startswith("∂W"):
+        g[f"W{i}"] = mm(t.delta[i].T, t.a[i - 1]).astype(np.float64)
+        return g
+    delta = list(t.delta)  # backward layer i: δ below layer i changes
+    W = case.layers[i - 1].W.astype(np.float32)
+    sd = activation(case.layers[i - 2].sigma).df(t.z[i - 1]).astype(np.float32)
+    delta[i - 1] = sd * mm(delta[i], W)
+    g.update(_backward(case, np.float32, {}, t.z, t.a, delta, i - 1))
+    return g
+
+
+def _cached_x(case: Case, arithmetic: str, mm):
+    """Return `mm` with the input x's reduced form computed once per case and arithmetic."""
+    x = inputs32(case)
+
+    def product_(a, b):
+        if a is x and arithmetic != OUTPUTS:
+            return _reduced_x(case, arithmetic) @ operands(arithmetic)(b)
+        return mm(a, b)
+
+    return product_
+
+
+@functools.lru_cache(maxsize=5)
+def _reduced_x(case: Case, arithmetic: str) -> np.ndarray:
+    return operands(arithmetic)(inputs32(case))

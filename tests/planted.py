@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from adapters.example import SIGMA, NumpyAdapter
-from reference.simulate import round_mantissa, truncate_mantissa
+from reference.simulate import product, round_mantissa, truncate_mantissa
 from tests.orders import (  # noqa: F401  the correct adapters, one per summation order
     ORDERS,
     BlockedSums,
@@ -210,3 +210,70 @@ NUMERIC = {a.name: a for a in (MissingPrime, MissingPrimeMiddle, SwappedMiddle, 
 """Bugs that change values: the separation is measured on these."""
 CONTRACT = {a.name: a for a in (Raises, ReturnsNaN, WrongShape, MissingTensor)}
 """Bugs that break the contract: a one-line failure naming adapter and tensor."""
+
+
+class ReducedProducts(NumpyAdapter):
+    """float32 with only some matrix products in a reduced arithmetic, the others in float32,
+    as real libraries choose per product (oneDNN's bf16 under torch's `medium`, a GPU's BLAS
+    per shape). `products` names them as `reference.simulate.products` does; the sums run in
+    reverse (not the simulation's order). Subclasses fix the arithmetic and the products."""
+
+    name = "planted_reduced_products"
+    arithmetic = "bfloat16"
+    products: tuple[str, ...] = ("forward layer 1", "∂W1")
+    float32_setting = "ReducedProducts.products = ()"
+
+    def gradients(self, case, dtype, device):
+        self._calls = iter(_product_order(len(case.layers)))
+        return super().gradients(case, dtype, device)
+
+    def matmul(self, a, b):
+        name = next(self._calls)
+        if a.dtype != np.float32 or name not in self.products:
+            return a @ b
+        return product(self.arithmetic)(a[:, ::-1], b[::-1, :])
+
+
+def _product_order(depth: int) -> list[str]:
+    """Return the products in the order NumpyAdapter.gradients multiplies: forward 1 … L, then
+    per layer from L down ∂Wi and the backward product (layer 1's too, unused)."""
+    back = []
+    for i in range(depth, 0, -1):
+        back += [f"∂W{i}", f"backward layer {i}"]
+    return [f"forward layer {i}" for i in range(1, depth + 1)] + back
+
+
+class BF16FirstLayer(ReducedProducts):
+    """bf16 in layer 1's forward and weight-gradient products only: the field torch's
+    `medium` gave on AMX-BF16 for the 784-16-10 net at batch 32."""
+
+    name = "planted_bf16_first_layer"
+
+
+class BF16OneProduct(ReducedProducts):
+    """bf16 in the product that carries δ back through W2 only."""
+
+    name = "planted_bf16_one_product"
+    products = ("backward layer 2",)
+
+
+class TF32Forward(ReducedProducts):
+    """tf32 in every forward product only."""
+
+    name = "planted_tf32_forward"
+    arithmetic = "tf32"
+    products = tuple(f"forward layer {i}" for i in range(1, 9))
+
+
+class AutocastOutputs(ReducedProducts):
+    """bf16 operands and outputs in every product, as torch.autocast runs them."""
+
+    name = "planted_autocast"
+    arithmetic = "bfloat16-outputs"
+    products = tuple(p for i in range(1, 9) for p in
+                     (f"forward layer {i}", f"∂W{i}", f"backward layer {i}"))
+
+
+PER_PRODUCT = {a.name: a for a in (BF16FirstLayer, BF16OneProduct, TF32Forward, AutocastOutputs)}
+"""Reduced arithmetic in some products only: the reading must name those products."""
+NUMERIC.update(PER_PRODUCT)

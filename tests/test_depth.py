@@ -22,7 +22,7 @@ from reference.network import (
     literal_gradients,
     literal_gradients_deep,
 )
-from reference.simulate import ARITHMETICS, _operands, _simulate_deep, simulate
+from reference.simulate import REDUCED_ARITHMETICS, product, products, simulate
 from tests import oracle
 from tests.conformance import _changes, _fresh
 from tests.test_reference import assert_within_own_bound
@@ -208,13 +208,19 @@ def test_general_depth_bound_is_the_two_layer_bound_bitwise(spec):
                        magnitude_pass(case, u, forward(case)))
 
 
-@pytest.mark.parametrize("spec", TWO_LAYER, ids=TWO_IDS)
-def test_general_depth_simulation_is_the_two_layer_one_bitwise(spec):
-    """Every simulated arithmetic, run layer by layer at L = 2, is the written-out one."""
-    case = _two(spec)
-    for arithmetic in ARITHMETICS:
-        dtype = np.float64 if arithmetic == "float64" else np.float32
-        assert_bitwise(_simulate_deep(case, dtype, _operands(arithmetic)),
+@pytest.mark.parametrize("spec", TWO_LAYER + DEEP, ids=TWO_IDS + DEEP_IDS)
+def test_one_product_simulated_alone_is_the_whole_run_with_it_reduced(spec):
+    """A product's reduced run, started from the float32 run's intermediates, is bit for bit
+    the whole network run with that product reduced, in every reduced arithmetic; and the
+    products reduced together are every product reduced."""
+    from reference.simulate import _run
+
+    case = _two(spec) if len(spec) == 4 else make_case(spec[0], spec[1], 0, *spec[2])
+    for arithmetic in REDUCED_ARITHMETICS:
+        for name in products(case.depth):
+            assert_bitwise(simulate(case, arithmetic, [name]),
+                           _run(case, np.float32, {name: product(arithmetic)}))
+        assert_bitwise(simulate(case, arithmetic, products(case.depth)),
                        simulate(case, arithmetic))
 
 
@@ -289,7 +295,7 @@ def test_the_diagnosis_reads_a_deep_net_by_layer_rows():
     """On a deep case, tf32 products read tf32, float32 reads float32, and one wrong entry in a
     middle layer reads as one wrong entry."""
     case = make_case((64, 48, 32, 16, 10), 128, 0, "tanh", "relu", "softplus", "sigmoid")
-    assert str(_diagnose(simulate(case, "tf32"), case, "float32")) == "tf32"
+    assert _diagnose(simulate(case, "tf32"), case, "float32").reads == "tf32"
     f32 = {k: v.astype(np.float32) for k, v in gradients_deep(_in_float32(case)).items()}
     assert str(_diagnose(f32, case, "float32")) == "float32"
     got = {k: v.copy() for k, v in f32.items()}
@@ -306,7 +312,7 @@ def test_the_diagnosis_clusters_rows_per_layer_past_layer_nine():
     ref = gradients(case)
     assert list(ref) == list(tensors(11))
     norm = bounds(case, "float32")
-    f = fit("tf32", simulate(case, "tf32"), ref, simulate(case, "tf32"),
+    f = fit("tf32", simulate(case, "tf32"), ref, {"every product": simulate(case, "tf32")},
             simulate(case, "float32"), norm)
     assert f.rows == sum(sizes[1:])
     assert set(REDUCED) >= {"tf32"}

@@ -52,9 +52,13 @@ def test_fingerprint_reads_the_arithmetic(spec, adapter, dtype, reads):
     as one, with its count of entries."""
     case = make_case(spec[0], spec[1], 0, spec[2], spec[3])
     got = adapter().gradients(case, dtype, "cpu")
-    fp = fingerprint(got, gradients(case), functools.partial(bounds, case),
-                     functools.partial(simulate, case))
-    assert fp.split(":")[0] == reads
+    diag = _diagnose(got, case, dtype)
+    if spec[0] == (1, 1, 1) and reads in ("tf32", "bfloat16"):
+        reads = "wrong gradient"  # 2 rows are no evidence: a 2-row fit never names one
+    if spec[1] <= 3 and reads in ("tf32", "bfloat16"):  # one to three samples: may not suffice
+        assert diag.reads in (reads, "wrong gradient") and diag.fails
+    else:
+        assert diag.reads == reads
 
 
 @pytest.mark.parametrize("spec", CASES, ids=IDS)
@@ -66,9 +70,8 @@ def test_an_arithmetic_no_simulation_matches_is_never_named_as_another(spec, ada
     gradient; never the other arithmetic, whose setting advice would mislead."""
     case = make_case(spec[0], spec[1], 0, spec[2], spec[3])
     got = adapter().gradients(case, "float32", "cpu")
-    fp = fingerprint(got, gradients(case), functools.partial(bounds, case),
-                     functools.partial(simulate, case))
-    assert fp == named or fp.startswith("wrong gradient: ")
+    diag = _diagnose(got, case, "float32")
+    assert diag.reads in (named, "wrong gradient")
 
 
 def _diagnose(got, case, dtype):
@@ -102,15 +105,16 @@ def test_a_wrong_bias_gradient_reads_wrong_gradient(seed):
     assert str(_diagnose(got, case, "float32")).startswith("wrong gradient: ")
 
 
-def test_tf32_inside_every_bound_still_fails_as_tf32():
-    """At a batch where every entry of the tf32 run is inside its float32 bound, the field of
-    errors still matches the tf32 simulation, and the group fails with that reading."""
-    case = make_case((784, 16, 10), 256, 0, "tanh", "identity")
-    got = planted.RoundedOperands().gradients(case, "float32", "cpu")
-    ref, b = gradients(case), bounds(case, "float32")
-    assert all(compare(k, got[k], ref[k], b[k], "float32").passed for k in ref)
-    diag = _diagnose(got, case, "float32")
-    assert diag.field == "tf32" and diag.failing == 0 and diag.fails
+@pytest.mark.parametrize("batch", [256, 4096])
+@pytest.mark.parametrize("product", ["∂W2", "∂W1", "forward layer 2"])
+def test_tf32_in_one_product_is_read_as_that_product(product, batch):
+    """One product in tf32, the rest in float32: the reading names that product alone."""
+    case = make_case((784, 16, 10), batch, 0, "tanh", "identity")
+    adapter = planted.ReducedProducts()
+    adapter.arithmetic, adapter.products = "tf32", (product,)
+    diag = _diagnose(adapter.gradients(case, "float32", "cpu"), case, "float32")
+    assert diag.fails and diag.field == "tf32" and diag.products == (product,)
+    assert str(diag) == f"tf32 in 1 of 5 products: {product}"
 
 
 def test_tf32_failure_names_the_setting_that_restores_float32(pytester):
@@ -120,5 +124,5 @@ def test_tf32_failure_names_the_setting_that_restores_float32(pytester):
         conformance, "--adapter", "tests.planted:RoundedOperands", "--cases", "seed",
         "--dtypes", "float32", "-p", "no:reports.plugin")
     result.stdout.fnmatch_lines([
-        "*errors consistent with: tf32 (float32 was asked: its matrix products ran in tf32; "
+        "*errors consistent with: tf32 in * (float32 was asked: * ran in tf32; "
         "RoundedOperands.bits = 23 restores float32)*"])
