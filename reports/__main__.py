@@ -133,7 +133,7 @@ def repro(args) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - the adapter raised while shrinking: one line
         print(f"reports: {args.item}: cannot export: {type(exc).__name__}: "
-              f"{engine._first_line(exc)}", file=sys.stderr)
+              f"{engine.first_line(exc)}", file=sys.stderr)
         return 2
     print(f"repro: {item['id']!r}: {shrunk.summary()} → {path}")
     return 0

@@ -325,7 +325,7 @@ class Exporter:
             self.interrupted = True
             return {"error": "not exported: interrupted (Ctrl-C) while shrinking"}
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the item's failure stays whole
-            return {"error": f"not exported: {type(exc).__name__}: {_first_line(exc)}"}
+            return {"error": f"not exported: {type(exc).__name__}: {first_line(exc)}"}
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
@@ -418,7 +418,7 @@ def _checked(item: dict) -> tuple[Config, Spec]:
     return config, spec
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """Return the first line of an exception's text, at most 200 characters."""
     try:
         lines = str(exc).strip().splitlines()
