@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from reports import results
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "merge":  # written as it is read: the files are never held whole
             text = results.merged_chunks(runs, items)
         else:
-            text = _page(runs, items)
+            text = _page(runs, items, Path(args.output).resolve().parent)
         path = results.write_text(args.output, text)
     except results.ResultsError as exc:
         print(exc, file=sys.stderr)
@@ -53,12 +54,13 @@ def _counted(items, counted: list[int]):
         yield pair
 
 
-def _page(runs: list[dict], items) -> str:
-    """Return the report page of the items; a shape the checks missed is one RenderError."""
+def _page(runs: list[dict], items, folder: Path) -> str:
+    """Return the report page of the items, its links relative to its `folder` (the results'
+    paths start from the working folder); a shape the checks missed is one RenderError."""
     from reports.html import render_items
 
     try:
-        return render_items(runs, (item for item, _ in items))
+        return render_items(runs, (item for item, _ in items), (Path.cwd(), folder))
     except results.ResultsError:
         raise
     except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no file
@@ -90,6 +92,14 @@ def repro(args) -> int:
 
     The one command of `reports` that runs the engine (tests/repro.py): it calls the adapter.
     """
+    if not args.seconds > 0:  # as pytest's --repro-seconds
+        print(f"reports: --seconds must be more than 0, got {args.seconds:g}", file=sys.stderr)
+        return 2
+    clash = results.same_file(args.output, [args.file])
+    if clash:
+        print(f"reports: {args.output}: is the input {clash}; write the script elsewhere",
+              file=sys.stderr)
+        return 2
     try:
         doc = results.load(args.file)
     except results.ResultsError as exc:
@@ -107,11 +117,13 @@ def repro(args) -> int:
     from tests import repro as engine  # the engine, only for this command
 
     runs = {r.get("id"): r for r in doc["runs"]}
-    options = (runs.get(item.get("run"), {}).get("provenance") or {}).get("options") or {}
+    run = runs.get(item.get("run"), {})
+    options = (run.get("provenance") or {}).get("options") or {}
+    folder = Path(args.output).resolve().parent
     try:
         adapter, config, spec = engine.from_results(item, options)
-        text, shrunk = engine.export(adapter, config, spec, item["tensor"], item["id"],
-                                     args.seconds)
+        text, shrunk = engine.export(adapter, config, spec, item["tensor"], str(item["id"]),
+                                     args.seconds, folder, engine.found_with_run(run, item))
         path = results.write_text(args.output, text)
     except engine.NotExported as exc:
         print(f"reports: {exc}", file=sys.stderr)
@@ -119,7 +131,11 @@ def repro(args) -> int:
     except OSError as exc:
         print(f"reports: {args.output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return 2
-    print(f"repro: {item['id']}: {shrunk.summary()} → {path}")
+    except Exception as exc:  # noqa: BLE001 - the adapter raised while shrinking: one line
+        print(f"reports: {args.item}: cannot export: {type(exc).__name__}: "
+              f"{engine.first_line(exc)}", file=sys.stderr)
+        return 2
+    print(f"repro: {item['id']!r}: {shrunk.summary()} → {path}")
     return 0
 
 

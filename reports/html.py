@@ -14,11 +14,13 @@ import contextlib
 import gc
 import hashlib
 import json
+import os
 import re
 import shlex
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path, PurePath
+from pathlib import Path, PurePosixPath
 
 import jinja2
 import numpy as np
@@ -38,24 +40,26 @@ SUMMARY_ROWS, SUMMARY_COLS, SUMMARY_CELLS_1D = 16, 128, 2048
 LISTED_FAILURES = 200
 
 
-def render(doc: dict) -> str:
+def render(doc: dict, links: tuple | None = None) -> str:
     """Return the page for a results document (one run or a merge)."""
-    return render_items(doc["runs"], (jsonable(i) for i in doc["items"]))
+    return render_items(doc["runs"], (jsonable(i) for i in doc["items"]), links)
 
 
-def render_files(paths: list) -> str:
+def render_files(paths: list, links: tuple | None = None) -> str:
     """Return the page for results files, merged, reading their items one at a time."""
     runs, items = results.merged_items(paths, texts=False, typed=True)
-    return render_items(runs, (item for item, _ in items))
+    return render_items(runs, (item for item, _ in items), links)
 
 
-def render_items(runs: list[dict], items: Iterable[dict]) -> str:
-    """Return the page for runs and their items (an iterable, consumed once)."""
+def render_items(runs: list[dict], items: Iterable[dict], links: tuple | None = None) -> str:
+    """Return the page for runs and their items (an iterable, consumed once). `links`: (the
+    folder the results' relative paths start from, the page's folder), so that a link to an
+    exported script is relative to the page; None: the paths as they are."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief)
-    page = Page(runs)
+    page = Page(runs, links)
     with _no_gc():
         for k, item in enumerate(items):
             page.add(k, item)
@@ -160,7 +164,8 @@ ROW_FACTS = ("n", "label", "framework", "dtype", "device", "summary")
 class Page:
     """Gathers items one at a time into the matrix, the failing groups and the summaries."""
 
-    def __init__(self, runs: list[dict]):
+    def __init__(self, runs: list[dict], links: tuple | None = None):
+        self.links = links
         self.runs = [_run_view(n, r) for n, r in enumerate(runs)]
         self.run_of = {r["id"]: r for r in self.runs}
         self.rows: dict[str, dict] = {}
@@ -392,7 +397,7 @@ class Page:
         for g in detailed:  # only these are on the page: their passing items' cards, in full
             for pr in g["per_run"]:
                 pr["cards"] = [_lite_card(c) if type(c) is tuple else c for c in pr["cards"]]
-                pr["repro"] = _repro(pr["cards"])
+                pr["repro"] = _repro(pr["cards"], self.links)
                 for c in pr["cards"]:
                     if c.get("cmp") and _detailed(c):
                         blob[str(c["k"])] = _heat(c)
@@ -648,16 +653,36 @@ def _detailed(i: dict) -> bool:
     return i["outcome"] in DETAILED or bool(isinstance(det, dict) and det.get("differing"))
 
 
-def _repro(cards: list[dict]) -> dict | None:
-    """Return the group's exported reproduction (`--repro DIR`), None when none was written."""
+def _repro(cards: list[dict], links: tuple | None = None) -> dict | None:
+    """Return the group's exported reproduction (`--repro DIR`), None when none was written;
+    its link only where the path is safe (`script_href`)."""
     for c in cards:
         r = (c.get("details") or {}).get("repro")
         if isinstance(r, dict) and isinstance(r.get("script"), str):
-            path = PurePath(r["script"])
-            return {"href": path.as_uri() if path.is_absolute() else r["script"],
-                    "name": path.name, "original": str(r.get("original", "?")),
-                    "shrunk": str(r.get("shrunk", "?"))}
+            return {"href": script_href(r["script"], links),
+                    "name": PurePosixPath(r["script"].replace("\\", "/")).name,
+                    "original": str(r.get("original", "?")), "shrunk": str(r.get("shrunk", "?"))}
     return None
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def script_href(script: str, links: tuple | None = None) -> str | None:
+    """Return the link to a script from the page, None unless its path is a plain relative
+    one (a results file is data from anywhere: no `javascript:`, no other site, no absolute
+    path, nothing unprintable); made relative to the page's folder where `links` says where
+    the path starts from and where the page is."""
+    if (not script or _SCHEME.match(script) or "\\" in script or
+            not all(c.isprintable() for c in script) or PurePosixPath(script).is_absolute()):
+        return None
+    if links is not None:
+        start, page = links
+        try:
+            script = Path(os.path.relpath(Path(start) / script, page)).as_posix()
+        except ValueError:  # another drive
+            return None
+    return urllib.parse.quote(script)
 
 
 def _entries_card(members: list[dict], key: str) -> dict:

@@ -271,7 +271,7 @@ class Recorder:
         texts = {}
         for path, kind in kinds.items():
             try:
-                texts[path] = self._text(kind, doc)
+                texts[path] = self._text(kind, doc, (base, path.parent))
             except Exception as exc:  # noqa: BLE001 - a renderer's bug must not cost the results
                 self.failed.append(f"conformance {kind}: cannot render {path}: "
                                    f"{type(exc).__name__}: {exc}")
@@ -282,12 +282,12 @@ class Recorder:
                                f"{exc.strerror or exc}")
 
     @staticmethod
-    def _text(kind: str, doc: dict) -> str:
+    def _text(kind: str, doc: dict, links: tuple) -> str:
         if kind == "results":
             return results.dumps(doc)
         from reports.html import render  # Jinja2 only when a page is asked for
 
-        return render(doc)
+        return render(doc, links)  # the results' paths start from the run's working folder
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for kind, path in self.written:

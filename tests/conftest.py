@@ -308,9 +308,15 @@ def _exporter(config: pytest.Config):
         raise pytest.UsageError("--repro-seconds must be more than 0")
     if folder is None:
         return None
-    from tests.repro import Exporter
+    from tests.repro import Exporter, unusable
 
-    return Exporter(config.invocation_params.dir / folder, seconds)
+    path = config.invocation_params.dir / folder
+    why = unusable(path)
+    if why:
+        raise pytest.UsageError(f"--repro {folder}: {why}")
+    exporter = Exporter(path, seconds, config.invocation_params.dir, config.getoption("adapter"))
+    config.pluginmanager.register(exporter, "conformance-repro")
+    return exporter
 
 
 @pytest.hookimpl(wrapper=True)

@@ -5,7 +5,9 @@
 
 For every planted value bug (tests/planted.py): the reading on the start case, the shrunk case,
 how many cases the search judged and its seconds, then the script's exit status and wall time
-when run as a maintainer would (`python -I`, another folder, no PYTHON* variables).
+when run as a maintainer would (`python -I`, another folder, no PYTHON* variables). The scripts
+are written where `--repro reports/out/…` puts them, inside the checkout, so that they find the
+suite and the planted adapters relative to themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
 from tests import planted  # noqa: E402
 from tests.matrix import Config  # noqa: E402
@@ -33,11 +36,11 @@ BUGS = (  # adapter, dtype, tensor
 )
 
 
-def run_alone(script: Path) -> tuple[int, float, str]:
+def run_alone(script: Path, cwd: str) -> tuple[int, float, str]:
     """Return (exit status, seconds, last line) of the script run isolated, elsewhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-I", str(script)], cwd=script.parent, env=env,
+    proc = subprocess.run([sys.executable, "-I", str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True)
     last = (proc.stdout.strip().splitlines() or [proc.stderr.strip()[-80:]])[-1]
     return proc.returncode, time.perf_counter() - start, last
@@ -54,13 +57,15 @@ def main() -> int:
     spec = spec_of([int(n) for n in sizes.split("x")], int(batch), 0, args.pair.split("-"))
     print(f"{'adapter':24} {'dtype':8} {'tensor':6} {'shrunk to':22} {'cases':>5} "
           f"{'shrink s':>8} {'exit':>4} {'run s':>6}  reads")
-    with tempfile.TemporaryDirectory() as folder:
+    out = ROOT / "reports" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as folder, tempfile.TemporaryDirectory() as away:
         for cls, dtype, tensor in BUGS:
             config = Config(cls.name, "cpu", dtype)
-            text, shrunk = export(cls(), config, spec, tensor, "bench", args.seconds)
+            text, shrunk = export(cls(), config, spec, tensor, "bench", args.seconds, folder)
             script = Path(folder) / f"{cls.name}.py"
             script.write_text(text)
-            rc, seconds, last = run_alone(script)
+            rc, seconds, last = run_alone(script, away)
             to = f"{size_text(shrunk.spec)} {'-'.join(sigmas_of(shrunk.spec))}"
             print(f"{cls.name:24} {dtype:8} {tensor:6} {to:22} {shrunk.evaluations:>5} "
                   f"{shrunk.seconds:8.2f} {rc:>4} {seconds:6.2f}  {shrunk.reads}"
