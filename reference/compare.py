@@ -394,6 +394,10 @@ def diagnose(
             matching = [f for f in fits[len(REDUCED):] if f.matches]
         if matching:  # the arithmetic that explains most products, then the least residual
             best = min(matching, key=lambda f: (-len(_named(f)), f.rss))
+            plain = [f for f in matching if f.arithmetic == "bfloat16"
+                     and set(_named(f)) == set(_named(best))]
+            if best.arithmetic == OUTPUTS and plain:  # outputs rounded too only if it must be
+                best = plain[0]
             name = REDUCED[best.arithmetic]
             return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
                              products=_named(best), of=len(names))

@@ -25,7 +25,7 @@ import pytest
 
 import adapters
 from reference.activations import CATALOGUE
-from reference.compare import REDUCED, WRONG, Diagnosis
+from reference.compare import WRONG, Diagnosis
 from reference.simulate import MATMUL_BITS, TRUNCATED
 from reports import provenance, record
 from reports import repro as render
@@ -43,15 +43,12 @@ class NotExported(Exception):
 def sentence(diag: Diagnosis, config: Config, adapter) -> str:
     """Return the diagnosis as one sentence a maintainer can act on."""
     if diag.field in ("tf32", "bfloat16"):
-        f = max((f for f in diag.fits if f.matches and REDUCED[f.arithmetic] == diag.field),
-                key=lambda f: f.z)
-        how = "truncated" if f.arithmetic.endswith(TRUNCATED) else "rounded"
+        how = "truncated" if (diag.matched or "").endswith(TRUNCATED) else "rounded"
         setting = getattr(adapter, "float32_setting", None)
         restore = f"; {setting} restores float32" if setting else ""
         return (f"float32 was asked, but the errors match float32 matrix products whose "
                 f"operands are {how} to {diag.field} ({MATMUL_BITS[diag.field]} mantissa bits): "
-                f"share {f.beta:.3g} of the simulated error, z {f.z:.3g} over {f.rows} "
-                f"rows{restore}.")
+                f"{diag}; {diag.evidence()}{restore}.")
     if diag.field == "float32" and config.dtype == "float64":
         return (f"float64 was asked, but it was computed in float32: the median entry error "
                 f"is {diag.leak:.2g}× a float32 computation's.")
@@ -66,9 +63,7 @@ def sentence(diag: Diagnosis, config: Config, adapter) -> str:
 def _simulation(diag: Diagnosis, config: Config) -> tuple[str | None, str | None]:
     """Return (arithmetic, label) of the simulation whose values the script shows, if any."""
     if diag.field in ("tf32", "bfloat16"):
-        best = max((f for f in diag.fits if f.matches and REDUCED[f.arithmetic] == diag.field),
-                   key=lambda f: f.z)
-        return best.arithmetic, f"{diag.field} products give"
+        return diag.matched, f"{diag.field} products give"
     if diag.field == "float32" and config.dtype == "float64":
         return "float32", "float32 gives"
     return None, None
@@ -197,7 +192,8 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str, folder=None,
         raise NotExported(f"{item_id}: no entry of {tensor} is outside its bound on "
                           f"{size_text(spec)} (the group fails as a field of errors only)")
     arithmetic, label = _simulation(diag, config)
-    sim = simulated_for(spec, arithmetic)[tensor] if arithmetic else None
+    reduced = diag.products or None if arithmetic != "float32" else None  # the products read
+    sim = simulated_for(spec, arithmetic, reduced)[tensor] if arithmetic else None
     for e in entries:
         e["sim"] = None if sim is None else float(sim[e["index"]])
     builtin = type(adapter).__module__ == f"adapters.{adapter.framework}"

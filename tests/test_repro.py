@@ -30,7 +30,7 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
-START = spec_of((20, 8, 5), 4, 0, ("tanh", "sigmoid"))
+START = spec_of((40, 16, 10), 8, 0, ("tanh", "sigmoid"))
 """The case each planted bug is found on before it is shrunk."""
 
 BUGS = {  # planted adapter → (dtype, tensor, what the diagnosis reads, words of its sentence)
