@@ -291,6 +291,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)
     config.conformance_matrix = _matrix(config)
+    scheduling.refuse_each(config)
     scheduling.allow_a_crash_per_group(config, len(config.conformance_matrix[0]) *
                                        len(config.conformance_matrix[1]))
     config.conformance_rerun = rerun_args(config)
