@@ -229,8 +229,9 @@ class Recorder:
                 continue
 
     def _nodeids(self) -> list[str]:
-        """Return the conformance items in collection order, then any reported beyond it."""
-        ids = [n for n in self.order if n in self.params]
+        """Return the conformance items in collection order, then any reported beyond it; each
+        once (`--keep-duplicates` collects an item twice: one record holds both runs)."""
+        ids = [n for n in dict.fromkeys(self.order) if n in self.params]
         known = set(ids)
         return ids + sorted(n for n in self.records if n in self.params and n not in known)
 
