@@ -135,6 +135,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.workeroutput["reports_accelerators"] = provenance.accelerators()
 
 
+SCRATCH = "bpc-reports-"
+"""The start of the name of a recorder's scratch folder (in the system's temporary folder)."""
+
+
+def scratch_folder() -> str:
+    """Return a new private folder for the workers' collections, named with this process
+    (`results.scratch_tag`); first remove those that killed runs left behind."""
+    results.sweep(Path(tempfile.gettempdir()), SCRATCH)
+    return tempfile.mkdtemp(prefix=f"{SCRATCH}{results.scratch_tag()}.")
+
+
 class Recorder:
     """The controller's side: gathers reports into items, writes results and the report."""
 
@@ -154,7 +165,7 @@ class Recorder:
     def scratch(self) -> str:
         """Return a private directory that workers write their collections to."""
         if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix="bpc-reports-")
+            self._scratch = scratch_folder()
         return self._scratch
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:

@@ -12,6 +12,8 @@ import json
 import math
 import os
 import re
+import shutil
+import socket
 import stat
 import struct
 import tempfile
@@ -255,7 +257,9 @@ def _stage(path: Path, text: str) -> tuple[Path, str]:
     """Check the path's target and write the text to a temporary file beside it."""
     target = writable_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep(target.parent, f".{target.name}.", ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{scratch_tag()}.", suffix=".tmp",
+                               dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             if isinstance(text, str):
@@ -267,6 +271,53 @@ def _stage(path: Path, text: str) -> tuple[Path, str]:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target, tmp
+
+
+def scratch_tag() -> str:
+    """Return HOST-PID, named into a temporary file or folder (PREFIX + HOST-PID + '.' + …):
+    it says which process may still be using it (`sweep`)."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:64] or "host"
+
+
+def sweep(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove the temporary files and folders (PREFIX + HOST-PID + '.' … + SUFFIX) that this
+    user's processes on this host left in a folder when they were killed (a SIGKILL runs no
+    clean-up): only those whose process is gone; anything else is left as it is."""
+    if not hasattr(os, "getuid"):  # (Windows: os.kill would end the process it asks about)
+        return
+    try:
+        entries = [e for e in os.scandir(folder)
+                   if e.name.startswith(prefix) and e.name.endswith(suffix)]
+    except OSError:
+        return
+    for entry in entries:
+        host, _, pid = entry.name[len(prefix):].partition(".")[0].rpartition("-")
+        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if info.st_uid != os.getuid():
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path)
+            elif stat.S_ISREG(info.st_mode):
+                os.unlink(entry.path)
+        except OSError:  # another run swept it first, or it is not ours to remove
+            continue
+
+
+def _alive(pid: int) -> bool:
+    """Say whether a process of this host has the pid (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _commit(target: Path, tmp: str) -> None:

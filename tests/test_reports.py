@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -374,6 +375,78 @@ def test_a_symlink_loop_is_never_replaced(tmp_path, capsys):
     assert f"ERROR: --results {tmp_path / 'a.json'}: a symlink loop" in proc.stderr, proc.stderr
     assert all((tmp_path / n).is_symlink() for n in ("a.json", "b.json"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "good.json"]
+
+
+WRITER = """
+import os, signal, sys, time
+from reports import results, plugin
+
+
+def text():
+    yield "partial"
+    if sys.argv[2] == "kill":  # SIGKILL mid-write: no clean-up runs
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("staged", flush=True)
+    time.sleep(600)
+
+
+if sys.argv[1] == "scratch":  # a recorder's scratch folder (-n N), then SIGKILL or a wait
+    print(plugin.Recorder(None).scratch(), flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
+results.write_text(sys.argv[1], text())
+"""
+
+
+def writer(where: Path, *args: str, **extra: str) -> subprocess.Popen:
+    """Start a process that writes (or makes a scratch folder), then is killed or waits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    return subprocess.Popen([sys.executable, "-c", WRITER, *args], cwd=where, text=True,
+                            env={**env, "PYTHONPATH": str(ROOT), **extra}, stdout=subprocess.PIPE)
+
+
+def test_the_next_write_sweeps_what_a_killed_writer_left(tmp_path):
+    """A writer killed mid-write leaves `.r.json.*.tmp`; the next write of r.json removes it,
+    and keeps the temporary file of a writer still at work."""
+    out = tmp_path / "r.json"
+    with writer(tmp_path, str(out), "kill") as killed:
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    left = set(tmp_path.glob(".r.json.*.tmp"))
+    assert len(left) == 1
+    with writer(tmp_path, str(out), "wait") as live:
+        try:
+            assert live.stdout.readline() == "staged\n"
+            working = set(tmp_path.glob(".r.json.*.tmp")) - left
+            results.write_text(out, "whole")
+            assert set(tmp_path.glob(".r.json.*.tmp")) == working and len(working) == 1
+        finally:
+            live.kill()
+    assert out.read_text() == "whole"
+
+
+def test_the_next_run_sweeps_the_scratch_folder_a_killed_run_left(tmp_path):
+    """A run with -n N killed before its end leaves its scratch folder `bpc-reports-*`; the next
+    run's recorder removes it, and keeps the folder of a run still at work."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with writer(tmp_path, "scratch", "kill", TMPDIR=str(tmp)) as killed:
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert len(list(tmp.glob("bpc-reports-*"))) == 1
+    with writer(tmp_path, "scratch", "wait", TMPDIR=str(tmp)) as live:
+        try:
+            working = Path(live.stdout.readline().strip())
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", CONFORMANCE, "-q", "-p", "no:cacheprovider",
+                 "--adapter", "adapters.example:adapter", "--cases", "chain", "--dtypes",
+                 "float64", "-n", "1", "--results", "r.json"],
+                cwd=tmp_path, env={**env, "TMPDIR": str(tmp)}, capture_output=True, text=True,
+                timeout=600)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert list(tmp.glob("bpc-reports-*")) == [working]
+        finally:
+            live.kill()
 
 
 def test_merged_runs_keep_provenance_and_sit_side_by_side(runs, tmp_path):
