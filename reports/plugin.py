@@ -2,7 +2,9 @@
 
 Workers (and a run without xdist) summarise each item in `pytest_runtest_makereport` and ship
 the summary in `report.user_properties`; only the controller collects, so `-n auto` loses
-nothing. Items that were collected but never reported (a worker died) come out as crashed.
+nothing. Items that were collected but never reported come out as crashed when a worker
+started them (it died), else as not run (the run ended first: stopped, or xdist stopped
+replacing crashed workers).
 """
 
 from __future__ import annotations
@@ -133,6 +135,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.workeroutput["reports_accelerators"] = provenance.accelerators()
 
 
+SCRATCH = "bpc-reports-"
+"""The start of the name of a recorder's scratch folder (in the system's temporary folder)."""
+
+
+def scratch_folder() -> str:
+    """Return a new private folder for the workers' collections, named with this process
+    (`results.scratch_tag`); first remove those that killed runs left behind."""
+    results.sweep(Path(tempfile.gettempdir()), SCRATCH)
+    return tempfile.mkdtemp(prefix=f"{SCRATCH}{results.scratch_tag()}.")
+
+
 class Recorder:
     """The controller's side: gathers reports into items, writes results and the report."""
 
@@ -142,6 +155,7 @@ class Recorder:
         self.records: dict[str, dict] = {}
         self.order: list[str] = []
         self.params: dict[str, dict] = {}
+        self.began: set[str] = set()  # the items a process started (their logstart)
         self.accelerators: dict[str, list] = {}
         self.collection_errors: list[str] = []
         self.written: list[tuple[str, Path]] = []
@@ -151,7 +165,7 @@ class Recorder:
     def scratch(self) -> str:
         """Return a private directory that workers write their collections to."""
         if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix="bpc-reports-")
+            self._scratch = scratch_folder()
         return self._scratch
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -168,6 +182,9 @@ class Recorder:
         for kind, names in (getattr(node, "workeroutput", None) or {}).get(
                 "reports_accelerators", {}).items():
             self.accelerators[kind] = sorted({*self.accelerators.get(kind, []), *names})
+
+    def pytest_runtest_logstart(self, nodeid: str, location) -> None:
+        self.began.add(nodeid)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -223,8 +240,9 @@ class Recorder:
                 continue
 
     def _nodeids(self) -> list[str]:
-        """Return the conformance items in collection order, then any reported beyond it."""
-        ids = [n for n in self.order if n in self.params]
+        """Return the conformance items in collection order, then any reported beyond it; each
+        once (`--keep-duplicates` collects an item twice: one record holds both runs)."""
+        ids = [n for n in dict.fromkeys(self.order) if n in self.params]
         known = set(ids)
         return ids + sorted(n for n in self.records if n in self.params and n not in known)
 
@@ -232,10 +250,12 @@ class Recorder:
         """Return one item of the results: parameters, outcome, comparison, timing."""
         rec = self.records.get(nodeid, {})
         outcome, reason = rec.get("outcome"), rec.get("reason")
-        if outcome is None:
-            outcome = "not run" if stopped else "crashed"
-            reason = ("the run stopped before it" if stopped
-                      else "never reported: the worker running it died")
+        if stopped and outcome is None:
+            outcome, reason = "not run", "the run stopped before it"
+        elif outcome is None and nodeid in self.began:
+            outcome, reason = "crashed", "never reported: the worker running it died"
+        elif outcome is None:
+            outcome, reason = "not run", "never started: the run ended before a worker ran it"
         item = {"run": run_id, "nodeid": nodeid, **self.params[nodeid], "outcome": outcome,
                 "reason": record.capped(reason, record.REASON_CHARS),
                 "message": record.capped(rec.get("message"), MESSAGE_CHARS),

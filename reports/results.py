@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import contextlib
 import errno
 import io
@@ -11,6 +12,8 @@ import json
 import math
 import os
 import re
+import shutil
+import socket
 import stat
 import struct
 import tempfile
@@ -230,8 +233,11 @@ def writable_target(path: str | os.PathLike) -> Path:
     target = Path(os.path.realpath(path))
     try:
         mode = target.stat().st_mode
-    except OSError:  # nothing there to protect; writing says what is wrong with the path
-        return target
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # realpath leaves a loop as it is: never replace the link
+            raise OSError(errno.ELOOP, "a symlink loop, not a regular file; left untouched"
+                          ) from None
+        return target  # nothing there to protect; writing says what is wrong with the path
     if not stat.S_ISREG(mode):
         raise OSError(errno.EEXIST, f"{_kind(mode)}, not a regular file; left untouched")
     return target
@@ -251,7 +257,9 @@ def _stage(path: Path, text: str) -> tuple[Path, str]:
     """Check the path's target and write the text to a temporary file beside it."""
     target = writable_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep(target.parent, f".{target.name}.", ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{scratch_tag()}.", suffix=".tmp",
+                               dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             if isinstance(text, str):
@@ -263,6 +271,53 @@ def _stage(path: Path, text: str) -> tuple[Path, str]:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target, tmp
+
+
+def scratch_tag() -> str:
+    """Return HOST-PID, named into a temporary file or folder (PREFIX + HOST-PID + '.' + …):
+    it says which process may still be using it (`sweep`)."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:64] or "host"
+
+
+def sweep(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove the temporary files and folders (PREFIX + HOST-PID + '.' … + SUFFIX) that this
+    user's processes on this host left in a folder when they were killed (a SIGKILL runs no
+    clean-up): only those whose process is gone; anything else is left as it is."""
+    if not hasattr(os, "getuid"):  # (Windows: os.kill would end the process it asks about)
+        return
+    try:
+        entries = [e for e in os.scandir(folder)
+                   if e.name.startswith(prefix) and e.name.endswith(suffix)]
+    except OSError:
+        return
+    for entry in entries:
+        host, _, pid = entry.name[len(prefix):].partition(".")[0].rpartition("-")
+        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if info.st_uid != os.getuid():
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path)
+            elif stat.S_ISREG(info.st_mode):
+                os.unlink(entry.path)
+        except OSError:  # another run swept it first, or it is not ours to remove
+            continue
+
+
+def _alive(pid: int) -> bool:
+    """Say whether a process of this host has the pid (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _commit(target: Path, tmp: str) -> None:
@@ -307,7 +362,7 @@ def _unpacked_item(item: dict) -> dict:
 def _load_whole(path: str | os.PathLike) -> dict:
     """Read and validate a results file at once (any key order), or raise ResultsError."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = Path(path).read_bytes().decode("utf-8-sig")  # a byte-order mark is UTF-8 too
     except OSError as exc:
         raise ResultsError(f"reports: {path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -367,12 +422,26 @@ def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True,
                                         head["version"] == VERSION)
 
 
+def _readable_version(version) -> bool:
+    """Say whether a version is one this suite reads: the integer 1 or 2 (not true, which
+    Python counts as 1, nor 2.0)."""
+    return type(version) is int and version in READS
+
+
+def _as_json(value) -> str:
+    """Return a value as the file spells it (true, 2.0, "2"), for a message."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _head_problem(head: dict) -> str | None:
     """Return what is wrong with a file's schema, version or runs, None if nothing."""
     if head.get("schema") != SCHEMA:
         return f"not a {SCHEMA} file"
-    if head.get("version") not in READS:
-        return f"schema version {head.get('version')!r}, this suite reads 1 and 2"
+    if not _readable_version(head.get("version")):
+        return f"schema version {_as_json(head.get('version'))}, this suite reads 1 and 2"
     runs = head.get("runs")
     if not isinstance(runs, list):
         return "malformed: 'runs' and 'items' must be lists"
@@ -389,6 +458,7 @@ def _checked_items(path, stream: _Stream | _Lines, run_ids: set, current: bool):
     """Yield each item with its text (None unless the file is of the version written), checked;
     then check the entry items' spans."""
     spans: dict[tuple, list[int]] = {}
+    listed: set[tuple] = set()
     n = 0
     try:
         for item, text, checked in stream.items(run_ids):
@@ -403,6 +473,7 @@ def _checked_items(path, stream: _Stream | _Lines, run_ids: set, current: bool):
                     _check_item(item, f"items[{n}]", run_ids)
                 if type(item) is not Typed:  # (a Typed item is never an entry item)
                     _check_span(item, spans)
+                _check_once(item, f"items[{n}]", listed)
             except Malformed as exc:
                 raise Malformed(f"malformed: {exc}") from None
             n += 1
@@ -438,7 +509,8 @@ class _Stream:
         except BaseException:
             raw.close()
             raise
-        self.file = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        self.file = io.TextIOWrapper(raw, encoding="utf-8-sig" if offset == 0 else "utf-8",
+                                     newline="")  # (a byte-order mark only starts a file)
         self.buf, self.pos, self.eof = "", 0, False
         self.nonfinite = False
         self.decoder = json.JSONDecoder(parse_constant=self._constant)
@@ -570,7 +642,7 @@ class _Lines:
             return None
         file = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by close()
         try:  # (a big buffer: a line at a time through 8 KB takes four times as long)
-            head = _line_head(file.readline(HEAD_LINE))
+            head = _line_head(file.readline(HEAD_LINE).removeprefix(codecs.BOM_UTF8))
         except BaseException:
             file.close()
             raise
@@ -747,8 +819,8 @@ def _schema_problem(doc) -> str | None:
     """Return what keeps the document from being results this suite reads, None if nothing."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         return f"not a {SCHEMA} file"
-    if doc.get("version") not in READS:
-        return f"schema version {doc.get('version')!r}, this suite reads 1 and 2"
+    if not _readable_version(doc.get("version")):
+        return f"schema version {_as_json(doc.get('version'))}, this suite reads 1 and 2"
     runs, items = doc.get("runs"), doc.get("items")
     if not isinstance(runs, list) or not isinstance(items, list):
         return "malformed: 'runs' and 'items' must be lists"
@@ -756,9 +828,10 @@ def _schema_problem(doc) -> str | None:
         return f"malformed: nested more than {MAX_DEPTH} levels deep"
     try:
         _check_runs(runs)
-        ids = {r["id"] for r in runs}
+        ids, listed = {r["id"] for r in runs}, set()
         for n, item in enumerate(items):
             _check_item(item, f"items[{n}]", ids)
+            _check_once(item, f"items[{n}]", listed)
         _check_entry_groups(items)
     except Malformed as exc:
         return f"malformed: {exc}"
@@ -1081,6 +1154,24 @@ def _base64(value) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _check_once(item, where: str, listed: set) -> None:
+    """Raise Malformed when a checked item is listed a second time: its run and node id (its
+    id when it has none) and entry seen before. Merge, the page and a study's comparison would
+    count it twice."""
+    if type(item) is Typed:
+        fast = item.item
+        name, run, entry = fast.nodeid if fast.nodeid is not None else fast.id, fast.run, None
+    else:
+        name, run, entry = item.get("nodeid"), item["run"], item.get("entry")
+        name = item.get("id") if name is None else name
+    if name is None:
+        return
+    key = (run, name, None if entry is None else tuple(entry))
+    if key in listed:
+        raise Malformed(f"{where}: {name!r} is listed twice in run {run!r}")
+    listed.add(key)
 
 
 def _check_entry_groups(items: list[dict]) -> None:

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shards must be 1 or more")
     if args.shard is not None and args.shards != 1:
         parser.error("give --shards K (run all K here) or --shard I/K (run one), not both")
+    args.adapter = [adapter_spec(a, Path.cwd()) for a in args.adapter] if args.adapter else None
     if args.depths is not None:
         if args.sizes is not None:
             parser.error("--depths sets --sizes; give one")
@@ -86,7 +87,8 @@ def study_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("the matrix (passed to pytest as the conformance options)")
     m.add_argument("--frameworks", help="e.g. torch,jax ('' for none, with --adapter)")
     m.add_argument("--adapter", action="append", metavar="PKG.MODULE:OBJECT",
-                   help="also study this adapter (repeatable)")
+                   help="also study this adapter (repeatable); a path/to/file.py or a module "
+                        "is found from the working directory, as pytest started here finds it")
     m.add_argument("--all-idioms", action="store_true", help="add the slow idioms (eager JAX)")
     m.add_argument("--require-frameworks", action="store_true",
                    help="fail, not skip, items of a framework or device that is missing")
@@ -153,6 +155,16 @@ def depth_sizes(depths: tuple[int, int], width: int, inputs: int = 784,
     """Return the --sizes of a depth study: 784x64x10, 784x64x64x10, … (L − 1 hidden layers)."""
     return ",".join("x".join(map(str, [inputs, *[width] * (L - 1), outputs]))
                     for L in range(depths[0], depths[1] + 1))
+
+
+def adapter_spec(spec: str, where: Path) -> str:
+    """Return an --adapter spec as pytest started in `where` reads it: a relative
+    path/to/file.py made absolute, since the study's pytest runs in the checkout (a dotted
+    module is found there through PYTHONPATH: `run_streamed`)."""
+    module, sep, attr = spec.rpartition(":")
+    if sep and module.endswith(".py") and not Path(module).is_absolute():
+        return f"{where / module}:{attr}"
+    return spec
 
 
 def conformance_args(args: argparse.Namespace) -> list[str]:
@@ -309,6 +321,9 @@ def run_streamed(cmd: list[str], name: str) -> int:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     env["PYTHONUNBUFFERED"] = "1"
+    # pytest runs in the checkout; `python -m pytest` started here would import an adapter's
+    # module from here too (sys.path[0]), so here goes on its path, after the checkout
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *filter(None, [env.get("PYTHONPATH")])])
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         try:

@@ -346,28 +346,49 @@ def _first_line(exc: BaseException) -> str:
     return line if len(line) <= REASON_CHARS else line[:REASON_CHARS] + "…"
 
 
+AGAIN = 0.1
+"""Seconds between AdapterTimeouts once the deadline has passed, until the call returns."""
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float):
-    """Raise AdapterTimeout inside the block after `seconds` (SIGALRM; main thread only, where
-    pytest and each xdist worker run their items); restore the previous handler and timer."""
+    """Raise AdapterTimeout inside the block after `seconds`, and again every AGAIN seconds
+    until the block ends: an adapter whose bare `except:` swallows one (in a retry loop, say)
+    gets the next. A block that ends after the deadline raises AdapterTimeout, whatever it did
+    meanwhile. SIGALRM: main thread only, where pytest and each xdist worker run their items;
+    the previous handler and timer are restored."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
+    armed, fired = True, False
 
     def expire(signum, frame):
-        raise AdapterTimeout(f"{seconds:g}")
+        nonlocal fired
+        fired = True
+        if armed:
+            raise AdapterTimeout(f"{seconds:g}")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    before = signal.setitimer(signal.ITIMER_REAL, seconds)
+    before = signal.setitimer(signal.ITIMER_REAL, seconds, min(AGAIN, seconds))
     start = time.monotonic()
+    ended = None  # what the block raised, when it was not the timeout itself
     try:
         yield
+    except (AdapterTimeout, KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - after a swallowed timeout, the timeout counts
+        if not fired:
+            raise
+        ended = exc
     finally:
+        armed = False  # first: from here on the handler raises nothing
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if before[0]:
             left = max(before[0] - (time.monotonic() - start), 1e-3)
             signal.setitimer(signal.ITIMER_REAL, left, before[1])
+    if fired:
+        raise AdapterTimeout(f"{seconds:g}") from ended
 
 
 def _timing(times: list[float]) -> dict:

@@ -64,7 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="float32 matmul settings: 'default' (untouched), 'all' (each adapter's "
                      "own), or names, e.g. highest,high (each adapter runs those it offers)")
     g.addoption("--cases", default=",".join(matrix.CASES),
-                help=f"comma-separated cases (known: {', '.join(matrix.CASES)})")
+                help=f"comma-separated cases (known: {', '.join(matrix.CASES)}; not with "
+                     "--sizes or --batches)")
     g.addoption("--sizes", default=None, metavar="N0xN1x…xNL,…",
                 help="run these network sizes, any number of layers (with --batches), instead "
                      "of the named cases")
@@ -149,6 +150,11 @@ def _shapes(config: pytest.Config) -> list:
     sizes, batches = config.getoption("sizes"), config.getoption("batches")
     if sizes is None and batches is None:
         return matrix.named(_choose(config, "cases", list(matrix.CASES)))
+    if config.getoption("cases") != MATRIX_OPTIONS["cases"][1]:
+        given = "--sizes" if sizes is not None else "--batches"
+        raise pytest.UsageError(f"--cases {config.getoption('cases')} and {given} both choose "
+                                f"the cases; give one ({given} runs a grid instead of the "
+                                "named cases)")
     try:
         n = [tuple(int(v) for v in s.split("x")) for s in _split(_or(sizes, "784x16x10"))]
         b = [int(v) for v in _split(_or(batches, "1"))]
@@ -291,6 +297,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--timing must be 0 or more")
     _shard(config)
     config.conformance_matrix = _matrix(config)
+    scheduling.refuse_each(config)
     scheduling.allow_a_crash_per_group(config, len(config.conformance_matrix[0]) *
                                        len(config.conformance_matrix[1]))
     config.conformance_rerun = rerun_args(config)

@@ -4,6 +4,7 @@ A deviations file (the suite's own is tests/deviations.txt) holds one entry a li
 
     PATTERN  REASON
 
+in UTF-8 (a byte-order mark is allowed); spaces or tabs separate PATTERN from REASON.
 PATTERN is an item's id (`torch-cpu-float64-softplus-tanh-784x16x10-b1-s0-W1`), its node id
 (`tests/test_activations.py::test_x[...]`) or a pattern of either with the wildcards `*` and `?`
 (brackets are literal, as in ids: `W1[3,701]`); REASON, the rest of
@@ -15,7 +16,6 @@ as "stopped deviating" (strict), so the file never outlives what it documents.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -35,14 +35,8 @@ class Deviation(NamedTuple):
     def matches(self, item: pytest.Item) -> bool:
         """Say whether the pattern names the item, by its id or its node id."""
         ids = (getattr(getattr(item, "callspec", None), "id", None), item.nodeid)
-        match = _compiled(self.pattern)
+        match = re.compile(_translated(self.pattern)).match
         return any(i is not None and match(i) is not None for i in ids)
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str):
-    """Return the match of a pattern (fnmatch's `*` and `?`; brackets are literal)."""
-    return re.compile(_translated(pattern)).match
 
 
 def _translated(pattern: str) -> str:
@@ -50,16 +44,32 @@ def _translated(pattern: str) -> str:
     return fnmatch.translate(literal)
 
 
-def _any_of(deviations: list[Deviation]):
-    """Return the match of one expression that any of the patterns matches: an item it does
-    not name needs no pattern tried one by one (an entry run has 76,000 such items)."""
-    return re.compile("|".join(f"(?:{_translated(d.pattern)})" for d in deviations)).match
+def _first_of(deviations: list[Deviation]):
+    """Return a function giving the index of the first pattern that matches a text, None when
+    none does: one expression of all the patterns, each in its own group, so that an item costs
+    one match however many lines there are (an entry run has 76,000 items; compiling pattern by
+    pattern per item took minutes past re's cache of 512). Alternatives are tried in order and
+    each is anchored at both ends, so the group that matched is the first matching pattern."""
+    parts, pattern_of, group = [], {}, 1
+    for k, d in enumerate(deviations):
+        text = _translated(d.pattern)
+        parts.append(f"({text})")
+        pattern_of[group] = k
+        group += 1 + re.compile(text).groups  # (fnmatch's own groups, if it makes any)
+    match = re.compile("|".join(parts)).match
+
+    def first(text: str) -> int | None:
+        found = match(text)
+        return None if found is None else pattern_of[found.lastindex]
+
+    return first
 
 
 def read(path: Path) -> list[Deviation]:
-    """Return a file's deviations, or raise UsageError naming a line without a reason."""
+    """Return a file's deviations, or raise UsageError naming a line without a reason (or
+    what keeps the file from being read)."""
     try:
-        lines = path.read_text().splitlines()
+        lines = _text(path).splitlines()
     except OSError as exc:
         raise pytest.UsageError(f"--deviations {path}: cannot read: {exc.strerror}") from None
     out = []
@@ -67,7 +77,8 @@ def read(path: Path) -> list[Deviation]:
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        pattern, _, reason = text.partition(" ")
+        pattern, *rest = text.split(None, 1)  # a tab separates as a space does
+        reason = rest[0] if rest else ""
         if not reason.strip():
             raise pytest.UsageError(f"{path}:{n}: {pattern!r} has no reason; write "
                                     "PATTERN  REASON (what deviates, and where it is documented)")
@@ -75,11 +86,26 @@ def read(path: Path) -> list[Deviation]:
     return out
 
 
+def _text(path: Path) -> str:
+    """Return a file's text read as UTF-8, a byte-order mark dropped (an editor's, which would
+    otherwise stick to the first pattern); raise UsageError naming the line of a byte that is
+    not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise pytest.UsageError(f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8; "
+                                "save the file as UTF-8") from None
+
+
 def files(values: list[str]) -> list[Path]:
     """Return the files to apply: the shipped list, then each --deviations FILE; `none` drops
     those before it."""
     paths = [SHIPPED]
     for v in values:
+        if not v.strip():  # Path("") is ".", the working directory
+            raise pytest.UsageError(f"--deviations {v!r}: empty; give a FILE (or none)")
         paths = [] if v == "none" else [*paths, Path(v)]
     return paths
 
@@ -88,13 +114,13 @@ def mark(items: list[pytest.Item], deviations: list[Deviation]) -> None:
     """Mark each listed item as a strict xfail with its reason (the first matching line)."""
     if not deviations:
         return
-    named = _any_of(deviations)
+    first = _first_of(deviations)
     for item in items:
         spec_id = getattr(getattr(item, "callspec", None), "id", None)
-        if not ((spec_id is not None and named(spec_id)) or named(item.nodeid)):
-            continue
-        found = next((d for d in deviations if d.matches(item)), None)
-        if found is not None:
+        hits = [k for k in (None if spec_id is None else first(spec_id), first(item.nodeid))
+                if k is not None]
+        if hits:
+            found = deviations[min(hits)]
             item.add_marker(pytest.mark.xfail(reason=f"documented deviation ({found.where}): "
                                                      f"{found.reason}", strict=True))
             item.stash[KEY] = found

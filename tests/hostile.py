@@ -145,6 +145,21 @@ class Sleeps(NumpyAdapter):
         return super().gradients(case, dtype, device)
 
 
+class SwallowsTimeouts(NumpyAdapter):
+    """Retries a 2-second step five times, its bare `except:` swallowing whatever interrupts a
+    try (a timeout included), then returns the right gradients: 10 s a call."""
+
+    name = "hostile_swallows"
+
+    def gradients(self, case, dtype, device):
+        for _ in range(5):
+            try:
+                time.sleep(2)
+            except:  # noqa: E722 - a careless adapter's retry loop
+                pass
+        return super().gradients(case, dtype, device)
+
+
 class NeedsArgument(NumpyAdapter):
     """A class whose __init__ needs an argument."""
 

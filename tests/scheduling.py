@@ -42,6 +42,18 @@ def group_of(nodeid: str) -> str:
     return name or base.split("::", 1)[0]
 
 
+def refuse_each(config: pytest.Config) -> None:
+    """Stop a distributed `--dist each` run with a usage error (see the module's docstring)."""
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") != "each":
+        return
+    if config.getoption("tx", None):
+        raise pytest.UsageError(
+            "--dist each: not supported: every item would run on every worker, in one results "
+            "file, and pytest-xdist's each scheduler fails (INTERNALERROR) when a replaced worker "
+            "crashes; use --dist load (-n's default), or one run per environment and "
+            "`python -m reports merge`")
+
+
 def allow_a_crash_per_group(config: pytest.Config, groups: int) -> None:
     """Let each of the run's groups crash a worker before xdist stops replacing them.
 

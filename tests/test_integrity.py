@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -120,6 +121,19 @@ def test_an_adapter_past_its_timeout_fails_its_group(pytester, workers):
     assert failed(outcomes) == set(outcomes) and len(outcomes) == 4
     for message in messages.values():
         assert message.strip() == ("adapter 'hostile_sleeps' did not return within 0.5 s "
+                                   "(call 1 of 2; --adapter-timeout)")
+
+
+def test_an_adapter_that_swallows_its_timeout_still_fails_its_group(pytester):
+    """A bare `except:` in a retry loop swallows the first AdapterTimeout: the timeout fires
+    again until the call returns, and the group fails as timed out though it returned."""
+    start = time.monotonic()
+    outcomes, messages = hostile_run(pytester, "SwallowsTimeouts", "--dtypes", "float64",
+                                     "--adapter-timeout", "0.5")
+    assert time.monotonic() - start < 5  # not the 2 × 10 s of its two calls
+    assert failed(outcomes) == set(outcomes) and len(outcomes) == 4
+    for message in messages.values():
+        assert message.strip() == ("adapter 'hostile_swallows' did not return within 0.5 s "
                                    "(call 1 of 2; --adapter-timeout)")
 
 

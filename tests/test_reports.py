@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from reference.case import TENSORS, tensors
 from reference.compare import compare
-from reports import html, record, results
+from reports import html, record, results, study
 from reports.__main__ import main as reports_cli
 from tests import matrix
 from tests.conformance import _python
@@ -273,6 +274,12 @@ def test_small_vectors_keep_every_value_unpooled():
     (lambda text: text.replace('"version":2', '"version":3', 1),
      r"schema version 3, this suite reads 1 and 2"),
     (lambda text: '{"schema": "something/else"}', r"not a backprop-conformance/results file"),
+    (lambda text: text.replace('"version":2', '"version":true', 1),
+     r"schema version true, this suite reads 1 and 2"),  # (Python counts True as 1)
+    (lambda text: text.replace('"version":2', '"version":2.0', 1),
+     r"schema version 2\.0, this suite reads 1 and 2"),
+    (lambda text: json.dumps({**json.loads(text), "version": True}, indent=1),
+     r"schema version true, this suite reads 1 and 2"),
 ])
 def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path, capsys,
                                                                  damage, problem):
@@ -305,6 +312,142 @@ def test_every_cut_of_a_results_file_reads_as_truncated(tmp_path):
         path.write_text(stray)
         with pytest.raises(results.ResultsError, match=r": not JSON \(line 1 column \d+\)$"):
             results.load(path)
+
+@pytest.mark.parametrize("layout", ["lines", "whole"])
+def test_an_item_listed_twice_is_one_line_for_every_reader(runs, tmp_path, capsys, layout):
+    """Merge, the page and a study's comparison would count an item listed twice twice: each
+    refuses the file in one line naming the item, in the writer's line layout (the fast
+    reader) and in any other (the whole reader)."""
+    lines = (runs["where"] / "n0.json").read_text().splitlines(keepends=True)
+    text = "".join([lines[0], lines[1], *lines[1:]])  # the first item twice
+    if layout == "whole":
+        text = json.dumps(json.loads(text), indent=1)
+    bad = write_doc(tmp_path / "twice.json", text)
+    first = json.loads(lines[1].rstrip(",\n"))
+    says = (f"reports: {bad}: malformed: items[1]: {first['nodeid']!r} is listed twice in run "
+            f"{first['run']!r}\n")
+    for command, out in (("merge", "m.json"), ("html", "m.html")):
+        assert reports_cli([command, str(bad), "-o", str(tmp_path / out)]) == 2
+        assert capsys.readouterr().err == says
+    assert study.main(["compare", str(bad), "-o", str(tmp_path / "study")]) == 2
+    assert capsys.readouterr().err == says
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["twice.json"]
+
+
+def test_an_item_collected_twice_is_recorded_once(tmp_path):
+    """`--keep-duplicates` with the test file given twice runs each item twice: the results
+    list it once, and read back."""
+    proc = run_suite(tmp_path, "dup", CONFORMANCE, "--keep-duplicates", "--frameworks=",
+                     "--adapter", "adapters.example:adapter", "--cases", "chain", "--dtypes",
+                     "float64")
+    assert "8 passed" in proc.stdout, proc.stdout[-3000:]
+    items = results.load(tmp_path / "dup.json")["items"]
+    assert len(items) == len({i["nodeid"] for i in items}) == 4
+
+
+@pytest.mark.parametrize("layout", ["lines", "whole"])
+def test_a_byte_order_mark_is_read_past(tmp_path, layout):
+    """A results file that an editor saved with a UTF-8 byte-order mark reads as without it,
+    in either layout (not `not JSON (line 1 column 1)`), and merges."""
+    text = results.dumps(hostile_doc())
+    if layout == "whole":
+        text = json.dumps(json.loads(text), indent=1)
+    marked = tmp_path / "bom.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert results.load(marked) == results.jsonable(hostile_doc())
+    assert reports_cli(["merge", str(marked), "-o", str(tmp_path / "m.json")]) == 0
+    assert results.load(tmp_path / "m.json")["items"] == results.jsonable(hostile_doc())["items"]
+
+
+def test_a_symlink_loop_is_never_replaced(tmp_path, capsys):
+    """A path in a symlink loop is refused in one line and stays a link, from the library,
+    `reports html` and pytest's --results alike."""
+    (tmp_path / "a.json").symlink_to("b.json")
+    (tmp_path / "b.json").symlink_to("a.json")
+    with pytest.raises(OSError, match="a symlink loop, not a regular file; left untouched"):
+        results.write_text(tmp_path / "a.json", "text")
+    assert reports_cli(["html", str(good_file(tmp_path)), "-o", str(tmp_path / "a.json")]) == 2
+    assert capsys.readouterr().err == (f"reports: {tmp_path / 'a.json'}: cannot write (a symlink "
+                                       "loop, not a regular file; left untouched)\n")
+    proc = run_suite(tmp_path, "ok", "--adapter", "adapters.example:adapter", "--cases",
+                     "chain", "--results", "a.json")
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: --results {tmp_path / 'a.json'}: a symlink loop" in proc.stderr, proc.stderr
+    assert all((tmp_path / n).is_symlink() for n in ("a.json", "b.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "good.json"]
+
+
+WRITER = """
+import os, signal, sys, time
+from reports import results, plugin
+
+
+def text():
+    yield "partial"
+    if sys.argv[2] == "kill":  # SIGKILL mid-write: no clean-up runs
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("staged", flush=True)
+    time.sleep(600)
+
+
+if sys.argv[1] == "scratch":  # a recorder's scratch folder (-n N), then SIGKILL or a wait
+    print(plugin.Recorder(None).scratch(), flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
+results.write_text(sys.argv[1], text())
+"""
+
+
+def writer(where: Path, *args: str, **extra: str) -> subprocess.Popen:
+    """Start a process that writes (or makes a scratch folder), then is killed or waits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    return subprocess.Popen([sys.executable, "-c", WRITER, *args], cwd=where, text=True,
+                            env={**env, "PYTHONPATH": str(ROOT), **extra}, stdout=subprocess.PIPE)
+
+
+def test_the_next_write_sweeps_what_a_killed_writer_left(tmp_path):
+    """A writer killed mid-write leaves `.r.json.*.tmp`; the next write of r.json removes it,
+    and keeps the temporary file of a writer still at work."""
+    out = tmp_path / "r.json"
+    with writer(tmp_path, str(out), "kill") as killed:
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    left = set(tmp_path.glob(".r.json.*.tmp"))
+    assert len(left) == 1
+    with writer(tmp_path, str(out), "wait") as live:
+        try:
+            assert live.stdout.readline() == "staged\n"
+            working = set(tmp_path.glob(".r.json.*.tmp")) - left
+            results.write_text(out, "whole")
+            assert set(tmp_path.glob(".r.json.*.tmp")) == working and len(working) == 1
+        finally:
+            live.kill()
+    assert out.read_text() == "whole"
+
+
+def test_the_next_run_sweeps_the_scratch_folder_a_killed_run_left(tmp_path):
+    """A run with -n N killed before its end leaves its scratch folder `bpc-reports-*`; the next
+    run's recorder removes it, and keeps the folder of a run still at work."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with writer(tmp_path, "scratch", "kill", TMPDIR=str(tmp)) as killed:
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert len(list(tmp.glob("bpc-reports-*"))) == 1
+    with writer(tmp_path, "scratch", "wait", TMPDIR=str(tmp)) as live:
+        try:
+            working = Path(live.stdout.readline().strip())
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", CONFORMANCE, "-q", "-p", "no:cacheprovider",
+                 "--adapter", "adapters.example:adapter", "--cases", "chain", "--dtypes",
+                 "float64", "-n", "1", "--results", "r.json"],
+                cwd=tmp_path, env={**env, "TMPDIR": str(tmp)}, capture_output=True, text=True,
+                timeout=600)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert list(tmp.glob("bpc-reports-*")) == [working]
+        finally:
+            live.kill()
+
 
 def test_merged_runs_keep_provenance_and_sit_side_by_side(runs, tmp_path):
     """Merging keeps every run's provenance and unique ids; the page shows the runs as columns."""

@@ -135,6 +135,23 @@ def test_more_crashing_groups_than_xdist_restarts_still_run_the_rest(planted):
         {k for k in outcomes if k.startswith("crashing-")}
 
 
+def test_groups_never_started_when_restarts_run_out_read_not_run(planted):
+    """Under --max-worker-restart 0 the first crash ends the run: the group it was running
+    reads crashed, the groups no worker started read not run (not `the worker running it
+    died`)."""
+    out = planted.path / "r.json"
+    result = planted.runpytest_subprocess(
+        CONFORMANCE, "--frameworks=", "--adapter", "bpc_parallel:Crashing", *MATRIX, "-n", "1",
+        "--max-worker-restart", "0", "--results", str(out), timeout=HANG_GUARD)
+    result.stdout.fnmatch_lines(["*worker gw0 crashed and worker restarting disabled*"])
+    items = json.loads(out.read_text())["items"]
+    crashed = [i for i in items if i["outcome"] == "crashed"]
+    assert len(crashed) == 4 and len({i["group"] for i in crashed}) == 1, crashed
+    rest = [i for i in items if i["outcome"] != "crashed"]
+    assert len(rest) == 28 and {(i["outcome"], i["reason"]) for i in rest} == {
+        ("not run", "never started: the run ended before a worker ran it")}
+
+
 def test_a_worker_crash_ends_a_study_and_it_writes_its_files(planted, tmp_path):
     """`python -m reports.study` (always xdist) ends too, with the crashed items in its files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
@@ -241,6 +258,18 @@ def test_the_suite_schedules_every_load_balancing_mode(dist):
     """Every --dist that spreads items over workers gets the group scheduler; `each` not."""
     made = scheduling.make(FakeConfig(dist), Quiet())
     assert isinstance(made, scheduling.GroupScheduling) == (dist != "each")
+
+
+def test_dist_each_is_a_usage_error(planted):
+    """`--dist each` would run every item on every worker, and pytest-xdist's each scheduler
+    stops with INTERNALERROR (KeyError) when a replaced worker crashes: one line, before any
+    worker starts."""
+    result = planted.runpytest_subprocess(
+        CONFORMANCE, "--frameworks=", "--adapter", "bpc_parallel:Crashing", *MATRIX, "-n", "3",
+        "--dist", "each", timeout=HANG_GUARD)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --dist each: not supported: *; use --dist load*"])
+    assert "INTERNALERROR>" not in result.stdout.str() + result.stderr.str()
 
 
 def test_the_suite_runs_without_xdist(pytester):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -444,3 +445,21 @@ def test_a_depth_study_runs_through_pytest_and_plots_depth(tmp_path):
     page = (tmp_path / "study.html").read_text()
     assert page.count('<svg class="plot"') == 2  # error and bits against depth
     assert "<b>error against depth</b>" in page and "<b>bits of agreement against depth</b>" in page
+
+
+def test_a_study_reads_adapters_from_where_it_was_started(tmp_path):
+    """Started outside the checkout, a study finds `my_adapter.py:adapter` and `other:Other`
+    where pytest started there would: in the working directory, not in the checkout."""
+    shutil.copy(ROOT / "adapters" / "example.py", tmp_path / "my_adapter.py")
+    (tmp_path / "other.py").write_text("from adapters.example import NumpyAdapter\n\n\n"
+                                       "class Other(NumpyAdapter):\n    name = 'other'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    cmd = [sys.executable, "-m", "reports.study", "--frameworks=", "--adapter",
+           "my_adapter.py:adapter", "--adapter", "other:Other", "--cases", "chain", "--dtypes",
+           "float64", "--timing", "0", "-n", "0", "-o", "out"]
+    done = subprocess.run(cmd, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    items = results.load(tmp_path / "out" / "results.json")["items"]
+    assert {(i["config"]["adapter"], i["outcome"]) for i in items} == {("numpy", "passed"),
+                                                                        ("other", "passed")}
