@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 from tests.conformance import _python
@@ -61,3 +62,14 @@ def _masked_pattern(line: str) -> str:
 
 def _python_in_reproduce() -> str:
     return f"{_python()} -m pytest"
+
+
+def test_the_lock_installs_tinygrads_c_compiler():
+    """"Python 3.11 and pip are all it needs": tinygrad's CPU device compiles every kernel, and
+    where no clang is on PATH the compiler is the ziglang wheel, which the lock pins and the
+    tinygrad extra names (tests/test_frameworks.py runs tinygrad on it without clang)."""
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    assert any(re.fullmatch(r"ziglang==[\d.]+", line) for line in lock)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(dep.startswith("ziglang") for dep in extras["tinygrad"]), extras["tinygrad"]
