@@ -39,6 +39,11 @@ class FrameworkMissing(Exception):
     """The adapter's framework cannot be imported, or the device asked for is absent."""
 
 
+class ContractV1(Exception):
+    """The adapter read a 2-layer field (contract v1) on a case of another depth: its items are
+    skipped, never failed; the text is the skip's one reason."""
+
+
 class GroupFailed(Exception):
     """The group's calls broke the run's integrity (wrote into the case, ran past the timeout,
     changed shape between calls); its text is the whole one-line failure of every item."""
@@ -315,6 +320,10 @@ def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> E
     if isinstance(exc, TwoLayerField):  # name the adapter's line that read the field
         last = [f for f in last if not f.filename.endswith(f"reference{os.sep}case.py")]
     where = f" ({last[-1].filename.rsplit('/', 1)[-1]}:{last[-1].lineno})" if last else ""
+    if isinstance(exc, TwoLayerField):
+        return ContractV1(f"adapter {name!r} keeps contract v1, two layers only (it read a "
+                          f"2-layer field{where}): its cases of another depth are skipped; "
+                          "read case.layers to run them (adapters/README.md)")
     which = f" (call {call} of {calls})" if call > 1 else ""
     return AdapterFailed(f"{type(exc).__name__}: {_first_line(exc)}{where}{which}")
 
@@ -421,6 +430,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     got = runner.result(item)
     if isinstance(got, FrameworkMissing):
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
+    if isinstance(got, ContractV1):
+        pytest.skip(str(got))
     if isinstance(got, AdapterFailed):
         pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
     if isinstance(got, GroupFailed):
