@@ -68,6 +68,55 @@ def test_a_missing_distribution_is_recorded_as_none(monkeypatch):
     assert record.distributions(KerasLike()) == {"keras": None, "tensorflow": None}
 
 
+class TensorFlowCpu:
+    name = "tf_cpu_spelling"
+    framework = "tensorflow_cpu"  # the installed distribution, in another spelling
+
+
+def test_a_variant_distribution_is_recorded_as_its_framework(only_tensorflow_cpu):
+    """framework = "tensorflow_cpu" (or tensorflow-cpu) is the tensorflow framework: recorded
+    under that name, with its real distribution and version."""
+    p = record.params(make_item(), TensorFlowCpu())
+    assert (p["framework"], p["framework_version"]) == ("tensorflow", "2.21.0")
+    assert p["distributions"] == {"tensorflow-cpu": "2.21.0"}
+    assert record.framework_of(TensorFlowCpu()) == record.canonical("TensorFlow-CPU")
+
+
+def test_a_distribution_is_recorded_under_its_own_spelling():
+    """A declared name in another spelling is recorded as the distribution spells itself."""
+    assert record.installed("absl_py") == ("absl-py", record.version_of("absl-py"))
+
+
+IMPORT_NAMED = """
+class Adapter:
+    name = "mine"
+    framework = {framework!r}
+    distributions = {distributions!r}
+
+    def gradients(self, case, dtype, device):
+        raise AssertionError("never called")
+"""
+
+
+@pytest.mark.parametrize(("framework", "distributions", "said"), [
+    ("paddle", ("paddle",), "framework 'paddle' is an import name, not a distribution's; "
+                            "write the distribution that installs it: 'paddlepaddle'"),
+    ("dm-haiku", ("dm-haiku", "haiku"), "distributions entry 'haiku' is an import name, not "
+                                         "a distribution's; write the distribution that "
+                                         "installs it: 'dm-haiku'")])
+def test_an_import_name_is_refused_naming_the_distribution(pytester, monkeypatch, framework,
+                                                           distributions, said):
+    """framework = "paddle" or "haiku" (what `import` takes) would record no version and a
+    header reading "(not installed)": the run stops in one line naming the distribution."""
+    monkeypatch.setattr(record, "_import_names",
+                        lambda: {"paddle": ["paddlepaddle"], "haiku": ["dm-haiku"]})
+    pytester.makepyfile(mine=IMPORT_NAMED.format(framework=framework,
+                                                 distributions=distributions))
+    result = run(pytester, "--adapter", "mine.py:Adapter", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: adapter 'mine': {said}"])
+
+
 def make_item():
     from tests.matrix import Config, Item, Spec
 
