@@ -11,7 +11,7 @@ import pytest
 
 import adapters
 from reports import record
-from tests import deviations, lean, matrix, scheduling
+from tests import deviations, isolation, lean, matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -261,7 +261,9 @@ def _adapters(config: pytest.Config) -> dict:
         frameworks = "" if specs else ",".join(adapters.BUILTIN)
     try:
         chosen = adapters.builtin(_split(frameworks), config.getoption("all_idioms"))
-        chosen += [adapters.load(s) for s in specs]
+        for s in specs:
+            chosen.append(adapters.load(s))
+            isolation.register(chosen[-1], s)  # used only by one that asks for its own process
     except adapters.AdapterError as exc:
         raise pytest.UsageError(str(exc)) from None
     by_name = {}
