@@ -14,6 +14,10 @@ with W, b and sigma, any depth L), inputs and targets in `dtype` ("float32", "fl
 as NumPy arrays shaped like the parameters. It holds no
 tolerances, compares nothing, prints nothing, and imports its framework only when called.
 
+Optional, for a framework that cannot share a process (Keras 3 picks its backend once):
+`process = "own"`, and the suite calls the adapter in a child process that holds it alone
+(tests/isolation.py).
+
 Optional, for precision studies: `precisions` (the framework's float32 matmul settings the
 adapter can run under, besides leaving the default alone), `gradients(..., precision=name)`
 that runs under one of them, `resolve_precision(device)` naming what the untouched default
@@ -133,6 +137,10 @@ def check(adapter, spec: str):
         raise AdapterError(f"adapter {spec!r}: framework must be a string")
     if not callable(_attribute(adapter, "gradients", spec)):
         raise AdapterError(f"adapter {spec!r}: has no gradients(case, dtype, device) method")
+    process = _attribute(adapter, "process", spec)
+    if process not in (None, "own"):
+        raise AdapterError(f"adapter {spec!r}: process must be \"own\" (call it in a process of "
+                           f"its own) or absent, got {repr(process)[:100]}")
     precisions = _attribute(adapter, "precisions", spec, ())
     if not _settings(precisions):
         raise AdapterError(f"adapter {spec!r}: precisions must be a tuple of setting names "

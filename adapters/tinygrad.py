@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -13,18 +15,15 @@ from reference.case import Case
 DEVICES = {"cpu": "CPU", "cuda": "CUDA"}  # the suite's device → tinygrad's
 ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softplus": "softplus",
                "identity": None}  # catalogue name → Tensor method (None: identity)
+ZIGCC = Path(__file__).with_name("zigcc")  # `zig cc` under clang's flags (see the script)
 
 
 def tinygrad_device(device: str) -> str:
     """Return tinygrad's device, or raise DeviceUnavailable saying why it cannot run."""
+    if device == "cpu":
+        c_compiler()
     from tinygrad import Device
 
-    if device == "cpu":
-        compiler = os.environ.get("CC", "clang")
-        if shutil.which(compiler) is None:
-            raise DeviceUnavailable(
-                f"tinygrad: its CPU device compiles every kernel with {compiler!r}, which is not "
-                "on PATH (install Debian's clang, or point CC at a clang)")
     name = DEVICES.get(device, device.upper())
     try:
         Device[name]
@@ -32,6 +31,41 @@ def tinygrad_device(device: str) -> str:
         raise DeviceUnavailable(f"tinygrad: no {device} device ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return name
+
+
+def c_compiler() -> str:
+    """Return the C compiler tinygrad's CPU device will run on every kernel: $CC, else clang on
+    PATH, else `zig cc` from the ziglang wheel (through adapters/zigcc), so that a machine with
+    Python and pip alone runs tinygrad; raise DeviceUnavailable when there is none.
+
+    Choosing zig sets CC and BPC_ZIG for the rest of the process, as a user would export them:
+    tinygrad reads CC once, at its first compile, and keeps it."""
+    compiler = os.environ.get("CC")
+    if compiler:
+        if shutil.which(compiler) is None:
+            raise DeviceUnavailable(f"tinygrad: its CPU device compiles every kernel with "
+                                    f"CC={compiler!r}, which is not on PATH")
+        return compiler
+    if shutil.which("clang") is not None:
+        return "clang"
+    zig = ziglang_zig()
+    if zig is None:
+        raise DeviceUnavailable(
+            "tinygrad: its CPU device compiles every kernel with 'clang', which is not on PATH, "
+            "and the ziglang wheel that stands in for it is not installed (pip install ziglang, "
+            "install Debian's clang, or point CC at a clang)")
+    os.environ["BPC_ZIG"], os.environ["CC"] = zig, str(ZIGCC)
+    return str(ZIGCC)
+
+
+def ziglang_zig() -> str | None:
+    """Return the path of the zig the ziglang wheel installs, or None when it is not there."""
+    spec = importlib.util.find_spec("ziglang")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        zig = Path(folder) / "zig"
+        if os.access(zig, os.X_OK):
+            return str(zig)
+    return None
 
 
 class Tinygrad:

@@ -268,7 +268,7 @@ class Recorder:
         """Return where, when and how this run happened."""
         frameworks = {str(p.get("framework")) for p in self.params.values() if p.get("framework")}
         adapters = getattr(self.config, "conformance_adapters", None) or {}
-        frameworks |= {str(getattr(a, "framework", "")) for a in adapters.values()} - {""}
+        frameworks |= {record.framework_of(a) for a in adapters.values()} - {""}
         dists = {d for a in adapters.values() for d in record.declared(a)}
         dists |= {str(d) for p in self.params.values()
                   for d in (p.get("distributions") or {}) if isinstance(d, str)}

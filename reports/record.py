@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import json
 import math
+import re
 import struct
 import sys
 
@@ -124,12 +125,55 @@ ALTERNATIVES: dict[str, tuple[str, ...]] = {
 
 def installed(distribution: str) -> tuple[str, str | None]:
     """Return (the installed distribution's real name, its version) for a declared name: the
-    first of its alternatives that is installed, else (the name, None)."""
-    for name in ALTERNATIVES.get(distribution, (distribution,)):
+    first of its alternatives that is installed, else (the name, None). A variant's name in any
+    spelling (tensorflow_cpu) reads as the framework it installs (tensorflow)."""
+    alternatives = ALTERNATIVES.get(canonical(distribution))
+    for name in alternatives or (distribution,):
         version = version_of(name)
         if version is not None:
-            return name, version
+            return (name if alternatives else real_name(name)), version
     return distribution, None
+
+
+def normalized(name: str) -> str:
+    """Return a distribution name as the package index compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def canonical(framework: str) -> str:
+    """Return the framework a name stands for: `tensorflow` for tensorflow-cpu, tensorflow_cpu
+    or any other of its ALTERNATIVES; any other name as given."""
+    key = normalized(framework)
+    return next((f for f, alts in ALTERNATIVES.items()
+                 if key in {normalized(a) for a in alts}), framework)
+
+
+def framework_of(adapter) -> str:
+    """Return the framework an adapter tests, as the results and the header name it."""
+    return canonical(str(getattr(adapter, "framework", "")))
+
+
+def real_name(distribution: str) -> str:
+    """Return an installed distribution's name as it spells it (dm_haiku → dm-haiku)."""
+    try:
+        return importlib.metadata.distribution(distribution).metadata["Name"] or distribution
+    except Exception:  # noqa: BLE001 - not installed, or an odd name: keep it as given
+        return distribution
+
+
+def import_name_of(name: str) -> list[str]:
+    """Return the installed distributions that provide `name` when it is an import name and
+    no distribution's (paddle: paddlepaddle; haiku: dm-haiku); [] when it is a distribution's,
+    or when nothing installed here provides it (then nothing can be told)."""
+    if not name or installed(name)[1] is not None:
+        return []
+    return sorted(set(_import_names().get(name, ())), key=str.lower)
+
+
+@functools.cache
+def _import_names() -> dict[str, list[str]]:
+    """Return {top-level import name: the distributions that provide it} of this environment."""
+    return importlib.metadata.packages_distributions()
 
 
 def declared(adapter) -> tuple[str, ...]:
@@ -176,7 +220,7 @@ def params(item, adapter=None) -> dict:
 
 def _about(adapter) -> dict:
     """Return what the results say of an adapter: how to load it, its framework, versions."""
-    framework = str(getattr(adapter, "framework", ""))
+    framework = framework_of(adapter)
     return {"adapter_spec": import_path(adapter), "framework": framework,
             "framework_version": installed(framework)[1], "distributions": distributions(adapter)}
 

@@ -26,6 +26,8 @@ from reference.case import Case, TwoLayerField
 from reference.compare import Comparison, Diagnosis, compare, diagnose
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
+from tests import isolation
+from tests.isolation import ChildFailed
 from tests.matrix import Item, Spec, draw
 
 MAX_LISTED = 5  # worst entries a failure message lists
@@ -37,6 +39,11 @@ class AdapterFailed(Exception):
 
 class FrameworkMissing(Exception):
     """The adapter's framework cannot be imported, or the device asked for is absent."""
+
+
+class ContractV1(Exception):
+    """The adapter read a 2-layer field (contract v1) on a case of another depth: its items are
+    skipped, never failed; the text is the skip's one reason."""
 
 
 class GroupFailed(Exception):
@@ -180,7 +187,7 @@ class Runner:
         case = _fresh(pristine)
         start = time.perf_counter()
         with _deadline(self.timeout):
-            got = self.adapters[c.adapter].gradients(case, c.dtype, c.device, **setting)
+            got = isolation.call(self.adapters[c.adapter], case, c.dtype, c.device, **setting)
         elapsed = time.perf_counter() - start
         changed = _changes(case, pristine)
         if changed:
@@ -328,11 +335,18 @@ def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> E
                                 f"{_first_line(exc)}")
     if isinstance(exc, DeviceUnavailable):
         return FrameworkMissing(_first_line(exc))
+    which = f" (call {call} of {calls})" if call > 1 else ""
+    if isinstance(exc, ChildFailed):  # its own process said it all (tests/isolation.py)
+        return AdapterFailed(f"{exc}{which}")
     last = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, TwoLayerField):  # name the adapter's line that read the field
         last = [f for f in last if not f.filename.endswith(f"reference{os.sep}case.py")]
     where = f" ({last[-1].filename.rsplit('/', 1)[-1]}:{last[-1].lineno})" if last else ""
-    which = f" (call {call} of {calls})" if call > 1 else ""
+    where = getattr(exc, "where", where) if isinstance(exc, TwoLayerField) else where
+    if isinstance(exc, TwoLayerField):
+        return ContractV1(f"adapter {name!r} keeps contract v1, two layers only (it read a "
+                          f"2-layer field{where}): its cases of another depth are skipped; "
+                          "read case.layers to run them (adapters/README.md)")
     return AdapterFailed(f"{type(exc).__name__}: {_first_line(exc)}{where}{which}")
 
 
@@ -459,6 +473,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     got = runner.result(item)
     if isinstance(got, FrameworkMissing):
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
+    if isinstance(got, ContractV1):
+        pytest.skip(str(got))
     if isinstance(got, AdapterFailed):
         pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
     if isinstance(got, GroupFailed):

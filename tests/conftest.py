@@ -11,7 +11,7 @@ import pytest
 
 import adapters
 from reports import record
-from tests import deviations, lean, matrix, scheduling
+from tests import deviations, isolation, lean, matrix, scheduling
 from tests.conformance import Runner
 
 pytest_plugins = ["reports.plugin"]
@@ -267,7 +267,9 @@ def _adapters(config: pytest.Config) -> dict:
         frameworks = "" if specs else ",".join(adapters.BUILTIN)
     try:
         chosen = adapters.builtin(_split(frameworks), config.getoption("all_idioms"))
-        chosen += [adapters.load(s) for s in specs]
+        for s in specs:
+            chosen.append(adapters.load(s))
+            isolation.register(chosen[-1], s)  # used only by one that asks for its own process
     except adapters.AdapterError as exc:
         raise pytest.UsageError(str(exc)) from None
     by_name = {}
@@ -275,7 +277,24 @@ def _adapters(config: pytest.Config) -> dict:
         if a.name in by_name:
             raise pytest.UsageError(f"two adapters are named {a.name!r}; names must be unique")
         by_name[a.name] = a
+        _check_distributions(a)
     return by_name
+
+
+def _check_distributions(adapter) -> None:
+    """Stop on a `framework` or `distributions` entry that is an import name of what is
+    installed (paddle, haiku), naming the distribution to write instead (paddlepaddle,
+    dm-haiku): the version recorded with every result is looked up by that name."""
+    names = [("framework", adapter.framework)]
+    names += [("distributions entry", d) for d in record.declared(adapter)
+              if d != adapter.framework]
+    for attr, name in names:
+        providers = record.import_name_of(name)
+        if providers:
+            raise pytest.UsageError(
+                f"adapter {adapter.name!r}: {attr} {name!r} is an import name, not a "
+                f"distribution's; write the distribution that installs it: "
+                f"{' or '.join(map(repr, providers))}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -363,7 +382,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     adapters run on: `keras 3.15.1 (tensorflow-cpu 2.21.0)`."""
     by_framework: dict[str, dict[str, str | None]] = {}
     for a in config.conformance_adapters.values():
-        by_framework.setdefault(a.framework, {}).update(record.distributions(a))
+        by_framework.setdefault(record.framework_of(a), {}).update(record.distributions(a))
     versions = []
     for framework, dists in sorted(by_framework.items()):
         real, version = record.installed(framework)

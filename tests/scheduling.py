@@ -25,8 +25,9 @@ import pytest
 
 DISTRIBUTING = ("load", "loadgroup", "loadscope", "loadfile", "worksteal")
 """The --dist modes this scheduler replaces; `each` (every item on every worker) it does not."""
-CONFORMANCE = re.compile(r"\[(?P<group>.+)-(?:W1|b1|W2|b2)(?:\[[0-9,]*\])?\]$")
-"""A conformance item's parameter id: `config-spec-tensor`, an entry's `[i,j]` after it."""
+CONFORMANCE = re.compile(r"\[(?P<group>.+)-[Wb][1-9][0-9]*(?:\[[0-9,]*\])?\]$")
+"""A conformance item's parameter id: `config-spec-tensor` (W1, b1, …, WL, bL at any depth), an
+entry's `[i,j]` after it."""
 LOOKAHEAD = 2
 """A worker holds back its last item until it knows the next: send more while ≤ 2 remain."""
 

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from reference.compare import Diagnosis, compare, diagnose
+from tests import isolation
 from tests.conformance import (
     _fresh,
     _well_formed,
@@ -82,7 +83,8 @@ def verdict(adapter, config: Config, spec, tensor: str) -> Verdict:
     """Call the adapter once on the spec's case and judge it as the suite does."""
     setting = {} if config.precision == "default" else {"precision": config.precision}
     try:
-        got = adapter.gradients(_fresh(case_for(spec)), config.dtype, config.device, **setting)
+        got = isolation.call(adapter, _fresh(case_for(spec)), config.dtype, config.device,
+                         **setting)
     except Exception:  # noqa: BLE001 - a candidate the adapter cannot run does not reproduce
         return Verdict(False, 0, None)
     ref = reference_for(spec)
@@ -220,7 +222,8 @@ def shrink(adapter, config: Config, spec, tensor: str, budget: float = BUDGET) -
 def failing_entries(adapter, config: Config, spec, tensor: str, most: int = 8) -> list[dict]:
     """Return the tensor's entries outside their bound, greatest ratio first, at most `most`."""
     setting = {} if config.precision == "default" else {"precision": config.precision}
-    got = adapter.gradients(_fresh(case_for(spec)), config.dtype, config.device, **setting)
+    got = isolation.call(adapter, _fresh(case_for(spec)), config.dtype, config.device,
+                         **setting)
     ref, bound = reference_for(spec)[tensor], bounds_for(spec, config.dtype)[tensor]
     cmp = compare(tensor, np.asarray(got[tensor]), ref, bound, config.dtype)
     return [{"index": e.index, "got": e.got, "ref": e.ref, "bound": e.bound, "ratio": e.ratio}

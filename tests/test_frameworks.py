@@ -4,6 +4,7 @@ skips when not installed, and the Keras loss deviation the keras adapter steers 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,55 @@ def test_a_missing_distribution_is_recorded_as_none(monkeypatch):
     assert record.distributions(KerasLike()) == {"keras": None, "tensorflow": None}
 
 
+class TensorFlowCpu:
+    name = "tf_cpu_spelling"
+    framework = "tensorflow_cpu"  # the installed distribution, in another spelling
+
+
+def test_a_variant_distribution_is_recorded_as_its_framework(only_tensorflow_cpu):
+    """framework = "tensorflow_cpu" (or tensorflow-cpu) is the tensorflow framework: recorded
+    under that name, with its real distribution and version."""
+    p = record.params(make_item(), TensorFlowCpu())
+    assert (p["framework"], p["framework_version"]) == ("tensorflow", "2.21.0")
+    assert p["distributions"] == {"tensorflow-cpu": "2.21.0"}
+    assert record.framework_of(TensorFlowCpu()) == record.canonical("TensorFlow-CPU")
+
+
+def test_a_distribution_is_recorded_under_its_own_spelling():
+    """A declared name in another spelling is recorded as the distribution spells itself."""
+    assert record.installed("absl_py") == ("absl-py", record.version_of("absl-py"))
+
+
+IMPORT_NAMED = """
+class Adapter:
+    name = "mine"
+    framework = {framework!r}
+    distributions = {distributions!r}
+
+    def gradients(self, case, dtype, device):
+        raise AssertionError("never called")
+"""
+
+
+@pytest.mark.parametrize(("framework", "distributions", "said"), [
+    ("paddle", ("paddle",), "framework 'paddle' is an import name, not a distribution's; "
+                            "write the distribution that installs it: 'paddlepaddle'"),
+    ("dm-haiku", ("dm-haiku", "haiku"), "distributions entry 'haiku' is an import name, not "
+                                         "a distribution's; write the distribution that "
+                                         "installs it: 'dm-haiku'")])
+def test_an_import_name_is_refused_naming_the_distribution(pytester, monkeypatch, framework,
+                                                           distributions, said):
+    """framework = "paddle" or "haiku" (what `import` takes) would record no version and a
+    header reading "(not installed)": the run stops in one line naming the distribution."""
+    monkeypatch.setattr(record, "_import_names",
+                        lambda: {"paddle": ["paddlepaddle"], "haiku": ["dm-haiku"]})
+    pytester.makepyfile(mine=IMPORT_NAMED.format(framework=framework,
+                                                 distributions=distributions))
+    result = run(pytester, "--adapter", "mine.py:Adapter", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: adapter 'mine': {said}"])
+
+
 def make_item():
     from tests.matrix import Config, Item, Spec
 
@@ -115,26 +165,54 @@ def test_not_installed_is_a_skip_with_its_reason(require):
         assert f"{framework} cannot be imported" in done.stdout, framework
 
 
-def test_tinygrad_without_clang_is_device_unavailable(monkeypatch, tmp_path):
-    """No clang on PATH: the tinygrad adapter says so as DeviceUnavailable, before tinygrad
-    fails with "no usable devices"."""
+def test_tinygrad_without_clang_or_ziglang_is_device_unavailable(monkeypatch, tmp_path):
+    """No clang on PATH and no ziglang wheel: the tinygrad adapter says so as
+    DeviceUnavailable, naming both, before tinygrad fails with "no usable devices"."""
     pytest.importorskip("tinygrad")
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setitem(sys.modules, "ziglang", None)  # find_spec now finds nothing
     adapter = adapters.load("adapters.tinygrad:Tinygrad")
-    with pytest.raises(DeviceUnavailable, match="compiles every kernel with 'clang'.*not on PATH"):
+    with pytest.raises(DeviceUnavailable, match="compiles every kernel with 'clang'.*not on "
+                       "PATH, and the ziglang wheel .* not installed"):
         adapter.gradients(make_case((1, 1, 1), 1, 0, "relu", "relu"), "float32", "cpu")
 
 
-def test_tinygrad_without_clang_fails_under_require(pytester, monkeypatch, tmp_path):
+def test_tinygrad_without_clang_or_ziglang_fails_under_require(pytester, monkeypatch, tmp_path):
     installed("tinygrad")
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setitem(sys.modules, "ziglang", None)
     args = ("--frameworks", "tinygrad", "--cases", "chain", "--dtypes", "float32", "-rs")
-    run(pytester, *args).stdout.fnmatch_lines(["*SKIPPED*tinygrad*clang*not on PATH*"])
+    run(pytester, *args).stdout.fnmatch_lines(["*SKIPPED*tinygrad*clang*not on PATH*ziglang*"])
     failed = run(pytester, *args, "--require-frameworks")
     failed.assert_outcomes(failed=4)
     failed.stdout.fnmatch_lines(["*tinygrad: its CPU device compiles every kernel with 'clang'*"])
+
+
+WITHOUT_CLANG = (
+    "import os, sys\n"
+    "from adapters.tinygrad import Tinygrad\n"
+    "from reference.case import make_case\n"
+    "from reference.network import gradients\n"
+    "case = make_case((5, 4, 3), 3, 0, 'tanh', 'sigmoid')\n"
+    "got, ref = Tinygrad().gradients(case, 'float64', 'cpu'), gradients(case)\n"
+    "print(os.environ['CC'], max(abs(got[k] - ref[k]).max() for k in ref))\n"
+)
+
+
+def test_tinygrad_runs_on_the_ziglang_wheel_without_clang(tmp_path):
+    """A machine with Python and pip alone (no clang on PATH, no CC) runs tinygrad's CPU device:
+    its kernels compile with the ziglang wheel's `zig cc`, and the gradients are tinygrad's,
+    float64-close to the reference's."""
+    installed("tinygrad", "ziglang")
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env.update(PATH=str(tmp_path), CACHEDB=str(tmp_path / "tinygrad.db"))  # nothing cached
+    done = subprocess.run([sys.executable, "-c", WITHOUT_CLANG], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cc, diff = done.stdout.split()
+    assert Path(cc) == ROOT / "adapters" / "zigcc" and float(diff) < 1e-12, done.stdout
 
 
 def test_keras_mean_squared_error_averages_and_computes_in_float32():

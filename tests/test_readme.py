@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 from tests.conformance import _python
@@ -61,3 +62,27 @@ def _masked_pattern(line: str) -> str:
 
 def _python_in_reproduce() -> str:
     return f"{_python()} -m pytest"
+
+
+def test_the_lock_installs_tinygrads_c_compiler():
+    """"Python 3.11 and pip are all it needs": tinygrad's CPU device compiles every kernel, and
+    where no clang is on PATH the compiler is the ziglang wheel, which the lock pins and the
+    tinygrad extra names (tests/test_frameworks.py runs tinygrad on it without clang)."""
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    assert any(re.fullmatch(r"ziglang==[\d.]+", line) for line in lock)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(dep.startswith("ziglang") for dep in extras["tinygrad"]), extras["tinygrad"]
+
+
+def test_every_cited_design_document_is_in_the_repository():
+    """The code, the workflow and the benchmarks cite DESIGN.md for facts (the H200
+    measurements, the id format): it is a file of the repository, at its root."""
+    sources = [f for folder in ("reference", "adapters", "tests", "reports", ".github", ".ci")
+               for f in (ROOT / folder).rglob("*") if f.is_file() and f.suffix != ".pyc"]
+    citing = [f for f in sources if "DESIGN.md" in f.read_text(errors="replace")]
+    assert citing, "nothing cites DESIGN.md: drop this test"
+    assert (ROOT / "DESIGN.md").is_file(), [str(f.relative_to(ROOT)) for f in citing]
+    design = (ROOT / "DESIGN.md").read_text()
+    assert "Frameworks' GPU activations showed nothing worse than their CPU ones" in design
+    assert "`torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1`" in design

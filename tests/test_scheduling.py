@@ -61,6 +61,9 @@ def planted(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
      "jax-cpu-float32.high-tanh-softplus-5x4x3-b3-s1"),
     ("tests/test_conformance.py::test_gradient[numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W1[3,4]]",
      "numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0"),
+    *[(f"tests/test_conformance.py::test_gradient[torch-cpu-float32-relu-tanh-sigmoid-softplus-"
+       f"784x64x32x16x10-b8-s0-{tensor}]", "torch-cpu-float32-relu-tanh-sigmoid-softplus-"
+       "784x64x32x16x10-b8-s0") for tensor in ("W1", "W3", "b4", "b4[7]", "W12[0,3]")],
     ("tests/test_study.py::test_usage_errors", "tests/test_study.py"),
     ("tests/test_study.py::test_usage_errors@study", "study"),
     ("tests/test_plugin.py::test_bad[--shard-0/2]", "tests/test_plugin.py"),
