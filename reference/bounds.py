@@ -1,4 +1,26 @@
-"""Per-entry error bounds: a magnitude pass that carries every intermediate's error forward.
+"""Per-entry error bounds: the tier that decides pass or fail, and the worst-case ceiling.
+
+The tier (`typical_pass`, what `bounds` returns) hugs the real error of a correct run: every
+rounding's first-order effect on an entry is split into a random part, mean-independent
+roundings carried as a variance proxy (in quadrature through W, whose signs are drawn
+independently of everything the errors depend on, and over the batch, whose samples are
+independent computations), and a systematic part carried as magnitudes (each activation's ulp
+budget, elementwise roundings, and the stagnation of long left-to-right sums, `_stagnation`).
+An entry passes when |g − ref| ≤ λ·√(proxy) + systematic, never above the ceiling.
+
+Why it cannot cry wolf: by Azuma–Hoeffding a sum of mean-independent roundings within ±u
+exceeds λ = 6 roots of its proxy with probability below 3·10⁻⁸, and the proxy already takes
+each rounding at its extremes (a rounding spread over ±u has a third of that variance: λ is
+then 10.4 standard deviations); a sum's partial sums are charged 1.5–3× their expectation over
+value-independent orders; what is not mean-independent (activation budgets, long same-signed
+left-to-right sums) is charged as a worst-case magnitude. Measured (tests/bench, closing notes):
+correct float32 groups of torch, NumPy and JAX reach 0.02–0.17 of it over 784-16-10 …
+784-64×7-10 at batches 1 … 4,096; NumPy's left-to-right order adapter 0.16 at 2¹⁸ and 0.06 at
+2²⁰ (it failed at 2¹⁸ before `_stagnation` was measured and added); the median W1 tier is
+9·10⁻⁶·|ref| at L = 2, 2·10⁻⁵ at L = 4 and 4–5·10⁻⁵ at L = 8.
+
+The ceiling (`ceiling`, the magnitude pass below) is the rigorous worst case, kept as the
+documented upper limit of the tier; its own derivation follows.
 
 Model (first order in u, Higham's standard model fl(a∘b) = (a∘b)(1+δ), |δ| ≤ u):
 each intermediate v of (15)–(29) gets an absolute bound E_v ≥ |fl(v) − v| made of
