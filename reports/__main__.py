@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "merge":  # written as it is read: the files are never held whole
             text = results.merged_chunks(runs, items)
         else:
-            text = _page(runs, items, Path(args.output).resolve().parent)
+            text = _page(runs, items, Path(os.path.abspath(args.output)).parent)
         path = results.write_text(args.output, text)
     except results.ResultsError as exc:
         print(exc, file=sys.stderr)
@@ -119,7 +120,7 @@ def repro(args) -> int:
     runs = {r.get("id"): r for r in doc["runs"]}
     run = runs.get(item.get("run"), {})
     options = (run.get("provenance") or {}).get("options") or {}
-    folder = Path(args.output).resolve().parent
+    folder = Path(os.path.abspath(args.output)).parent
     try:
         adapter, config, spec = engine.from_results(item, options)
         text, shrunk = engine.export(adapter, config, spec, item["tensor"], str(item["id"]),

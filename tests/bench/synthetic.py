@@ -151,7 +151,7 @@ def item(run: str, config: dict, spec: dict, tensor: str, outcome: str, cmp: dic
         "outcome": outcome, "reason": reason, "message": message,
         "fingerprint": None if cmp is None else config["dtype"],
         "details": {} if cmp is None else {
-            "sensitivity": {"entry_change": 3.0e-4, "tf32": "detectable (z≈1.98e+04)"},
+            "sensitivity": {"entry_change": 3.0e-4, "tf32": "detectable"},
             "precision_resolved": f"default: {config['precision']}",
             "determinism": {"calls": 2, "differing": 0, "of": cmp["entries"], "max_ratio": 0.0}},
         "comparison": cmp, "duration": 0.0123,
