@@ -260,10 +260,47 @@ def _stagnation(n: int, u: float, S: np.ndarray) -> np.ndarray:
 
 
 def _biased(n: int, u: float, magnitude) -> np.ndarray | float:
-    """Return `_stagnation` of a length-n sum, in u; left out (0) where it is below a
-    sixteenth of one rounding of the sum's magnitude, n·n·u < 1/128 (`magnitude()` is then
-    not computed)."""
-    return _stagnation(n, u, magnitude()) if n * n * u >= 1 / 128 else 0.0
+    """Return `_stagnation` of a length-n sum, in u, where it can matter; else 0.
+
+    The random part of a sum is at least λ·S/√2 (its proxy holds n·q/2 and q ≥ S²/n), so the
+    stagnation term is left out while it stays below an eighth of that floor: n·min(1, 8nu)
+    < λ/(8√2), every n up to 1,054 in float32 (`magnitude()` is then not computed).
+    """
+    return _stagnation(n, u, magnitude()) if _stagnates(n, u) else 0.0
+
+
+def _stagnates(n: int, u: float) -> bool:
+    """Say whether `_biased` counts a length-n sum's stagnation (see there)."""
+    return n * min(1.0, 8.0 * n * u) >= LAMBDA / (8 * np.sqrt(2))
+
+
+class _Squared:
+    """x² in float32 as an operand, squared a block of rows at a time when it is used: x is the
+    largest array of a large batch, and a new array of its size costs more than the squares."""
+
+    def __init__(self, x: np.ndarray):
+        self.x, self.rows = x, max(1, (1 << 20) // max(x.shape[1], 1))
+
+    def __matmul__(self, right: np.ndarray) -> np.ndarray:
+        out = np.empty((self.x.shape[0], right.shape[1]), dtype=F32)
+        for k in range(0, self.x.shape[0], self.rows):
+            block = self.x[k:k + self.rows]
+            out[k:k + self.rows] = (block * block) @ right
+        return out
+
+    def tmm(self, left: np.ndarray) -> np.ndarray:
+        """Return leftᵀ·x² for left shaped like x's rows (batch in rows)."""
+        total = np.zeros((left.shape[1], self.x.shape[1]), dtype=F32)
+        for k in range(0, self.x.shape[0], self.rows):
+            block = self.x[k:k + self.rows]
+            total += tmm(left[k:k + self.rows], block * block)
+        return total
+
+
+def _abs_inputs(case: Case) -> np.ndarray:
+    """Return |x| in float32: x itself for pixel intensities, which are never negative."""
+    x = inputs32(case)
+    return x if x.min(initial=0.0) >= 0 else np.abs(x)
 
 
 def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
@@ -284,16 +321,17 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
     s = [None, *(activation(layer.sigma) for layer in case.layers)]
     aW = [None, *(np.abs(layer.W).astype(F32) for layer in case.layers)]
     W2 = [None, *(w * w for w in aW[1:])]
-    x = inputs32(case)
-    a2 = [x * x]  # a_i², a_0 = x exact
-    r2, m = [np.zeros((1, 1), F32)], [np.zeros((1, 1), F32)]  # a_i's error parts
+    A = [inputs32(case), *(a[i].astype(F32) for i in range(1, L))]  # a_i as float32
+    absA = [_abs_inputs(case), *(np.abs(v) for v in A[1:])]
+    A2 = [_Squared(inputs32(case)), *(v * v for v in A[1:])]  # a_i², a_0 = x exact
+    r2, m = [None], [None]  # a_i's error parts (x has none)
     rz2, mz, ds = [None], [None], [None]
     for i in range(1, L + 1):
         b2 = case.layers[i - 1].b.astype(F32) ** 2
         zi = z[i].astype(F32)
-        q = a2[i - 1] @ W2[i].T + b2
+        q = A2[i - 1] @ W2[i].T + b2
         own = _sum_own(n[i - 1] + 1, zi, q)
-        mzi = _biased(n[i - 1] + 1, u, lambda: np.sqrt(a2[i - 1]) @ aW[i].T + np.sqrt(b2))
+        mzi = _biased(n[i - 1] + 1, u, lambda A=absA[i - 1], w=aW[i], b=b2: A @ w.T + np.sqrt(b))
         if i > 1:
             rz = own + r2[i - 1] @ W2[i].T
             mzi = mzi + np.sqrt(m[i - 1] ** 2 @ W2[i].T)
@@ -305,12 +343,11 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
         ds.append(dsi)
         r2.append(dsi * dsi * rz)
         m.append(np.abs(dsi) * mzi + s[i].f_err(zi))
-        a2.append(a[i].astype(F32) ** 2)
     g = (2.0 * (a[L] - case.y)).astype(F32)  # (19) differentiated
     rg2, mg = 4 * r2[L], 2 * m[L] + np.abs(g)
     out = {}
     for i in range(L, 0, -1):
-        zi, dsi = z[i].astype(F32), ds[i]
+        zi, dsi, w = z[i].astype(F32), ds[i], n[i]
         d2 = np.abs(s[i].d2f(zi))
         r_ds = d2 * np.sqrt(rz2[i])
         m_ds = d2 * mz[i] + s[i].df_err(zi)
@@ -318,25 +355,37 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
             near = np.abs(zi) <= u * (LAMBDA * np.sqrt(rz2[i]) + mz[i])
             m_ds = np.where(near, np.maximum(m_ds, F32(s[i].kink / u)), m_ds)
         delta = dsi * g
+        ad = np.abs(delta)
         r_d = np.abs(dsi) * np.sqrt(rg2) + np.abs(g) * r_ds
-        m_d = np.abs(dsi) * mg + np.abs(g) * m_ds + np.abs(delta)
+        m_d = np.abs(dsi) * mg + np.abs(g) * m_ds + ad
         dd2, rd2 = delta * delta, r_d * r_d
-        aprev = np.sqrt(a2[i - 1])
-        dW = tmm(delta, a[i - 1].astype(F32))
-        rW = _sum_own(B, dW, tmm(dd2, a2[i - 1])) + 2 * tmm(rd2, a2[i - 1])
-        mW = tmm(m_d, aprev) + _biased(B, u, lambda: tmm(np.abs(delta), aprev))
+        # one pass over a_(i−1) per kind: the large products of a large batch share it
+        stack = np.hstack([dd2, rd2])
+        squares = A2[0].tmm(stack) if i == 1 else tmm(stack, A2[i - 1])
+        long_sum = _stagnates(B, u)
+        if absA[i - 1] is A[i - 1]:
+            parts = [delta, m_d, ad] if long_sum else [delta, m_d]
+            both = tmm(np.hstack(parts), A[i - 1])
+            dW, mW = both[:w], both[w:2 * w]
+            S = both[2 * w:] if long_sum else None
+        else:
+            dW = tmm(delta, A[i - 1])
+            both = tmm(np.hstack([m_d, ad]), absA[i - 1])
+            mW, S = both[:w], both[w:]
+        rW = _sum_own(B, dW, squares[:w]) + 2 * squares[w:]
+        mW = mW + _biased(B, u, lambda S=S: S)
         if i > 1:
             rW = rW + 2 * tmm(dd2, r2[i - 1])
-            mW = mW + tmm(np.abs(delta), m[i - 1])
+            mW = mW + tmm(ad, m[i - 1])
         db = delta.sum(axis=0)
         rb = _sum_own(B, db, dd2.sum(axis=0)) + 2 * rd2.sum(axis=0)
         out[f"W{i}"] = LAMBDA * np.sqrt(rW) + mW
-        mb = m_d.sum(axis=0) + _biased(B, u, lambda: np.abs(delta).sum(axis=0))
+        mb = m_d.sum(axis=0) + _biased(B, u, lambda ad=ad: ad.sum(axis=0))
         out[f"b{i}"] = LAMBDA * np.sqrt(rb) + mb
         if i > 1:
             Wi = case.layers[i - 1].W.astype(F32)
             g = delta @ Wi
             q = dd2 @ W2[i]
             rg2 = _sum_own(n[i], g, q) + rd2 @ W2[i]
-            mg = np.sqrt(m_d ** 2 @ W2[i]) + _biased(n[i], u, lambda: np.abs(delta) @ aW[i])
+            mg = np.sqrt(m_d ** 2 @ W2[i]) + _biased(n[i], u, lambda ad=ad, w=aW[i]: ad @ w)
     return {k: u * out[k].astype(np.float64) for k in tensors(L)}

@@ -100,7 +100,7 @@ class Comparison:
         else:
             arrays = [a[flat:flat + 1] for a in self.flattened]
         one = Comparison(self.tensor, *arrays[:3], self.dtype)
-        for name, a in zip(("diff", "ratio", "bits"), arrays[3:]):
+        for name, a in zip(("diff", "ratio", "bits"), arrays[3:], strict=True):
             one.__dict__[name] = a  # cached_property keeps its value in __dict__
         one.__dict__["of"] = (self, flat)
         return one
@@ -111,7 +111,7 @@ class Comparison:
         if type(index) is not tuple or len(index) != len(shape):
             return None
         flat = 0
-        for i, n in zip(index, shape):
+        for i, n in zip(index, shape, strict=True):
             if type(i) is not int or not 0 <= i < n:
                 return None
             flat = flat * n + i
@@ -178,6 +178,13 @@ LEAK = 1 / 16
 what a float32 computation of the case errs (a float32 leak errs about as much; float64 2⁻²⁹
 of it; a wrong gradient far more)."""
 
+VISIBLE = 0.25
+"""A float32 group none of whose entries errs by a quarter of its float32 tier is read as
+float32 without fitting: a product is named only where its effect reaches the tier on some entry
+(`_visible`) at a share of at least ½, so its errors reach half the tier there, less only the
+noise of a fit that matched. Correct float32 groups stay below 0.17 of the tier (measured over
+the ladder of the module docstring of reference.bounds), and skip the fits."""
+
 EVERY = "every product"
 """The regressor of every product reduced at once: read when no product stands out alone."""
 
@@ -219,7 +226,7 @@ class Fit:
         """Return the products whose errors are this arithmetic's."""
         t = self.threshold
         seen = self.visible or (True,) * len(self.products)
-        return tuple(p for p, b, z, v in zip(self.products, self.beta, self.z, seen)
+        return tuple(p for p, b, z, v in zip(self.products, self.beta, self.z, seen, strict=True)
                      if v and np.isfinite(t) and z >= t and BETA[0] <= b <= BETA[1])
 
     @property
@@ -232,23 +239,27 @@ class Fit:
         """Return the products neither matched nor plainly float32 (a share whose upper end,
         three standard errors up, stays below BETA's lower end)."""
         named = set(self.matched)
-        return tuple(p for p, b, z in zip(self.products, self.beta, self.z) if p not in named
-                     and not (z != 0 and b + 3 * abs(b / z) < BETA[0]))
+        return tuple(p for p, b, z in zip(self.products, self.beta, self.z, strict=True)
+                     if p not in named and not (z != 0 and b + 3 * abs(b / z) < BETA[0]))
 
 
 def fit(arithmetic: str, got: dict, ref: dict, effects: dict[str, dict], base: dict,
         norm: dict) -> Fit:
     """Return the fit of the errors got − ref on each product's simulated effect
     (`effects[p]` = the gradients with product p reduced; `base` the float32 simulation)."""
-    d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in ref}
     names = tuple(effects)
-    s = {k: np.stack([effects[p][k] - base[k] for p in names]) for k in ref}
-    weights = _noise(d, s, norm)
-    beta, z, rows, rss = _regress(d, s, weights)
-    return Fit(arithmetic, names, tuple(beta), tuple(z), rows, rss, _visible(s, norm))
+    d, S, nrm = {}, {}, {}
+    for k in ref:  # per tensor: entries as (rows, columns), regressors as (rows, P, columns)
+        rows = ref[k].shape[0] if ref[k].ndim else 1
+        d[k] = (np.asarray(got[k], dtype=np.float64) - ref[k]).reshape(rows, -1)
+        S[k] = np.stack([(effects[p][k] - base[k]).reshape(rows, -1) for p in names], axis=1)
+        nrm[k] = np.asarray(norm[k], dtype=np.float64).reshape(rows, -1)
+    weights = _noise(d, S, nrm)
+    beta, z, rows, rss = _regress(d, S, weights)
+    return Fit(arithmetic, names, tuple(beta), tuple(z), rows, rss, _visible(S, nrm, len(names)))
 
 
-def _visible(s: dict, norm: dict) -> tuple[bool, ...]:
+def _visible(S: dict, nrm: dict, P: int) -> tuple[bool, ...]:
     """Say, per regressor, whether its simulated effect reaches the float32 tier on some entry.
 
     An effect everywhere below float32's own rounding level cannot be told from a summation
@@ -256,16 +267,14 @@ def _visible(s: dict, norm: dict) -> tuple[bool, ...]:
     the t statistic assumes: on the nearzero case (parameters × 2⁻¹²) JAX's eager float32 fitted
     a tf32-truncated forward product at share 0.50 with t = 5·10¹⁵. Such a product is not named.
     """
-    out = None
-    for k in s:
-        m = norm[k] > 0
-        reach = np.abs(s[k][:, m]) >= norm[k][m] if m.any() else np.zeros((len(s[k]), 1), bool)
-        hit = reach.reshape(len(s[k]), -1).any(axis=1)
-        out = hit if out is None else out | hit
-    return tuple(bool(v) for v in out)
+    seen = np.zeros(P, dtype=bool)
+    for k in S:
+        n = nrm[k][:, None, :]
+        seen |= ((np.abs(S[k]) >= n) & (n > 0)).any(axis=(0, 2))
+    return tuple(bool(v) for v in seen)
 
 
-def _noise(d: dict, s: dict, norm: dict) -> dict:
+def _noise(d: dict, S: dict, nrm: dict) -> dict:
     """Return each entry's weight scale: its bound times its tensor's RMS residual in bounds.
 
     A framework sums each tensor in its own order (BLAS blocks for W, a left-to-right column
@@ -274,31 +283,32 @@ def _noise(d: dict, s: dict, norm: dict) -> dict:
     weights each tensor by it (feasible weighted least squares): a left-to-right b₁ at batch
     2²⁰ then no longer drowns the W entries that carry the signal.
     """
-    beta, _, _, _ = _regress(d, s, norm)
+    beta, _, _, _ = _regress(d, S, nrm)
     out = {}
     for k in d:
-        m = norm[k] > 0
-        r = (d[k] - np.tensordot(beta, s[k], axes=1))[m] / norm[k][m]
-        rms = float(np.sqrt(np.mean(r * r))) if r.size else 0.0
-        out[k] = norm[k] * rms if rms > 0 else norm[k]
+        m = nrm[k] > 0
+        r = np.zeros_like(d[k])
+        np.divide(d[k] - np.einsum("p,rpc->rc", beta, S[k]), nrm[k], out=r, where=m)
+        count = int(m.sum())
+        rms = float(np.sqrt(np.sum(r * r) / count)) if count else 0.0
+        out[k] = nrm[k] * rms if rms > 0 else nrm[k]
     return out
 
 
-def _regress(d: dict, s: dict, norm: dict) -> tuple[np.ndarray, np.ndarray, int, float]:
+def _regress(d: dict, S: dict, nrm: dict) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Return (beta, z, rows, weighted rss) of the row-clustered weighted regression of d on
-    the stacked regressors s (P, *shape)."""
+    the regressors S (per tensor: rows, P, columns), entries weighted by 1/nrm²."""
     X, G, dd = {}, {}, 0.0
     for k in d:
-        w = np.zeros_like(norm[k])
-        np.divide(1.0, norm[k] ** 2, out=w, where=norm[k] > 0)
+        w = np.zeros_like(nrm[k])
+        np.divide(1.0, nrm[k] * nrm[k], out=w, where=nrm[k] > 0)
+        Sw = S[k] * w[:, None, :]
+        x = np.matmul(Sw, d[k][:, :, None])[:, :, 0]  # (rows, P)
+        g = np.matmul(Sw, S[k].transpose(0, 2, 1))  # (rows, P, P)
         row = k[1:]  # W2 and b2 are layer 2 (W10, b10 layer 10): b2[j] joins row j of W2
-        S = s[k].reshape(len(s[k]), len(d[k]) if d[k].ndim else 1, -1)  # (P, rows, cols)
-        wd = (w * d[k]).reshape(S.shape[1], -1)
-        x = np.einsum("prc,rc->rp", S, wd)
-        g = np.einsum("prc,qrc->rpq", S, S * w.reshape(1, S.shape[1], -1))
         X[row] = X.get(row, 0.0) + x
         G[row] = G.get(row, 0.0) + g
-        dd += float(np.sum(wd * d[k].reshape(S.shape[1], -1)))
+        dd += float(np.sum(w * d[k] * d[k]))
     Xr, Gr = np.concatenate(list(X.values())), np.concatenate(list(G.values()))
     R, P = Xr.shape
     total = Gr.sum(axis=0)
@@ -308,7 +318,7 @@ def _regress(d: dict, s: dict, norm: dict) -> tuple[np.ndarray, np.ndarray, int,
         return beta, z, R, dd
     inv = np.linalg.pinv(total[np.ix_(keep, keep)])
     b = inv @ Xr[:, keep].sum(axis=0)
-    scores = Xr[:, keep] - np.einsum("rpq,q->rp", Gr[np.ix_(np.arange(R), keep, keep)], b)
+    scores = Xr[:, keep] - np.einsum("rpq,q->rp", Gr[:, keep][:, :, keep], b)
     meat = scores.T @ scores * (R / max(R - P, 1))
     var = np.diag(inv @ meat @ inv)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -383,7 +393,7 @@ class Diagnosis:
         if best is None:
             return ""
         parts = ", ".join(f"{p} share {b:.3g} (t {z:.3g})" for p, b, z in
-                          zip(best.products, best.beta, best.z) if p in best.matched)
+                          zip(best.products, best.beta, best.z, strict=True) if p in best.matched)
         return (f"errors fit the simulated {best.arithmetic} products ({parts}; each needs "
                 f"t ≥ {best.threshold:.3g} over {best.rows} rows)")
 
@@ -394,6 +404,7 @@ def diagnose(
     dtype: str,
     bounds_of: Callable[[str], dict[str, np.ndarray]],
     simulate_of: Callable[..., dict[str, np.ndarray]],
+    arithmetics: tuple[str, ...] = tuple(REDUCED),
 ) -> Diagnosis:
     """Return what a group's errors are consistent with, judged on the whole field of errors.
 
@@ -407,20 +418,24 @@ def diagnose(
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
-    arithmetic a with the named products reduced (`reference.simulate.simulate`).
+    arithmetic a with the named products reduced (`reference.simulate.simulate`);
+    `arithmetics` the reduced ones tried (default: every one in REDUCED).
     """
     own = bounds_of(dtype)
     failing = sum(int(compare(k, got[k], ref[k], own[k], dtype).failing.sum()) for k in ref)
     norm = own if dtype == "float32" else bounds_of("float32")
     base = simulate_of("float32")
+    if dtype == "float32" and not _reaches(got, ref, own, VISIBLE):
+        return Diagnosis(WRONG if failing else dtype, failing)  # no arithmetic's size: no fit
     if dtype == "float32":
         names = products(_depth(ref))
         fits = tuple(fit(a, got, ref, {p: simulate_of(a, (p,)) for p in names}, base, norm)
-                     for a in REDUCED)
+                     for a in arithmetics)
         matching = [f for f in fits if f.matches]
         if not matching:  # no product stands out alone: the likely ones together, one regressor
-            fits += tuple(_together(f, got, ref, simulate_of, base, norm) for f in fits)
-            matching = [f for f in fits[len(REDUCED):] if f.matches]
+            fits += tuple(t for f in fits if (t := _together(f, got, ref, simulate_of, base,
+                                                              norm)) is not None)
+            matching = [f for f in fits[len(arithmetics):] if f.matches]
         if matching:  # the arithmetic that explains most products, then the least residual
             best = min(matching, key=lambda f: (-len(_named(f)), f.rss))
             plain = [f for f in matching if f.arithmetic == "bfloat16"]
@@ -439,8 +454,11 @@ def diagnose(
 
 def _together(joint: Fit, got, ref, simulate_of, base, norm) -> Fit:
     """Return the fit of one regressor: the products whose joint share is at least half of
-    BETA's lower end reduced together (every product when none is)."""
-    likely = tuple(p for p, b in zip(joint.products, joint.beta) if b >= BETA[0] / 2)
+    BETA's lower end reduced together; every product when none is but their shares sum to
+    BETA's lower end (collinear products split one share); None when they do not."""
+    likely = tuple(p for p, b in zip(joint.products, joint.beta, strict=True) if b >= BETA[0] / 2)
+    if not likely and sum(joint.beta) < BETA[0]:
+        return None
     chosen = likely or joint.products
     label = " + ".join(chosen) if len(chosen) < len(joint.products) else EVERY
     return fit(joint.arithmetic, got, ref, {label: simulate_of(joint.arithmetic, chosen)},
@@ -450,6 +468,12 @@ def _together(joint: Fit, got, ref, simulate_of, base, norm) -> Fit:
 def _named(f: Fit) -> tuple[str, ...]:
     """Return the products a fit reads, a joint regressor's split into its products."""
     return tuple(q for p in f.matched if p != EVERY for q in p.split(" + "))
+
+
+def _reaches(got: dict, ref: dict, bound: dict, share: float) -> bool:
+    """Say whether some entry errs by at least `share` of its bound."""
+    return any(bool(np.any(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])
+                           >= share * bound[k])) for k in ref)
 
 
 def _depth(ref: dict) -> int:

@@ -49,22 +49,40 @@ def products(depth: int) -> tuple[str, ...]:
     return (*(f"forward layer {i}" for i in range(1, depth + 1)), *back)
 
 
+BLOCK = 1 << 16
+"""Elements rounded at a time: the passes of a rounding stay in the cache (a 200 MB input of
+batch 65,536 rounded in one go is five trips through memory)."""
+
+
 def round_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     """Round float32 values to `bits` explicit mantissa bits, to nearest even."""
     drop = 23 - bits
-    u = np.asarray(a, dtype=np.float32).view(np.uint32)
-    r = u >> np.uint32(drop)  # one scratch array, the rest in place: x is the largest operand
-    r &= np.uint32(1)  # the last kept bit: ties go to even
-    r += np.uint32((1 << (drop - 1)) - 1)
-    r += u
-    r &= ~np.uint32((1 << drop) - 1)
-    return r.view(np.float32)
+    half, low = np.uint32((1 << (drop - 1)) - 1), ~np.uint32((1 << drop) - 1)
+
+    def block(u: np.ndarray, out: np.ndarray) -> None:
+        np.right_shift(u, np.uint32(drop), out=out)
+        out &= np.uint32(1)  # the last kept bit: ties go to even
+        out += half
+        out += u
+        out &= low
+
+    return _blockwise(a, block)
 
 
 def truncate_mantissa(a: np.ndarray, bits: int) -> np.ndarray:
     """Keep the first `bits` explicit mantissa bits of float32 values (toward zero)."""
-    u = np.asarray(a, dtype=np.float32).view(np.uint32)
-    return (u & ~np.uint32((1 << (23 - bits)) - 1)).view(np.float32)
+    low = ~np.uint32((1 << (23 - bits)) - 1)
+    return _blockwise(a, lambda u, out: np.bitwise_and(u, low, out=out))
+
+
+def _blockwise(a: np.ndarray, block) -> np.ndarray:
+    """Return block(bits, out) applied to a's float32 bit patterns, BLOCK elements at a time."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    out = np.empty_like(u)
+    flat_u, flat_out = u.reshape(-1), out.reshape(-1)
+    for k in range(0, flat_u.size, BLOCK):
+        block(flat_u[k:k + BLOCK], flat_out[k:k + BLOCK])
+    return out.view(np.float32)
 
 
 def operands(arithmetic: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -104,7 +122,7 @@ def simulate(case: Case, arithmetic: str, reduced: Iterable[str] | None = None
         return dict(_tape(case).gradients)
     if len(chosen) == 1:
         return _one_product(case, arithmetic, chosen[0])
-    mm = product(arithmetic)
+    mm = _product_for(case, arithmetic)
     return _run(case, np.float32, {p: mm for p in chosen})
 
 
@@ -124,15 +142,19 @@ def _tape(case: Case) -> _Tape:
     return _Tape(record["z"], record["a"], record["delta"], g)
 
 
-def _run(case: Case, dtype, reduced: dict, record: dict | None = None
+def _run(case: Case, dtype, reduced: dict, record: dict | None = None, start: int = 1
          ) -> dict[str, np.ndarray]:
-    """Return the gradients with each product named in `reduced` computed by its function."""
+    """Return the gradients with each product named in `reduced` computed by its function;
+    from layer `start` on (the layers below it taken from the float32 run, `_tape`)."""
     L = case.depth
     W = [None, *(layer.W.astype(dtype) for layer in case.layers)]  # index i is layer i
     s = [None, *(activation(layer.sigma) for layer in case.layers)]
     x = inputs32(case) if dtype == np.float32 else case.x
     z, a = [None], [x]
-    for i in range(1, L + 1):
+    if start > 1:
+        t = _tape(case)
+        z, a = list(t.z[:start]), list(t.a[:start])
+    for i in range(start, L + 1):
         mm = reduced.get(f"forward layer {i}")
         prod = a[i - 1] @ W[i].T if mm is None else mm(a[i - 1], W[i].T)
         z.append(prod + case.layers[i - 1].b.astype(dtype))  # (13)
@@ -167,9 +189,9 @@ def _order(depth: int):
 
 def _one_product(case: Case, arithmetic: str, name: str) -> dict[str, np.ndarray]:
     """Return the float32 gradients with one product reduced, recomputing only what follows it."""
-    t, mm = _tape(case), product(arithmetic)
-    if name.startswith("forward"):
-        return _run(case, np.float32, {name: _cached_x(case, arithmetic, mm)})
+    t, mm = _tape(case), _product_for(case, arithmetic)
+    if name.startswith("forward"):  # layers below it as the float32 run computed them
+        return _run(case, np.float32, {name: mm}, start=int(name.rsplit(" ", 1)[-1]))
     g = dict(t.gradients)
     i = int(name.rsplit(" ", 1)[-1].removeprefix("∂W"))
     if name.startswith("∂W"):
@@ -183,18 +205,31 @@ def _one_product(case: Case, arithmetic: str, name: str) -> dict[str, np.ndarray
     return g
 
 
-def _cached_x(case: Case, arithmetic: str, mm):
-    """Return `mm` with the input x's reduced form computed once per case and arithmetic."""
-    x = inputs32(case)
+def _product_for(case: Case, arithmetic: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Return `product(arithmetic)` that reads the case's input x a block of rows at a time.
 
-    def product_(a, b):
-        if a is x and arithmetic != OUTPUTS:
-            return _reduced_x(case, arithmetic) @ operands(arithmetic)(b)
-        return mm(a, b)
+    x is the largest operand of a large batch (forward layer 1 and ∂W1 read it): rounded
+    whole it would be a new array of its size per arithmetic; block by block the rounding
+    stays in the cache. ∂W1 then sums its blocks' products in sequence, one more legitimate
+    float32 order.
+    """
+    x, cut = inputs32(case), operands(arithmetic)
+    rows = max(1, (1 << 20) // max(x.shape[1], 1))
 
-    return product_
+    def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a is x:  # x·Wᵀ
+            right = cut(b)
+            out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+            for k in range(0, a.shape[0], rows):
+                out[k:k + rows] = cut(a[k:k + rows]) @ right
+            return out
+        if b is x:  # δᵀ·x, summed over the batch
+            total = np.zeros((a.shape[0], b.shape[1]), dtype=np.float32)
+            for k in range(0, b.shape[0], rows):
+                total += cut(a[:, k:k + rows]) @ cut(b[k:k + rows])
+            return total
+        return cut(a) @ cut(b)
 
-
-@functools.lru_cache(maxsize=5)
-def _reduced_x(case: Case, arithmetic: str) -> np.ndarray:
-    return operands(arithmetic)(inputs32(case))
+    if arithmetic == OUTPUTS:
+        return lambda a, b: round_mantissa(mm(a, b), MATMUL_BITS["bfloat16"])
+    return mm

@@ -84,7 +84,7 @@ def test_marking_names_the_first_matching_line_as_trying_each_pattern_would():
         ["a*b*c", "*-W1[3,?]", "tests/x.py::t[a-*]", "exact-id", "a?c", "*[b]*"])]
     words = ["a", "b", "c", "-W1[3,7]", "-W1[4,7]", "[b]", "exact-id", "x"]
     items = []
-    for n, parts in enumerate(itertools.product(words, repeat=3)):
+    for parts in itertools.product(words, repeat=3):
         cid = "".join(parts)
         item = SimpleNamespace(callspec=SimpleNamespace(id=cid), nodeid=f"tests/x.py::t[{cid}]",
                                marks=[], stash={})

@@ -11,7 +11,7 @@ import pytest
 from adapters.example import NumpyAdapter
 from reference.bounds import bounds
 from reference.case import make_case
-from reference.compare import compare, diagnose, fingerprint
+from reference.compare import diagnose
 from reference.network import gradients
 from reference.simulate import simulate
 from tests import planted
