@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from reports import provenance, record, results
+from reports.record import recording
 
 PROPERTY = "backprop_conformance"
 """The user_properties name of an item's summary."""
@@ -40,9 +41,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "; not the --results path; symlinks and special files as for --results")
 
 
-def recording(config: pytest.Config) -> bool:
-    """Say whether this run writes results or a report."""
-    return bool(config.getoption("results", None) or config.getoption("report", None))
 
 
 def pytest_configure(config: pytest.Config) -> None:

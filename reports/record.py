@@ -415,3 +415,8 @@ def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int)
     cols_ = max(1, min(cells, RASTER))
     return {"layout": "1d", "block": [heat["block"][0] * b], "rows": math.ceil(cells / cols_),
             "cols": cols_, "cells": cells, "codes": _b64(grid)}
+
+
+def recording(config) -> bool:
+    """Say whether this run writes results or a report (a pytest config's options)."""
+    return bool(config.getoption("results", None) or config.getoption("report", None))

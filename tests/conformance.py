@@ -26,6 +26,7 @@ from reference.case import Case, TwoLayerField
 from reference.compare import REDUCED, Comparison, Diagnosis, compare, diagnose
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
+from reports.record import recording
 from tests import isolation
 from tests.isolation import ChildFailed
 from tests.matrix import Item, Spec, draw
@@ -490,8 +491,9 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     diag = runner.diagnosis(item, ref)
     node.conformance["comparison"] = cmp
     node.conformance["fingerprint"] = None if diag is None else str(diag)
-    node.conformance["sensitivity"] = sensitivity(
-        cmp, caught_for(item.spec) if item.config.dtype == "float32" else {})
+    if recording(node.config):  # what only results and reports read: computed for them
+        node.conformance["sensitivity"] = sensitivity(
+            cmp, caught_for(item.spec) if item.config.dtype == "float32" else {})
     node.conformance["precision_resolved"] = _resolved_once(adapter, item)
     if item.group in runner.timing:
         node.conformance["timing"] = runner.timing[item.group]
