@@ -97,43 +97,41 @@ def _cpu_flags() -> set[str]:
 BF16_UNITS = {"avx512_bf16", "amx_bf16"} & _cpu_flags()
 
 
-def _ran_in_bf16(torch, a: np.ndarray, b: np.ndarray) -> bool:
-    """Say whether torch's `medium` runs the product a·b in bf16 on this machine: its error
-    against float64 is far above what `highest` gives (bf16 errs ~2⁻⁹ relatively)."""
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+def _ran_in_bf16(torch, a, b) -> bool:
+    """Say whether torch's `medium` runs the product a·b (torch tensors, in the layouts autograd
+    uses) in bf16 on this machine: its error against float64 is far above what `highest`
+    gives (bf16 errs ~2⁻⁹ relatively, float32 ~2⁻²⁴)."""
+    exact = a.double() @ b.double()
+    scale = a.double().abs() @ b.double().abs()
     out = {}
     for precision in ("highest", "medium"):
         torch.set_float32_matmul_precision(precision)
         try:
-            got = (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+            got = a @ b
         finally:
             torch.set_float32_matmul_precision("highest")
-        out[precision] = float(np.max(np.abs(got - exact) / np.maximum(scale, 1e-30)))
+        out[precision] = float(((got.double() - exact).abs() / scale.clamp_min(1e-30)).max())
     return out["medium"] > 2.0**-14 > out["highest"]
 
 
 def _products_in_bf16(torch, case) -> tuple[str, ...]:
-    """Return the products of the case that torch's `medium` runs in bf16, measured one by
-    one on the case's own float32 operands, with the layouts autograd uses."""
-    sim, x = {}, case.x.astype(np.float32)
-    a, z, ran = [x], [None], []
+    """Return the products of the case that torch's `medium` runs in bf16, each measured on
+    its own with the case's shapes and autograd's layouts (x @ Wᵀ as a view, δᵀ @ a as a view,
+    δ @ W), on the case's float32 activations and δ-like values of every mantissa bit."""
+    rng = np.random.default_rng(0)
+    a, ran = [torch.from_numpy(case.x.astype(np.float32))], []
     for i, layer in enumerate(case.layers, 1):
-        W = layer.W.astype(np.float32)
-        if _ran_in_bf16(torch, a[-1], W.T):
+        W = torch.from_numpy(layer.W.astype(np.float32))
+        if _ran_in_bf16(torch, a[-1], W.t()):
             ran.append(f"forward layer {i}")
-        z.append(a[-1] @ W.T + layer.b.astype(np.float32))
-        a.append(np.tanh(z[-1]).astype(np.float32))
-    delta = np.ones_like(a[-1])  # the shapes decide the kernel; the values only scale
+        a.append(torch.tanh(a[-1] @ W.t() + torch.from_numpy(layer.b.astype(np.float32))))
     for i in range(len(case.layers), 0, -1):
-        W = case.layers[i - 1].W.astype(np.float32)
-        if _ran_in_bf16(torch, np.ascontiguousarray(delta.T), a[i - 1]):
+        W = torch.from_numpy(case.layers[i - 1].W.astype(np.float32))
+        delta = torch.from_numpy(rng.standard_normal((case.batch, W.shape[0]), np.float32))
+        if _ran_in_bf16(torch, delta.t(), a[i - 1]):
             ran.append(f"∂W{i}")
-        if i > 1:
-            if _ran_in_bf16(torch, delta, W):
-                ran.append(f"backward layer {i}")
-            delta = delta @ W
-    del sim
+        if i > 1 and _ran_in_bf16(torch, delta, W):
+            ran.append(f"backward layer {i}")
     return tuple(ran)
 
 
