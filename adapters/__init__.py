@@ -16,7 +16,7 @@ tolerances, compares nothing, prints nothing, and imports its framework only whe
 
 Optional, for a framework that cannot share a process (Keras 3 picks its backend once):
 `process = "own"`, and the suite calls the adapter in a child process that holds it alone
-(tests/isolation.py).
+(tests/engine/isolation.py).
 
 Optional, for precision studies: `precisions` (the framework's float32 matmul settings the
 adapter can run under, besides leaving the default alone), `gradients(..., precision=name)`

@@ -4,7 +4,7 @@
 
 It backpropagates by hand in the requested dtype, through any number of layers (contract v2:
 `case.layers`), so it is also a correct, framework-free adapter that the suite's self-tests plant
-bugs into (tests/planted.py overrides its steps).
+bugs into (tests/fixtures/planted.py overrides its steps).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class NumpyAdapter:
 
     Layer i = 1…L (the seed's l) reads a⁽ⁱ⁻¹⁾ (a⁽⁰⁾ = x) and writes z⁽ⁱ⁾ and a⁽ⁱ⁾; the lists
     `a[i]`, `z[i]`, `W[i]`, … below are indexed so, their entry 0 unused but a[0] = x.
-    Each step is a method, so that tests/planted.py can break one.
+    Each step is a method, so that tests/fixtures/planted.py can break one.
     """
 
     name = "numpy"

@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
 def repro(args) -> int:
     """Shrink one item's failure and write its script; 2 with one line when it cannot.
 
-    The one command of `reports` that runs the engine (tests/repro.py): it calls the adapter.
+    The one command of `reports` that runs the engine (tests/engine/repro.py): it calls the adapter.
     """
     if not args.seconds > 0:  # as pytest's --repro-seconds
         print(f"reports: --seconds must be more than 0, got {args.seconds:g}", file=sys.stderr)
@@ -115,7 +115,7 @@ def repro(args) -> int:
         print(f"reports: {args.item}: {item.get('outcome')}, not failed: nothing to reproduce",
               file=sys.stderr)
         return 2
-    from tests import repro as engine  # the engine, only for this command
+    from tests.engine import repro as engine  # the engine, only for this command
 
     runs = {r.get("id"): r for r in doc["runs"]}
     run = runs.get(item.get("run"), {})

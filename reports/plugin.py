@@ -85,8 +85,8 @@ def capture(node: pytest.Item, when: str) -> dict | None:
     item = record.conformance_param(node)
     if item is None:
         return None
-    seen = getattr(node, "conformance", None) or {}
-    adapters = getattr(node.config, "conformance_adapters", None) or {}
+    seen = node.stash.get(record.COMPARED, None) or {}
+    adapters = node.config.stash.get(record.ADAPTERS, None) or {}
     adapter = seen.get("adapter") or adapters.get(getattr(item.config, "adapter", None))
     if when != "call":
         return {"params": record.params(item, adapter)}
@@ -265,7 +265,7 @@ class Recorder:
     def provenance(self, exitstatus: int) -> dict:
         """Return where, when and how this run happened."""
         frameworks = {str(p.get("framework")) for p in self.params.values() if p.get("framework")}
-        adapters = getattr(self.config, "conformance_adapters", None) or {}
+        adapters = self.config.stash.get(record.ADAPTERS, None) or {}
         frameworks |= {record.framework_of(a) for a in adapters.values()} - {""}
         dists = {d for a in adapters.values() for d in record.declared(a)}
         dists |= {str(d) for p in self.params.values()

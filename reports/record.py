@@ -12,9 +12,15 @@ import struct
 import sys
 
 import numpy as np
+import pytest
 
 from reference.compare import MANTISSA_BITS, Comparison
 
+COMPARED = pytest.StashKey[dict]()
+"""A conformance item's stash: its Item, adapter and what its check compared (written by
+tests/engine/conformance.py), read here for its record."""
+ADAPTERS = pytest.StashKey[dict]()
+"""The run's config stash: its adapters by name (chosen by tests/engine/plugin.py)."""
 WORST = 10
 """Entries kept exactly per tensor, greatest ratio first, whatever the tensor's size."""
 EXACT_ENTRIES = 4096
@@ -192,7 +198,7 @@ def distributions(adapter) -> dict[str, str | None]:
 
 def conformance_param(node) -> object | None:
     """Return the node's conformance Item (a NamedTuple with config and spec), None if none."""
-    recorded = getattr(node, "conformance", None)
+    recorded = node.stash.get(COMPARED, None)
     if isinstance(recorded, dict) and recorded.get("item") is not None:
         return recorded["item"]
     callspec = getattr(node, "callspec", None)

@@ -11,7 +11,7 @@ import pytest
 
 from reference.activations import CATALOGUE
 from reference.network import forward_deep
-from tests import matrix
+from tests.engine import matrix
 
 DTYPES = {"float32": (np.float32, 2.0**-24), "float64": (np.float64, 2.0**-53)}
 FRAMEWORKS = ("torch", "torch.nn", "jax.jit", "tinygrad")  # eager JAX runs jit's XLA kernels

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance import check_item
+from tests.engine.conformance import check
 
 
-@pytest.mark.conformance  # every item of the matrix (tests/conftest.py parametrizes it)
-def test_gradient(conformance_item, request):
-    """Check one tensor (or one entry) of one adapter's gradients on one case."""
-    config = request.config
-    check_item(config.conformance_runner, conformance_item,
-               config.getoption("require_frameworks"), request.node)
+@pytest.mark.conformance  # every item of the matrix (tests/engine/plugin.py parametrizes it)
+def test_gradient(conformance_item):
+    """Check one tensor (or one entry) of one adapter's gradients on one case (the run's
+    runner and options, and this test item to record into, are the engine's to find)."""
+    check(conformance_item)

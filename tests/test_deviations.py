@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests import deviations
-from tests.deviations import SHIPPED, read
+from tests.engine import deviations
+from tests.engine.deviations import SHIPPED, read
 from tests.test_plugin import FAST, run
 
 pytest_plugins = ["pytester"]
 
-OFF = ("--adapter", "tests.planted:OffByOneEntry", "--cases", "seed", "--dtypes", "float64",
+OFF = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases", "seed", "--dtypes", "float64",
        "-k", "sigmoid-sigmoid")
 """One W1 entry off by 1e-9 in float64: its W1 item fails, the other three tensors pass."""
 
@@ -45,7 +45,7 @@ def test_a_listed_item_that_passes_stopped_deviating(pytester):
 def test_brackets_in_a_pattern_are_literal(pytester):
     """An entry item's id has brackets: a pattern names it as written, not as a class."""
     path = listing(pytester, "planted_off_entry-*-b2[1]  listed entry (it passes)\n")
-    result = run(pytester, "--adapter", "tests.planted:OffByOneEntry", "--cases", "small",
+    result = run(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases", "small",
                  "--dtypes", "float32", "--entries", "-k", "b2", "--deviations", path)
     result.assert_outcomes(passed=2, failed=1)  # b2[1] alone, not b2[0] or b2[2]
     result.stdout.fnmatch_lines(["*stopped deviating: *-b2?1?? passed*"])

@@ -13,7 +13,7 @@ from reference.bounds import bounds
 from reference.case import make_case
 from reference.compare import compare
 from reference.network import forward, gradients
-from tests import oracle
+from tests.fixtures import oracle
 
 CASE = make_case((5, 4, 3), 3, 0, "sigmoid", "tanh")
 

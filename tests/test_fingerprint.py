@@ -14,7 +14,7 @@ from reference.case import make_case
 from reference.compare import diagnose
 from reference.network import gradients
 from reference.simulate import simulate
-from tests import planted
+from tests.fixtures import planted
 
 pytest_plugins = ["pytester"]
 
@@ -121,7 +121,7 @@ def test_tf32_failure_names_the_setting_that_restores_float32(pytester):
     """A float32 config with TF32-sized errors fails saying so, and what setting fixes it."""
     conformance = str(Path(__file__).resolve().parent / "test_conformance.py")
     result = pytester.runpytest_inprocess(
-        conformance, "--adapter", "tests.planted:RoundedOperands", "--cases", "seed",
+        conformance, "--adapter", "tests.fixtures.planted:RoundedOperands", "--cases", "seed",
         "--dtypes", "float32", "-p", "no:reports.plugin")
     result.stdout.fnmatch_lines([
         "*errors consistent with: tf32 in * (float32 was asked: * ran in tf32; "

@@ -118,7 +118,7 @@ def test_an_import_name_is_refused_naming_the_distribution(pytester, monkeypatch
 
 
 def make_item():
-    from tests.matrix import Config, Item, Spec
+    from tests.engine.matrix import Config, Item, Spec
 
     return Item(Config("keras_like", "cpu", "float64"), Spec((1, 1, 1), 1, 0, "relu", "relu"), "W1")
 

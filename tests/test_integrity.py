@@ -12,7 +12,7 @@ import time
 import pytest
 
 from reports.html import render
-from tests import hostile
+from tests.fixtures import hostile
 from tests.test_planted import CONFORMANCE, ROOT, failed, run_suite
 
 pytest_plugins = ["pytester"]
@@ -23,7 +23,7 @@ CHAIN = ("--frameworks=", "--cases", "chain")
 def hostile_run(pytester, adapter: str, *args: str) -> tuple[dict, dict]:
     """Run one hostile adapter on the chain case; return outcomes and messages."""
     hostile.CALLS.clear()
-    return run_suite(pytester, "--adapter", f"tests.hostile:{adapter}", *CHAIN, *args)
+    return run_suite(pytester, "--adapter", f"tests.fixtures.hostile:{adapter}", *CHAIN, *args)
 
 
 @pytest.mark.parametrize("adapter,says", [
@@ -43,7 +43,7 @@ def test_an_adapter_that_writes_into_the_case_fails_every_item(pytester, adapter
 
 def test_the_reference_is_the_pristine_case_whatever_an_adapter_did(pytester):
     """After a writing adapter, a correct one on the same case still passes."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.hostile:SGDStep", "--adapter",
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.hostile:SGDStep", "--adapter",
                             "adapters.example:adapter", *CHAIN)
     assert {k for k, v in outcomes.items() if v == "passed"} == {
         k for k in outcomes if k.startswith("numpy-")}
@@ -146,9 +146,9 @@ def test_an_adapter_that_swallows_its_timeout_still_fails_its_group(pytester):
 ])
 def test_an_adapter_that_breaks_before_it_runs_is_a_usage_error(pytester, adapter, says):
     """Construction, a raising attribute or a malformed one stop the run naming the adapter."""
-    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", f"tests.hostile:{adapter}")
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", f"tests.fixtures.hostile:{adapter}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*'tests.hostile:{adapter}': {says}*"])
+    result.stderr.fnmatch_lines([f"*'tests.fixtures.hostile:{adapter}': {says}*"])
 
 
 @pytest.mark.parametrize("body,says", [
@@ -201,7 +201,7 @@ def test_reproduce_line_names_the_interpreter_when_python_is_another(tmp_path):
     (fake / "python").chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)}
     base = [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "--adapter",
-            "tests.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-k", "W1"]
+            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-k", "W1"]
     first = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, env=env)
     line = next(ln for ln in first.stdout.splitlines() if "reproduce: " in ln)
     command = line.split("reproduce: ", 1)[1]

@@ -1,4 +1,4 @@
-"""Adapters that ask for a process of their own (`process = "own"`, tests/isolation.py):
+"""Adapters that ask for a process of their own (`process = "own"`, tests/engine/isolation.py):
 frameworks that pick a backend once per process share a run, under -n 0 and -n 2."""
 
 from __future__ import annotations

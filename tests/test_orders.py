@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from reference.compare import compare
-from tests import matrix, orders
-from tests.conformance import bounds_for, case_for, reference_for
-from tests.matrix import Spec
-from tests.orders import ORDERS, fma_chain
+from tests.engine import matrix
+from tests.fixtures import orders
+from tests.engine.conformance import bounds_for, case_for, reference_for
+from tests.engine.matrix import Spec
+from tests.fixtures.orders import ORDERS, fma_chain
 
 LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),), 0),
          ((784, 16, 10), 1024, (("relu", "sigmoid"),), 0))

@@ -44,7 +44,7 @@ def test_sums_in_the_least_accurate_order_pass(pytester):
     error a device may choose) pass the default matrix, all pairs, and batch 1024."""
     for matrix_args in ((), ("--pairs", "all", "--sizes", "784x16x10", "--batches", "1024")):
         outcomes, messages = run_suite(pytester, "--frameworks=", "--adapter",
-                                       "tests.planted:SequentialSums", *matrix_args)
+                                       "tests.fixtures.planted:SequentialSums", *matrix_args)
         assert outcomes and set(outcomes.values()) == {"passed"}, messages
 
 def last_weights(item_id: str) -> str:
@@ -55,7 +55,7 @@ def last_weights(item_id: str) -> str:
 
 def test_missing_prime_breaks_w2_only(pytester):
     """(22) as printed is flagged on every W2 item (WL on the deep case) and nowhere else."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MissingPrime")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:MissingPrime")
     assert failed(outcomes) == {k for k in outcomes if k.endswith(f"-{last_weights(k)}")}
     assert any(k.endswith("-W4") for k in failed(outcomes))
 
@@ -69,7 +69,7 @@ def test_missing_prime_in_a_middle_layer_breaks_that_layer_only(pytester):
     """σ′ lost in layer 2's own gradients of a 4-layer net: W2 and b2 fail, in both dtypes,
     each naming its worst entries in W2 or b2; W1, W3, b3, W4, b4 and b1 pass."""
     outcomes, messages = run_suite(pytester, *DEEP, "--adapter",
-                                   "tests.planted:MissingPrimeMiddle")
+                                   "tests.fixtures.planted:MissingPrimeMiddle")
     assert len(outcomes) == 2 * 8
     assert failed(outcomes) == {k for k in outcomes if k.endswith(("-W2", "-b2"))}
     for k, message in messages.items():
@@ -81,16 +81,16 @@ def test_missing_prime_in_a_middle_layer_breaks_that_layer_only(pytester):
 def test_swapped_middle_layers_break_those_layers_only(pytester):
     """Layers 2 and 3's gradients returned swapped (same shapes): W2, b2, W3, b3 fail and
     nothing else, on the deep case; the 2-layer cases it cannot swap pass."""
-    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.planted:SwappedMiddle")
+    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.fixtures.planted:SwappedMiddle")
     assert failed(outcomes) == {k for k in outcomes if k.endswith(("-W2", "-b2", "-W3", "-b3"))}
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:SwappedMiddle", "--cases",
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:SwappedMiddle", "--cases",
                             "small,chain")
     assert outcomes and set(outcomes.values()) == {"passed"}
 
 
 def test_missing_prime_breaks_the_last_layer_at_any_depth(pytester):
     """(22) as printed on a 4-layer net: W4 only."""
-    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.planted:MissingPrime")
+    outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.fixtures.planted:MissingPrime")
     assert failed(outcomes) == {k for k in outcomes if k.endswith("-W4")}
 
 
@@ -100,7 +100,7 @@ def test_a_two_layer_only_adapter_skips_deeper_cases_with_one_reason(pytester):
     exits 0, under --require-frameworks too (nothing is missing from the machine)."""
     for require in ((), ("--require-frameworks",)):
         result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter",
-                                              "tests.planted:TwoLayerOnly", "--cases",
+                                              "tests.fixtures.planted:TwoLayerOnly", "--cases",
                                               "small,nearzero,deep", "-rs", *require)
         assert result.ret == 0
         deep = 2 * 8  # float32 and float64, W1 … b4
@@ -113,20 +113,20 @@ def test_a_two_layer_only_adapter_skips_deeper_cases_with_one_reason(pytester):
 
 def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
     """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum)."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.planted:MeanLoss")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:MeanLoss")
     assert failed(outcomes) == {k for k in outcomes if "-1x1x1-b1-" not in k}
 
 
 def test_float32_leak_breaks_float64(pytester):
     """float32 arithmetic where float64 was asked fails every float64 item, no float32 one."""
-    outcomes, messages = run_suite(pytester, "--adapter", "tests.planted:Float32Leak")
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:Float32Leak")
     assert failed(outcomes) == {k for k in outcomes if "-float64-" in k}
     assert "errors consistent with: float32" in next(iter(messages.values()))
 
 
 def test_one_entry_off_by_1e9_is_named(pytester):
     """A relative 1e-9 on one float64 entry of W1 fails exactly the float64 W1 items, by index."""
-    outcomes, messages = run_suite(pytester, "--adapter", "tests.planted:OffByOneEntry")
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry")
     assert failed(outcomes) == {k for k in outcomes if "-float64-" in k and k.endswith("-W1")}
     for message in messages.values():
         assert re.search(r"1 of \d+ entries .* outside their bound", message)
@@ -140,7 +140,7 @@ def test_reduced_operands_fail_every_float32_item_and_say_so(pytester, planted, 
     """Products on operands rounded or truncated to TF32 or bf16 fail every float32 item (the
     group's field of errors matches the simulation, in bound or not), each saying what ran;
     float64 passes."""
-    outcomes, messages = run_suite(pytester, "--adapter", f"tests.planted:{planted}")
+    outcomes, messages = run_suite(pytester, "--adapter", f"tests.fixtures.planted:{planted}")
     bad = failed(outcomes)
     float32 = {k for k in outcomes if "-float32-" in k}
     assert {k for k in float32 if "-784x" in k} <= bad <= float32
@@ -165,7 +165,7 @@ def test_reduced_operands_fail_every_float32_item_and_say_so(pytester, planted, 
 ])
 def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor, reason):
     """A broken adapter fails its items with a one-line reason; every other item still runs."""
-    outcomes, messages = run_suite(pytester, "--adapter", f"tests.planted:{planted}",
+    outcomes, messages = run_suite(pytester, "--adapter", f"tests.fixtures.planted:{planted}",
                          "--adapter", "adapters.example:adapter")
     broken = {k for k in outcomes if k.startswith("planted_")
               and (tensor is None or k.endswith(f"-{tensor}"))}
@@ -179,11 +179,11 @@ def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor
 def test_reproduce_line_runs_the_failing_item_again(tmp_path):
     """The failure's `reproduce:` command, pasted into a shell, runs that one item and fails it."""
     base = [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "--adapter",
-            "tests.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-n", "2",
+            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-n", "2",
             "--dist", "loadgroup"]
     first = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
     line = next(ln for ln in first.stdout.splitlines() if "reproduce: " in ln)
     command = line.split("reproduce: ", 1)[1]
-    assert "@" not in command and "--adapter tests.planted:OffByOneEntry" in command
+    assert "@" not in command and "--adapter tests.fixtures.planted:OffByOneEntry" in command
     again = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
     assert "1 failed" in again.stdout and "passed" not in again.stdout.splitlines()[-1]

@@ -279,7 +279,7 @@ def test_a_huge_reason_is_capped_in_the_results(pytester):
 
 def test_memory_estimate_at_depth_keeps_the_two_layer_number():
     """memory_bytes of a 2-layer net is what it was before depth; each layer adds its own."""
-    from tests import matrix
+    from tests.engine import matrix
 
     n0, n1, n2, b = 4000, 2000, 10, 200
     before = 8 * (12 * (n1 * n0 + n1 + n2 * n1 + n2) + 4 * b * (n0 + n2) + 12 * b * (n1 + n2))

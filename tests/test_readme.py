@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from tests.conformance import _python
+from tests.engine.conformance import _python
 from tests.test_planted import run_suite
 
 pytest_plugins = ["pytester"]
@@ -38,7 +38,7 @@ def test_readme_sample_failure_is_what_the_suite_prints(pytester):
     of the planted off-by-one-entry adapter on the seed case."""
     block = re.search(r"A failure reads like this.*?```\n(.*?)```", (ROOT / "README.md")
                       .read_text(), re.S).group(1)
-    _, messages = run_suite(pytester, "--adapter", "tests.planted:OffByOneEntry", "--cases",
+    _, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases",
                             "seed", "--dtypes", "float64", "-k", "sigmoid-sigmoid and W1")
     (printed,) = messages.values()
     printed = printed.strip().replace(_python_in_reproduce(), "python -m pytest", 1)

@@ -9,7 +9,7 @@ from reference.bounds import bounds
 from reference.case import make_case
 from reference.compare import compare
 from reference.network import chain, cost, gradients, literal_gradients
-from tests import oracle
+from tests.fixtures import oracle
 
 SMALL = [
     ((5, 4, 3), 3, "sigmoid", "sigmoid"),

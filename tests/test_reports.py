@@ -21,8 +21,8 @@ from reference.case import TENSORS, tensors
 from reference.compare import compare
 from reports import html, record, results, study
 from reports.__main__ import main as reports_cli
-from tests import matrix
-from tests.conformance import _python
+from tests.engine import matrix
+from tests.engine.conformance import _python
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
@@ -51,7 +51,7 @@ class Dies(NumpyAdapter):
             os._exit(3)
         return super().gradients(case, dtype, device)
 '''
-SMALL = ("--adapter", "adapters.example:adapter", "--adapter", "tests.planted:OffByOneEntry",
+SMALL = ("--adapter", "adapters.example:adapter", "--adapter", "tests.fixtures.planted:OffByOneEntry",
          "--cases", "chain,small")
 
 pytestmark = pytest.mark.xdist_group("reports")  # one worker runs the shared suite runs once

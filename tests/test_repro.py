@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from reports import repro as render
-from tests import planted
-from tests.matrix import Config
-from tests.repro import data, export
-from tests.shrink import ladder, numbers, shrink, spec_of, verdict
+from tests.fixtures import planted
+from tests.engine.matrix import Config
+from tests.engine.repro import data, export
+from tests.engine.shrink import ladder, numbers, shrink, spec_of, verdict
 
 pytest_plugins = ["pytester"]
 
@@ -112,7 +112,7 @@ def test_run_exports_one_script_per_failing_group_and_the_report_links_it(pytest
     repro` exports an item of the results file."""
     out = pytester.path / "repro"
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.planted:MissingPrime",
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime",
         "--adapter", "adapters.example:adapter", "--cases", "small", "--repro", str(out),
         "--results", "r.json", "--report", "r.html")
     result.assert_outcomes(failed=2, passed=14)
@@ -151,7 +151,7 @@ def test_budget_cuts_the_search_and_says_so():
 def test_a_failure_that_does_not_come_back_is_not_exported():
     """A correct adapter's item does not fail when called again: nothing to shrink."""
     from adapters.example import NumpyAdapter
-    from tests.repro import NotExported
+    from tests.engine.repro import NotExported
 
     with pytest.raises(NotExported, match="did not fail again"):
         export(NumpyAdapter(), Config("numpy", "cpu", "float32"), START, "W1", "item")
@@ -181,7 +181,7 @@ def found_once(tmp_path_factory):
     where = tmp_path_factory.mktemp("found")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "-n", "0", "--adapter",
-         "tests.planted:MissingPrime", "--cases", "small", "--dtypes", "float64", "--repro",
+         "tests.fixtures.planted:MissingPrime", "--cases", "small", "--dtypes", "float64", "--repro",
          str(where / "repro"), "--results", str(where / "r.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
@@ -345,7 +345,7 @@ def test_a_float32_ratio_is_computed_in_float64(tmp_path):
     round the float64 reference to the same float32 first)."""
     bug, config = planted.MissingPrime(), Config("planted_missing_prime", "cpu", "float32")
     cut = shrink(bug, config, START, "W2", budget=0.0)  # W1 of this adapter is right
-    from tests.conformance import case_for, reference_for
+    from tests.engine.conformance import case_for, reference_for
 
     got = bug.gradients(case_for(START), "float32", "cpu")["W1"]
     ref = reference_for(START)["W1"]
@@ -366,7 +366,7 @@ def test_an_unusable_repro_folder_is_refused_at_the_start(pytester, where):
     anything runs, not a traceback in every failing item's message."""
     (pytester.path / "a-file").write_text("")
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.planted:MissingPrime", "--cases",
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime", "--cases",
         "small", "--dtypes", "float64", "--repro", where)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any(ln.startswith(f"ERROR: --repro {where}: ") for ln in result.errlines), \
@@ -374,7 +374,7 @@ def test_an_unusable_repro_folder_is_refused_at_the_start(pytester, where):
 
 
 INTERRUPTED_ADAPTER = '''
-from tests.planted import MissingPrime
+from tests.fixtures.planted import MissingPrime
 
 
 class Interrupted(MissingPrime):
@@ -408,7 +408,7 @@ def test_groups_that_shrink_to_one_case_share_one_script_and_the_terminal_says_w
     """Two failing groups (seeds 0 and 1) that shrink to the same case get one script, the
     second pointing to the first; the run ends with one line naming the folder."""
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.planted:MissingPrime", "--cases",
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime", "--cases",
         "small", "--dtypes", "float64", "--seeds", "2", "--repro", "out", "--results", "r.json")
     result.assert_outcomes(failed=2, passed=6)
     (script,) = (pytester.path / "out").iterdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import scheduling
+from tests.engine import scheduling
 
 pytest_plugins = ["pytester"]
 

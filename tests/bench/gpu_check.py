@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import adapters  # noqa: E402
 from reference.compare import compare, fingerprint  # noqa: E402
-from tests import matrix  # noqa: E402
-from tests.conformance import bounds_for, case_for, reference_for, simulated_for  # noqa: E402
+from tests.engine import matrix  # noqa: E402
+from tests.engine.conformance import bounds_for, case_for, reference_for, simulated_for  # noqa: E402
 
 PRECISIONS = {"torch": ("default", "highest", "high", "medium"),
               "jax": ("default", "highest", "high", "bfloat16")}

@@ -3,8 +3,8 @@
     python tests/bench/orders.py [--sizes 784x16x10-b1024,…] [--orders sequential_sums,…]
                                  [--dtypes float32,float64] [--pairs sigmoid-sigmoid] [--seed 0]
 
-For every order (tests/orders.py) × dtype × size: the greatest |g − ref| / bound of each tensor
-(bounds from tests.conformance.bounds_for, the suite's own) and the adapter's time. A correct
+For every order (tests/fixtures/orders.py) × dtype × size: the greatest |g − ref| / bound of each tensor
+(bounds from tests.engine.conformance.bounds_for, the suite's own) and the adapter's time. A correct
 adapter must stay ≤ 1 everywhere; a row past 1 is marked FAIL. Per size it also prints how long
 the reference gradients and the float32 bounds took. fma_sums runs in float32 only (in float64
 it sums as sequential_sums does).
@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from reference.compare import compare  # noqa: E402
-from tests import conformance  # noqa: E402
-from tests.matrix import Spec  # noqa: E402
-from tests.orders import ORDERS  # noqa: E402
+from tests.engine import conformance  # noqa: E402
+from tests.engine.matrix import Spec  # noqa: E402
+from tests.fixtures.orders import ORDERS  # noqa: E402
 
 LADDER = (
     "784x16x10-b1", "784x16x10-b32", "784x16x10-b1024", "784x16x10-b8192", "784x16x10-b65536",

@@ -5,11 +5,11 @@ reading do: one line per (size, batch, adapter, dtype).
                                           [--adapters torch,jax,…|all] [--pair tanh-sigmoid]
 
 Lines:
-- correct runs (every built-in framework and the order adapters of tests/orders.py, float32
+- correct runs (every built-in framework and the order adapters of tests/fixtures/orders.py, float32
   and float64): the greatest |g − ref| / tier and what the diagnosis read (it must pass);
 - torch under `medium` (`torch_medium`): where this CPU runs a product in bf16 it must fail
   reading bfloat16; elsewhere pass;
-- each planted per-product arithmetic (tests/planted.py PER_PRODUCT, and every product in
+- each planted per-product arithmetic (tests/fixtures/planted.py PER_PRODUCT, and every product in
   tf32 or bf16): outcome, the greatest ratio, the reading;
 - per case: the median single-entry relative change the float32 tier catches, per W tensor,
   and the seconds of the reference gradient, the tier, and the tier plus the detection.
@@ -32,8 +32,8 @@ from reference.bounds import bounds  # noqa: E402
 from reference.compare import compare, diagnose  # noqa: E402
 from reference.network import forward, gradients  # noqa: E402
 from reference.simulate import simulate  # noqa: E402
-from tests import orders, planted  # noqa: E402
-from tests.matrix import Spec, draw  # noqa: E402
+from tests.fixtures import orders, planted  # noqa: E402
+from tests.engine.matrix import Spec, draw  # noqa: E402
 
 SIZES = ("784x16x10", "784x64x10", "784x256x10", "784x64x32x16x10",
          "784x64x64x64x64x64x64x64x10")

@@ -30,7 +30,8 @@ from reference.bounds import bounds  # noqa: E402
 from reference.compare import compare, diagnose  # noqa: E402
 from reference.network import gradients  # noqa: E402
 from reference.simulate import simulate  # noqa: E402
-from tests import matrix, planted  # noqa: E402
+from tests.engine import matrix  # noqa: E402
+from tests.fixtures import planted  # noqa: E402
 
 DEFAULT = ["seed", "minibatch", "chain", "small", "deep", "nearzero"]
 

@@ -34,7 +34,7 @@ whose W1 heatmap is 50,176 cells a config) added ≈0.6 MB."""
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     """Add the 784-4096-10 case as `--cases wide` (when loaded with -p report_size)."""
-    from tests import matrix
+    from tests.engine import matrix
 
     matrix.CASES["wide"] = WIDE
     matrix.PAIRS["wide"] = (("sigmoid", "sigmoid"),)
@@ -120,7 +120,7 @@ def main() -> None:
     if not args.skip_wide:
         runs["wide"] = run("wide", args.out, ["-p", "report_size", "--cases", "wide",
                                               "--frameworks", "torch", "--adapter",
-                                              "tests.planted:OffByOneEntry"])
+                                              "tests.fixtures.planted:OffByOneEntry"])
     driver = browser(args.out)
     try:
         for name, seconds in runs.items():

@@ -4,7 +4,7 @@
     python tests/bench/separation.py --ladder [--sizes 784x16x10,…] [--batches 1,32,…]
 
 Default: every group of the default matrix. Correct adapters (the built-in ones, the NumPy
-example, and NumPy summing in every order of tests/orders.py): the largest |g − ref| / bound
+example, and NumPy summing in every order of tests/fixtures/orders.py): the largest |g − ref| / bound
 over all their items (aim ≤ 0.25), and how many of their groups the diagnosis failed (aim 0).
 Each planted value bug: the smallest ratio over the items it breaks (aim ≥ 4). Each planted
 reduced arithmetic (tf32, bf16; rounded or truncated operands): what its float32 groups read
@@ -35,7 +35,8 @@ from reference.bounds import bounds  # noqa: E402
 from reference.compare import WRONG, compare, diagnose  # noqa: E402
 from reference.network import forward, gradients  # noqa: E402
 from reference.simulate import simulate  # noqa: E402
-from tests import matrix, orders, planted  # noqa: E402
+from tests.engine import matrix  # noqa: E402
+from tests.fixtures import orders, planted  # noqa: E402
 
 BREAKS = {  # planted value bug → which items it breaks
     "planted_missing_prime": lambda c, s, t: t == f"W{len(s.sizes) - 1}",

@@ -4,6 +4,7 @@ back untouched and the calls agree, then check shape, dtype, values."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import math
@@ -26,10 +27,10 @@ from reference.case import Case, TwoLayerField
 from reference.compare import REDUCED, Comparison, Diagnosis, compare, diagnose
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
-from reports.record import recording
-from tests import isolation
-from tests.isolation import ChildFailed
-from tests.matrix import Item, Spec, draw
+from reports.record import COMPARED, recording
+from tests.engine import isolation
+from tests.engine.isolation import ChildFailed
+from tests.engine.matrix import Item, Spec, draw
 
 MAX_LISTED = 5  # worst entries a failure message lists
 
@@ -58,6 +59,11 @@ class AdapterTimeout(BaseException):
 
 
 REASON_CHARS = 500  # an adapter's exception message is cut to this many characters
+RUNNER = pytest.StashKey["Runner"]()
+"""The run's Runner, in its config's stash (made by tests/engine/plugin.py)."""
+RERUN = pytest.StashKey[str]()
+"""The options a failing item's reproduce line repeats, in its config's stash."""
+_RUNNING: contextvars.ContextVar[pytest.Item] = contextvars.ContextVar("conformance_node")
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,7 +132,7 @@ class Runner:
     def __init__(self, adapters: dict, repeats: int = 0, deterministic: bool = False,
                  timeout: float = 0.0, repro=None):
         self.adapters = adapters
-        self.repro = repro  # a tests.repro.Exporter under --repro DIR
+        self.repro = repro  # a tests.engine.repro.Exporter under --repro DIR
         self.repeats = repeats
         self.deterministic = deterministic
         self.timeout = timeout
@@ -338,7 +344,7 @@ def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> E
     if isinstance(exc, DeviceUnavailable):
         return FrameworkMissing(_first_line(exc))
     which = f" (call {call} of {calls})" if call > 1 else ""
-    if isinstance(exc, ChildFailed):  # its own process said it all (tests/isolation.py)
+    if isinstance(exc, ChildFailed):  # its own process said it all (tests/engine/isolation.py)
         return AdapterFailed(f"{exc}{which}")
     last = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, TwoLayerField):  # name the adapter's line that read the field
@@ -433,8 +439,9 @@ def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(diff > 0, diff / bound, 0.0)
     n, worst = int(differ.sum()), int(np.argmax(ratio))
-    node.conformance["determinism"] = {"calls": spread.calls, "differing": n,
-                                       "of": int(differ.size), "max_ratio": float(ratio.max())}
+    node.stash[COMPARED]["determinism"] = {"calls": spread.calls, "differing": n,
+                                           "of": int(differ.size),
+                                           "max_ratio": float(ratio.max())}
     if ratio.max() > 1 or (runner.deterministic and n):
         pytest.fail(_nondeterministic(item, n, ratio, worst, spread.calls, differ.shape),
                     pytrace=False)
@@ -446,8 +453,8 @@ def _entry_spread(runner: Runner, item: Item, node: pytest.Item, spread, differ,
     __tracebackhide__ = True
     n, d, b = int(differ[item.entry]), float(diff[item.entry]), float(bound[item.entry])
     ratio = (d / b if b else math.inf) if d > 0 else 0.0
-    node.conformance["determinism"] = {"calls": spread.calls, "differing": n, "of": 1,
-                                       "max_ratio": ratio}
+    node.stash[COMPARED]["determinism"] = {"calls": spread.calls, "differing": n, "of": 1,
+                                           "max_ratio": ratio}
     if ratio > 1 or (runner.deterministic and n):
         pytest.fail(_nondeterministic(item, n, np.array([ratio]), 0, spread.calls, (1,)),
                     pytrace=False)
@@ -466,12 +473,32 @@ def _nondeterministic(item: Item, n: int, ratio: np.ndarray, worst: int, calls: 
             "--deterministic allows none")
 
 
+@contextlib.contextmanager
+def running(node: pytest.Item):
+    """Say, for the block, which test item is running its call (tests/engine/plugin.py wraps
+    every call phase in it): `check` finds the node it records into there, so a conformance
+    test needs no fixture (entry items run without pytest's fixture machinery)."""
+    token = _RUNNING.set(node)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+def check(item: Item) -> Comparison:
+    """Check one item of the matrix in the test item now running, with the run's runner."""
+    __tracebackhide__ = True
+    node = _RUNNING.get()
+    return check_item(node.config.stash[RUNNER], item,
+                      node.config.getoption("require_frameworks"), node)
+
+
 def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> Comparison:
-    """Fail, skip or pass one item; leave what was compared on `node.conformance` for reports."""
+    """Fail, skip or pass one item; leave what was compared in `node.stash[COMPARED]` for reports."""
     __tracebackhide__ = True
     name, tensor = item.config.adapter, item.tensor
     adapter = runner.adapters[name]
-    node.conformance = {"item": item, "adapter": adapter}
+    seen = node.stash[COMPARED] = {"item": item, "adapter": adapter}
     got = runner.result(item)
     if isinstance(got, FrameworkMissing):
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
@@ -489,18 +516,18 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     else:
         cmp = compare(tensor, g, ref[tensor], bound[tensor], item.config.dtype)
     diag = runner.diagnosis(item, ref)
-    node.conformance["comparison"] = cmp
-    node.conformance["fingerprint"] = None if diag is None else str(diag)
+    seen["comparison"] = cmp
+    seen["fingerprint"] = None if diag is None else str(diag)
     if recording(node.config):  # what only results and reports read: computed for them
-        node.conformance["sensitivity"] = sensitivity(
+        seen["sensitivity"] = sensitivity(
             cmp, caught_for(item.spec) if item.config.dtype == "float32" else {})
-    node.conformance["precision_resolved"] = _resolved_once(adapter, item)
+    seen["precision_resolved"] = _resolved_once(adapter, item)
     if item.group in runner.timing:
-        node.conformance["timing"] = runner.timing[item.group]
+        seen["timing"] = runner.timing[item.group]
     check_group(runner, item, node)
     if not cmp.passed or (diag is not None and diag.field is not None):
         if runner.repro is not None and diag is not None:
-            node.conformance["repro"] = runner.repro.export(item, adapter)
+            seen["repro"] = runner.repro.export(item, adapter)
         pytest.fail(_message(item, cmp, diag, _reproduce(node), adapter), pytrace=False)
     return cmp
 
@@ -553,7 +580,7 @@ def sensitivity(cmp: Comparison, caught: dict[str, str]) -> dict:
 
 def _reproduce(node: pytest.Item) -> str:
     """Return the command that runs this one item again (xdist's @group suffix left off)."""
-    rerun = getattr(node.config, "conformance_rerun", "")
+    rerun = node.config.stash.get(RERUN, "")
     nodeid = node.nodeid.split("@", 1)[0]
     return f"{_python()} -m pytest '{nodeid}'" + (f" {rerun}" if rerun else "")
 

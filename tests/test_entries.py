@@ -1,4 +1,4 @@
-"""The entry items' lean run protocol (tests/lean.py): the same verdicts, reports and results
+"""The entry items' lean run protocol (tests/engine/entries.py): the same verdicts, reports and results
 as pytest's usual protocol, with fixtures, capture, deviations and -x intact."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import re
 
 import pytest
 
-from tests import hostile, lean
+from tests.engine import entries
+from tests.fixtures import hostile
 from tests.test_planted import CONFORMANCE
 
 pytest_plugins = ["pytester"]
 
-MIXED = ("--adapter", "tests.planted:OffByOneEntry", "--adapter", "tests.hostile:EverySecondCall",
+MIXED = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter", "tests.fixtures.hostile:EverySecondCall",
          "--adapter", "adapters.example:adapter", "--frameworks=", "--cases", "small,chain",
          "--entries", "-p", "no:randomly")
 """Entry items that pass, fail on a wrong entry and fail as nondeterministic."""
@@ -137,7 +138,7 @@ def test_a_lean_items_output_is_captured(pytester, monkeypatch):
 def test_maxfail_stops_at_the_first_failing_lean_item(pytester, monkeypatch):
     """-x stops the run at the first failure, as it does for items run the usual way."""
     ran = counted_runs(monkeypatch)
-    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "tests.planted:OffByOneEntry",
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "tests.fixtures.planted:OffByOneEntry",
                                           "--frameworks=", "--cases", "small", "--dtypes",
                                           "float64", "--entries", "-x", "-p", "no:randomly")
     outcomes = result.parseoutcomes()
@@ -160,7 +161,7 @@ def test_options_that_watch_the_phases_run_every_item_the_usual_way(pytester, mo
 def test_xdist_workers_record_what_a_serial_run_records(pytester):
     """Entry items on two xdist workers (each running them lean) give the same results file,
     item for item, as one process does."""
-    args = ("--adapter", "tests.planted:OffByOneEntry", "--adapter", "adapters.example:adapter",
+    args = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter", "adapters.example:adapter",
             "--frameworks=", "--cases", "small,chain", "--entries", "-p", "no:randomly")
     serial = pytester.runpytest_subprocess(CONFORMANCE, *args, "--results", "serial.json")
     spread = pytester.runpytest_subprocess(CONFORMANCE, *args, "-n", "2", "--results",

@@ -1,26 +1,29 @@
-"""The entry items' run protocol (`--entries`): pytest's phases without their fixture machinery.
+"""The entry items' run protocol (`--entries`): pytest's phases through its public hooks, without
+the fixture machinery that an entry item does not use.
 
 An entry item checks one entry of a tensor whose adapter call, reference and bound are already
-cached by the group (tests/conformance.py), so pytest's per-item protocol is nearly all of its
-cost: a fixture request and signature inspection per phase, three calls of every phase hook, an
-output capture per phase. On this suite's 2-core machine pytest 9 runs about 1,200 trivial
-items a second that way, well under the 2,000 entry items a second asked of `--entries`.
+cached by the group (tests/engine/conformance.py), so pytest's per-item protocol is nearly all
+of its cost, most of it the setup and teardown of fixtures: a fixture request per item, a
+pseudo-fixture for its parameter with its finalizers, the setup state's stack. On this suite's
+2-core machine pytest 9 runs about 1,200 trivial items a second that way, well under the 2,000
+entry items a second asked of `--entries`.
 
 An item runs here only when nothing in pytest's setup and teardown phases has anything to do
-for it: its fixtures are only its parameter and `request`, it has no marks but `conformance`
-and its parametrization (a listed deviation's xfail, a skip, `usefixtures` go the usual way),
-no option watches the phases (`--pdb`, `--trace`, `--setup-show`/`-only`/`-plan`) and no plugin
-but pytest's own hooks into the phases (`pytest_runtest_setup`, `_call`, `_teardown`). Such an
-item still has the three reports, made by `pytest_runtest_makereport` (so the results
-recorder, the deviations and any other plugin see them as usual) and logged in order, and its
-test function runs through `pytest_pyfunc_call` with its output captured and a thread's
-unhandled exception reported as pytest's call phase reports it. What is left out is what the
-item does not use: fixture setup and teardown (when the next item runs the usual way, or is the
-last, the usual teardown runs, so the fixtures an earlier item set up are finalised as they
-would be) and the PYTEST_CURRENT_TEST variable.
+for it: its one fixture is its parameter, it has no marks but `conformance` and its
+parametrization (a listed deviation's xfail, a skip, `usefixtures` go the usual way), no option
+watches the phases (`--pdb`, `--trace`, `--setup-show`/`-only`/`-plan`) and no plugin but
+pytest's own and the engine's hooks into the phases (`pytest_runtest_setup`, `_call`,
+`_teardown`). Such an item is run as pytest's own protocol runs one, through the same public
+hooks: its start and end are logged, each phase's report is made by `pytest_runtest_makereport`
+from a `pytest.CallInfo` (so the results recorder, the deviations and any other plugin see them
+as usual) and logged, a failure is offered to `pytest_exception_interact`, and the call phase
+is `pytest_runtest_call` itself (output capture, a thread's unhandled exception, -W error, all
+as usual). What is left out is what the item does not use: its setup and teardown phases call
+no hook (when the next item runs the usual way, or is the last, `pytest_runtest_teardown` runs,
+so the fixtures an earlier item set up are finalised as they would be).
 
-In a serial run whose `pytest_runtest_protocol` is only pytest's own and the suite's, the
-suite's `pytest_runtestloop` hands each stretch of consecutive lean items of one file to one
+In a serial run whose `pytest_runtest_protocol` is only pytest's own and the engine's, the
+engine's `pytest_runtestloop` hands each stretch of consecutive lean items of one file to one
 protocol call (its first item's), so pytest's per-item wrappers (warnings filters, assertion
 hooks) are entered once a stretch; each item still records its own warnings, handed on with
 its node id. Any other plugin wrapping the protocol, a faulthandler timeout, an assertion-pass
@@ -30,35 +33,43 @@ hook or xdist gives every item its own call, as before.
 from __future__ import annotations
 
 import atexit
+import bdb
 import gc
-import time
 import warnings
 
 import pytest
-from _pytest import threadexception
-from _pytest.outcomes import Exit
-from _pytest.reports import TestReport
-from _pytest.runner import CallInfo, call_and_report, check_interactive_exception
 
-FIXTURES = frozenset({"conformance_item", "request"})
+FIXTURES = frozenset({"conformance_item"})
 MARKS = frozenset({"conformance", "parametrize"})
 WATCHING = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
 """Options under which the phases themselves are watched: every item runs the usual way."""
 
 
 PHASES_OWN = frozenset({"runner", "skipping", "capturemanager", "threadexception",
-                        "unraisableexception", "logging-plugin"})
-"""The plugins whose phase hooks have nothing to do for a lean item but what `run` does."""
+                        "unraisableexception", "logging-plugin", "tests.engine.plugin"})
+"""The plugins whose phase hooks have nothing to do for a lean item but what `run` does (the
+call phase's hooks run as usual; the engine's own tells the check which item runs)."""
+
+ELIGIBLE = pytest.StashKey[bool]()
+LEAN = pytest.StashKey[bool]()
+STRETCHES = pytest.StashKey[bool]()
+STRETCH = pytest.StashKey[list]()
+HOOKS = pytest.StashKey[dict]()
+MARKS_ABOVE = pytest.StashKey[tuple]()
+"""What `eligible`, `lean`, `stretches`, `_hooks` and `_mark_names` found once, in the stash of
+the config, item or parent they were asked of; a stretch handed from the loop to its protocol."""
+REPRAISE = (pytest.exit.Exception, KeyboardInterrupt)
+"""What a phase lets through instead of reporting (pytest's own phases do the same)."""
 
 
 def eligible(config: pytest.Config) -> bool:
     """Say whether this run may use the lean protocol at all (asked once a run, after
     collection, when every conftest's hooks are known)."""
-    known = getattr(config, "_lean", None)
+    known = config.stash.get(ELIGIBLE, None)
     if known is None:
         hooks = config.hook
-        known = config._lean = bool(config.getoption("entries")) and not any(
-            getattr(config.option, name, False) for name in WATCHING) and all(
+        known = config.stash[ELIGIBLE] = bool(config.getoption("entries")) and not any(
+            config.getoption(name, False) for name in WATCHING) and all(
             i.plugin_name in PHASES_OWN
             for hook in (hooks.pytest_runtest_setup, hooks.pytest_runtest_call,
                          hooks.pytest_runtest_teardown) for i in hook.get_hookimpls())
@@ -68,11 +79,11 @@ def eligible(config: pytest.Config) -> bool:
 def lean(item: pytest.Item) -> bool:
     """Say whether an item needs nothing of the setup and teardown phases (memoised: asked
     first when the item runs, after every plugin's collection hooks have marked it)."""
-    known = getattr(item, "_lean", None)
+    known = item.stash.get(LEAN, None)
     if known is None:
-        known = item._lean = (type(item) is pytest.Function and entry_item(item) and
-                              set(getattr(item, "fixturenames", ())) <= FIXTURES and
-                              _mark_names(item) <= MARKS)
+        known = item.stash[LEAN] = (type(item) is pytest.Function and entry_item(item) and
+                                    set(getattr(item, "fixturenames", ())) <= FIXTURES and
+                                    _mark_names(item) <= MARKS)
     return known
 
 
@@ -84,59 +95,55 @@ def entry_item(item: pytest.Item) -> bool:
 
 
 def _mark_names(item: pytest.Item) -> set[str]:
-    """Return the names of `item.iter_markers()`, with its ancestors' gathered once."""
-    above = _ancestors(item, "_lean_marks_above", lambda node: node.own_markers,
-                       lambda levels: frozenset(m.name for marks in levels for m in marks))
-    return above.union(m.name for m in item.own_markers)
-
-
-def _ancestors(item: pytest.Item, key: str, level, gather):
-    """Return `gather` of `level` of each of the item's ancestors, parent first, kept on the
-    parent with the size of each level it came from: marks and keywords are only ever added,
-    so one added to an ancestor during the run is not missed."""
+    """Return the names of `item.iter_markers()`, with its ancestors' gathered once and kept
+    on the parent with the number of marks of each level they came from: marks are only ever
+    added, so one added to an ancestor during the run is not missed."""
     levels, node = [], item.parent
     while node is not None:
-        levels.append(level(node))
+        levels.append(node.own_markers)
         node = node.parent
-    if not levels:
-        return gather(levels)
     sizes = tuple(map(len, levels))
-    kept = item.parent.__dict__.get(key)
+    kept = item.parent.stash.get(MARKS_ABOVE, None) if item.parent is not None else None
     if kept is None or kept[0] != sizes:
-        kept = item.parent.__dict__[key] = (sizes, gather(levels))
-    return kept[1]
+        kept = (sizes, frozenset(m.name for marks in levels for m in marks))
+        if item.parent is not None:
+            item.parent.stash[MARKS_ABOVE] = kept
+    return kept[1].union(m.name for m in item.own_markers)
 
 
 def run(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Run one lean item: log its start, its three reports and its end."""
+    """Run one lean item: log its start, its three phases' reports and its end."""
     ihook = _hooks(item)
     nodeid, location = item.nodeid, item.location
     ihook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-    now = time.time()
-    setup = CallInfo(None, None, start=now, stop=now, duration=0.0, when="setup",
-                     _ispytest=True)
-    report = ihook.pytest_runtest_makereport(item=item, call=setup)
-    ihook.pytest_runtest_logreport(report=report)
-    if report.passed:
+    if _phase(ihook, item, pytest.CallInfo.from_call(_nothing, "setup")).passed:
         item.funcargs["conformance_item"] = item.callspec.params["conformance_item"]
-        item.funcargs["request"] = item._request
-        with _capture(item.config).item_capture("call", item):
-            call = CallInfo.from_call(lambda: _call(ihook, item), when="call",
-                                      reraise=(Exit, KeyboardInterrupt))
-        report = ihook.pytest_runtest_makereport(item=item, call=call)
-        ihook.pytest_runtest_logreport(report=report)
-        if check_interactive_exception(call, report):
-            ihook.pytest_exception_interact(node=item, call=call, report=report)
-    item.funcargs.clear()
+        _phase(ihook, item, pytest.CallInfo.from_call(
+            lambda: ihook.pytest_runtest_call(item=item), "call", reraise=REPRAISE))
+        item.funcargs.clear()
     if nextitem is None or not lean(nextitem):
-        call_and_report(item, "teardown", log=True, nextitem=nextitem)
+        down = pytest.CallInfo.from_call(
+            lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem), "teardown",
+            reraise=REPRAISE)
     else:
-        now = time.time()
-        down = CallInfo(None, None, start=now, stop=now, duration=0.0, when="teardown",
-                        _ispytest=True)
-        ihook.pytest_runtest_logreport(report=ihook.pytest_runtest_makereport(item=item,
-                                                                              call=down))
+        down = pytest.CallInfo.from_call(_nothing, "teardown")
+    _phase(ihook, item, down)
     ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+def _nothing() -> None:
+    """A lean item's setup, and its teardown while the next item is lean too."""
+
+
+def _phase(ihook, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Report one phase as pytest's own protocol does: make the report, log it, and offer a
+    failure to `pytest_exception_interact`."""
+    report = ihook.pytest_runtest_makereport(item=item, call=call)
+    ihook.pytest_runtest_logreport(report=report)
+    if (call.excinfo is not None and not hasattr(report, "wasxfail") and
+            not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))):
+        ihook.pytest_exception_interact(node=item, call=call, report=report)
+    return report
 
 
 PYTESTS_OWN = frozenset({"runner", "warnings", "assertion", "faulthandler", "unittest"})
@@ -145,14 +152,14 @@ PYTESTS_OWN = frozenset({"runner", "warnings", "assertion", "faulthandler", "uni
 
 def stretches(session: pytest.Session, own) -> bool:
     """Say whether this run may give a stretch of lean items one `pytest_runtest_protocol`
-    call (asked once a run): a serial run whose protocol is pytest's own and the suite's
+    call (asked once a run): a serial run whose protocol is pytest's own and the engine's
     (`own`), with no faulthandler timeout (it is set per item) and no assertion-pass hook (it
     is told the item). Each item still gets its own warnings record (`run_stretch`)."""
     config = session.config
-    known = getattr(config, "_lean_stretches", None)
+    known = config.stash.get(STRETCHES, None)
     if known is None:
         hooks = config.hook
-        known = config._lean_stretches = (
+        known = config.stash[STRETCHES] = (
             eligible(config) and not hasattr(config, "workerinput") and
             config.getoption("dist", "no") == "no" and
             all(i.plugin_name in PYTESTS_OWN or i.function is own
@@ -166,9 +173,9 @@ def runtestloop(session: pytest.Session) -> bool | None:
     """Run the session's items as pytest's own loop does, but each stretch of lean items of
     one file through one protocol call, its first item's (`run_stretch` runs the stretch)."""
     config = session.config
-    if session.testsfailed and not config.option.continue_on_collection_errors:
+    if session.testsfailed and not config.getoption("continue_on_collection_errors"):
         return None  # pytest's own loop says so
-    if config.option.collectonly:
+    if config.getoption("collectonly"):
         return None
     items, i = session.items, 0
     while i < len(items):
@@ -177,7 +184,7 @@ def runtestloop(session: pytest.Session) -> bool | None:
             while end < len(items) and lean(items[end]) and items[end].path == item.path:
                 end += 1
         if end - i > 1:
-            config._lean_stretch = items[i:end]
+            config.stash[STRETCH] = items[i:end]
         config.hook.pytest_runtest_protocol(item=item, nextitem=items[end]
                                             if end < len(items) else None)
         if session.shouldfail:
@@ -192,7 +199,9 @@ def run_stretch(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Run a lean item, or the stretch of lean items it starts (`runtestloop`): each one with
     its own warnings record, handed on with its node id as pytest's warnings plugin does."""
     config = item.config
-    stretch = config.__dict__.pop("_lean_stretch", None)
+    stretch = config.stash.get(STRETCH, None)
+    if stretch is not None:
+        del config.stash[STRETCH]
     if not stretch or stretch[0] is not item or len(stretch) == 1:
         run(item, nextitem)
         return
@@ -212,73 +221,13 @@ def run_stretch(item: pytest.Item, nextitem: pytest.Item | None) -> None:
             return
 
 
-def _call(ihook, item: pytest.Item) -> None:
-    """Call the test function, then report a thread's unhandled exception as pytest's own
-    call phase does (a warning, or the phase's error under -W error)."""
-    ihook.pytest_pyfunc_call(pyfuncitem=item)
-    pending = item.config.stash.get(threadexception.thread_exceptions, None)
-    if pending:
-        threadexception.collect_thread_exception(item.config)
-
-
 def _hooks(item: pytest.Item):
-    """Return `item.ihook`, the hooks of the item's conftests, found once per file a run
-    (`Function.runtest` is `ihook.pytest_pyfunc_call`: the call phase asks it here too)."""
-    known = item.config.__dict__.setdefault("_lean_hooks", {})
+    """Return `item.ihook`, the hooks of the item's conftests, found once per file a run."""
+    known = item.config.stash.setdefault(HOOKS, {})
     found = known.get(item.path)
     if found is None:
         found = known[item.path] = item.ihook
     return found
-
-
-def _capture(config: pytest.Config):
-    """Return pytest's capture manager (looked up once a run)."""
-    found = getattr(config, "_lean_capture", None)
-    if found is None:
-        found = config._lean_capture = config.pluginmanager.get_plugin("capturemanager")
-    return found
-
-
-class Reports:
-    """Makes a lean item's passing reports (registered by tests/conftest.py for entry runs):
-    what pytest's own `TestReport.from_item_and_call` makes, with the item's keywords gathered
-    once for its three reports instead of walking its node chain for each. A failing phase,
-    and any other item, gets pytest's own report."""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: CallInfo) -> TestReport | None:
-        if call.excinfo is not None or not eligible(item.config) or not lean(item):
-            return None
-        keywords = item.__dict__.get("_lean_keywords")
-        if keywords is None:
-            keywords = item._lean_keywords = _keywords(item)
-        sections = [(f"Captured {key} {when}", content)
-                    for when, key, content in item._report_sections]
-        return TestReport(getattr(item, "id", None) or item.nodeid, item.location,
-                          dict(keywords), "passed", None, call.when, sections, call.duration,
-                          call.start, call.stop, user_properties=item.user_properties)
-
-
-def _keywords(item: pytest.Item) -> dict:
-    """Return `dict.fromkeys(item.keywords, 1)`, with its ancestors' part gathered once.
-
-    `NodeKeywords` iterates a node's own names, then its parent's that are not among them, up
-    to the session, through one generator a level: the first occurrence along the chain fixes
-    each name's place, as a dict's update keeps it."""
-    try:
-        out = dict.fromkeys(item.keywords._markers, 1)
-        out.update(_ancestors(item, "_lean_keywords_above",
-                              lambda node: node.keywords._markers, _names_in_order))
-    except AttributeError:  # not pytest's NodeKeywords: iterate them
-        return dict.fromkeys(item.keywords, 1)
-    return out
-
-
-def _names_in_order(levels: list[dict]) -> dict:
-    out: dict = {}
-    for names in levels:
-        out.update(dict.fromkeys(names, 1))
-    return out
 
 
 def share_locations(items: list[pytest.Item]) -> None:

@@ -25,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OWN = "own"
 
 
@@ -70,7 +70,7 @@ def call(adapter, case, dtype: str, device: str, **setting):
     if kind == "ok":
         return value
     if kind == "written":
-        from tests.conformance import CaseWritten
+        from tests.engine.conformance import CaseWritten
 
         raise CaseWritten(value)
     if isinstance(value, BaseException):
@@ -83,7 +83,7 @@ def _child(adapter) -> subprocess.Popen:
     child = _CHILDREN.get(id(adapter))
     if child is not None and child.poll() is None:
         return child
-    child = subprocess.Popen([sys.executable, "-m", "tests.isolation", _SPECS[id(adapter)]],
+    child = subprocess.Popen([sys.executable, "-m", "tests.engine.isolation", _SPECS[id(adapter)]],
                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     pickle.dump(list(sys.path), child.stdin)
     child.stdin.flush()
@@ -134,7 +134,7 @@ def serve(spec: str) -> None:
     requests = sys.stdin.buffer
     sys.path[:] = pickle.load(requests)
     import adapters
-    from tests.conformance import _changes, _fresh
+    from tests.engine.conformance import _changes, _fresh
 
     loaded = None
     try:

@@ -1,6 +1,6 @@
 """Hand over a finding: shrink a failing group and export a standalone script that shows it.
 
-`export` shrinks (tests/shrink.py), takes the failing entries of the shrunk case with their
+`export` shrinks (tests/engine/shrink.py), takes the failing entries of the shrunk case with their
 reference values and bounds, states the diagnosis in one sentence, and renders the script
 (reports/repro.py). `Exporter` does it once per failing group during a run (`--repro DIR`);
 `from_results` does it for one item of a results file (`python -m reports repro`).
@@ -29,11 +29,11 @@ from reference.compare import WRONG, Diagnosis
 from reference.simulate import MATMUL_BITS, TRUNCATED
 from reports import provenance, record
 from reports import repro as render
-from tests.conformance import case_for, reference_for, simulated_for
-from tests.matrix import Config, Spec
-from tests.shrink import BUDGET, Shrunk, failing_entries, shrink, sigmas_of, size_text
+from tests.engine.conformance import case_for, reference_for, simulated_for
+from tests.engine.matrix import Config, Spec
+from tests.engine.shrink import BUDGET, Shrunk, failing_entries, shrink, sigmas_of, size_text
 
-SUITE = Path(__file__).resolve().parents[1]
+SUITE = Path(__file__).resolve().parents[2]
 
 
 class NotExported(Exception):

@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from reference.compare import Diagnosis, compare, diagnose
-from tests import isolation
-from tests.conformance import (
+from tests.engine import isolation
+from tests.engine.conformance import (
     _fresh,
     _well_formed,
     bounds_for,
@@ -32,7 +32,7 @@ from tests.conformance import (
     reference_for,
     simulated_for,
 )
-from tests.matrix import Config, Spec
+from tests.engine.matrix import Config, Spec
 
 SEEDS = (0, 1, 2)
 """Seeds tried once the search settles; the first of them is the simplest."""
