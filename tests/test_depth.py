@@ -23,8 +23,8 @@ from reference.network import (
     literal_gradients_deep,
 )
 from reference.simulate import REDUCED_ARITHMETICS, product, products, simulate
-from tests.fixtures import oracle
 from tests.engine.conformance import _changes, _fresh
+from tests.fixtures import oracle
 from tests.test_reference import assert_within_own_bound
 
 TWO_LAYER = [

@@ -15,8 +15,8 @@ from tests.test_plugin import FAST, run
 
 pytest_plugins = ["pytester"]
 
-OFF = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases", "seed", "--dtypes", "float64",
-       "-k", "sigmoid-sigmoid")
+OFF = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases", "seed", "--dtypes",
+       "float64", "-k", "sigmoid-sigmoid")
 """One W1 entry off by 1e-9 in float64: its W1 item fails, the other three tensors pass."""
 
 

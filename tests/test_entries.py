@@ -1,5 +1,5 @@
-"""The entry items' lean run protocol (tests/engine/entries.py): the same verdicts, reports and results
-as pytest's usual protocol, with fixtures, capture, deviations and -x intact."""
+"""The entry items' lean run protocol (tests/engine/entries.py): the same verdicts, reports and
+results as pytest's usual protocol, with fixtures, capture, deviations and -x intact."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from tests.test_planted import CONFORMANCE
 
 pytest_plugins = ["pytester"]
 
-MIXED = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter", "tests.fixtures.hostile:EverySecondCall",
+MIXED = ("--adapter", "tests.fixtures.planted:OffByOneEntry",
+         "--adapter", "tests.fixtures.hostile:EverySecondCall",
          "--adapter", "adapters.example:adapter", "--frameworks=", "--cases", "small,chain",
          "--entries", "-p", "no:randomly")
 """Entry items that pass, fail on a wrong entry and fail as nondeterministic."""
@@ -24,13 +25,13 @@ MIXED = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter", "test
 def counted_runs(monkeypatch) -> list[str]:
     """Count the items the lean protocol runs."""
     ran: list[str] = []
-    real = lean.run
+    real = entries.run
 
     def run(item, nextitem):
         ran.append(item.nodeid)
         return real(item, nextitem)
 
-    monkeypatch.setattr(lean, "run", run)
+    monkeypatch.setattr(entries, "run", run)
     return ran
 
 
@@ -68,10 +69,10 @@ def test_lean_and_usual_protocols_give_the_same_reports_and_results(pytester, mo
     args = (*MIXED, "--deviations", str(listed))
     ran = counted_runs(monkeypatch)
     hostile.CALLS.clear()
-    fast = pytester.runpytest_inprocess(CONFORMANCE, *args, "--results", "lean.json")
+    fast = pytester.runpytest_inprocess(CONFORMANCE, *args, "--results", "entries.json")
     assert ran, "no item ran by the lean protocol"
     lean_count = len(ran)
-    monkeypatch.setattr(lean, "eligible", lambda config: False)
+    monkeypatch.setattr(entries, "eligible", lambda config: False)
     hostile.CALLS.clear()
     usual = pytester.runpytest_inprocess(CONFORMANCE, *args, "--results", "usual.json")
     assert len(ran) == lean_count, "the usual run used the lean protocol"
@@ -79,7 +80,7 @@ def test_lean_and_usual_protocols_give_the_same_reports_and_results(pytester, mo
     assert outcomes == usual.parseoutcomes()
     assert outcomes["passed"] and outcomes["failed"] and outcomes["xfailed"]
     assert reports(fast) == reports(usual)
-    assert comparable(pytester.path / "lean.json") == comparable(pytester.path / "usual.json")
+    assert comparable(pytester.path / "entries.json") == comparable(pytester.path / "usual.json")
     xfailed = {r.nodeid for r in fast.reprec.getreports("pytest_runtest_logreport")
                if getattr(r, "wasxfail", None)}
     assert xfailed and not xfailed & set(ran), "a listed deviation ran by the lean protocol"
@@ -138,9 +139,10 @@ def test_a_lean_items_output_is_captured(pytester, monkeypatch):
 def test_maxfail_stops_at_the_first_failing_lean_item(pytester, monkeypatch):
     """-x stops the run at the first failure, as it does for items run the usual way."""
     ran = counted_runs(monkeypatch)
-    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "tests.fixtures.planted:OffByOneEntry",
-                                          "--frameworks=", "--cases", "small", "--dtypes",
-                                          "float64", "--entries", "-x", "-p", "no:randomly")
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter",
+                                          "tests.fixtures.planted:OffByOneEntry", "--frameworks=",
+                                          "--cases", "small", "--dtypes", "float64", "--entries",
+                                          "-x", "-p", "no:randomly")
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 1 and ran
     assert sum(outcomes.values()) < 4 * 5 + 4 + 3 * 4 + 3
@@ -149,7 +151,7 @@ def test_maxfail_stops_at_the_first_failing_lean_item(pytester, monkeypatch):
 @pytest.mark.parametrize("option", ["--setup-show", "--pdb"])
 def test_options_that_watch_the_phases_run_every_item_the_usual_way(pytester, monkeypatch,
                                                                    option):
-    """Under --setup-show (or --pdb) the phases are the point: nothing runs lean."""
+    """Under --setup-show (or --pdb) the phases are the point: nothing runs entries."""
     ran = counted_runs(monkeypatch)
     result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", "adapters.example:adapter",
                                           "--frameworks=", "--cases", "chain", "--entries",
@@ -161,8 +163,9 @@ def test_options_that_watch_the_phases_run_every_item_the_usual_way(pytester, mo
 def test_xdist_workers_record_what_a_serial_run_records(pytester):
     """Entry items on two xdist workers (each running them lean) give the same results file,
     item for item, as one process does."""
-    args = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter", "adapters.example:adapter",
-            "--frameworks=", "--cases", "small,chain", "--entries", "-p", "no:randomly")
+    args = ("--adapter", "tests.fixtures.planted:OffByOneEntry", "--adapter",
+            "adapters.example:adapter", "--frameworks=", "--cases", "small,chain", "--entries",
+            "-p", "no:randomly")
     serial = pytester.runpytest_subprocess(CONFORMANCE, *args, "--results", "serial.json")
     spread = pytester.runpytest_subprocess(CONFORMANCE, *args, "-n", "2", "--results",
                                            "xdist.json")
@@ -173,10 +176,9 @@ def test_xdist_workers_record_what_a_serial_run_records(pytester):
     assert by_node[0] == by_node[1] and len(by_node[0]) > 100
 
 
-def test_report_keywords_and_mark_names_are_the_items_own_and_see_late_marks(pytester):
-    """A lean report's keywords equal `item.keywords` name for name and in order, and the
-    names of its marks those of `iter_markers`, though the ancestors' part of each is gathered
-    once; a keyword or mark added to an ancestor later is seen."""
+def test_mark_names_are_the_items_own_and_see_late_marks(pytester):
+    """The names of an item's marks are those of `iter_markers`, though the ancestors' part is
+    gathered once; a mark added to an ancestor later is seen."""
     pytester.makepyfile("""
         import pytest
         pytestmark = pytest.mark.outer
@@ -193,23 +195,17 @@ def test_report_keywords_and_mark_names_are_the_items_own_and_see_late_marks(pyt
     items, _ = pytester.inline_genitems("-p", "no:randomly")
     assert len(items) == 3
     for item in items:
-        assert list(lean._keywords(item)) == list(item.keywords)
-        assert lean._mark_names(item) == {"outer", "inner", "parametrize"}
-    items[0].parent.parent.keywords["late"] = True  # the module's, after the first reports
-    items[1].session.keywords["later"] = True
+        assert entries._mark_names(item) == {"outer", "inner", "parametrize"}
     items[2].parent.parent.add_marker("conformance")
     for item in items:
-        got = lean._keywords(item)
-        assert list(got) == list(item.keywords) and {"late", "later"} <= set(got)
-        assert set(got.values()) == {1}
-        assert lean._mark_names(item) == {m.name for m in item.iter_markers()} == {
+        assert entries._mark_names(item) == {m.name for m in item.iter_markers()} == {
             "outer", "inner", "parametrize", "conformance"}
 
 
 def test_a_mark_another_plugin_adds_after_the_suites_collection_hook_is_honoured(pytester,
                                                                                  monkeypatch):
     """A plugin whose collection hook runs after the suite's (trylast) skips two entry items:
-    they are skipped, run the usual way, and the rest still run lean."""
+    they are skipped, run the usual way, and the rest still run entries."""
     pytester.makepyfile(late_marks='''
 import pytest
 
@@ -262,13 +258,13 @@ def test_a_stretch_of_lean_items_records_each_items_warnings_as_its_own(pytester
     pytester.makepyfile(warns=WARNS)
     monkeypatch.syspath_prepend(str(pytester.path))
     stretch_lengths = []
-    real = lean.run_stretch
+    real = entries.run_stretch
 
     def run_stretch(item, nextitem):
-        stretch_lengths.append(len(item.config.__dict__.get("_lean_stretch") or [item]))
+        stretch_lengths.append(len(item.config.stash.get(entries.STRETCH, None) or [item]))
         return real(item, nextitem)
 
-    monkeypatch.setattr(lean, "run_stretch", run_stretch)
+    monkeypatch.setattr(entries, "run_stretch", run_stretch)
     args = (CONFORMANCE, "-p", "warns", "--adapter", "adapters.example:adapter", "--frameworks=",
             "--cases", "small", "--entries", "--dtypes", "float64", "-p", "no:randomly")
     stretched = pytester.runpytest_inprocess(*args)

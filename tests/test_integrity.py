@@ -146,7 +146,8 @@ def test_an_adapter_that_swallows_its_timeout_still_fails_its_group(pytester):
 ])
 def test_an_adapter_that_breaks_before_it_runs_is_a_usage_error(pytester, adapter, says):
     """Construction, a raising attribute or a malformed one stop the run naming the adapter."""
-    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter", f"tests.fixtures.hostile:{adapter}")
+    result = pytester.runpytest_inprocess(CONFORMANCE, "--adapter",
+                                          f"tests.fixtures.hostile:{adapter}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*'tests.fixtures.hostile:{adapter}': {says}*"])
 
@@ -201,7 +202,8 @@ def test_reproduce_line_names_the_interpreter_when_python_is_another(tmp_path):
     (fake / "python").chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)}
     base = [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "--adapter",
-            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-k", "W1"]
+            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64",
+            "-k", "W1"]
     first = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, env=env)
     line = next(ln for ln in first.stdout.splitlines() if "reproduce: " in ln)
     command = line.split("reproduce: ", 1)[1]

@@ -9,9 +9,9 @@ import pytest
 
 from reference.compare import compare
 from tests.engine import matrix
-from tests.fixtures import orders
 from tests.engine.conformance import bounds_for, case_for, reference_for
 from tests.engine.matrix import Spec
+from tests.fixtures import orders
 from tests.fixtures.orders import ORDERS, fma_chain
 
 LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),), 0),

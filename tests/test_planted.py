@@ -83,8 +83,8 @@ def test_swapped_middle_layers_break_those_layers_only(pytester):
     nothing else, on the deep case; the 2-layer cases it cannot swap pass."""
     outcomes, _ = run_suite(pytester, *DEEP, "--adapter", "tests.fixtures.planted:SwappedMiddle")
     assert failed(outcomes) == {k for k in outcomes if k.endswith(("-W2", "-b2", "-W3", "-b3"))}
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:SwappedMiddle", "--cases",
-                            "small,chain")
+    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:SwappedMiddle",
+                            "--cases", "small,chain")
     assert outcomes and set(outcomes.values()) == {"passed"}
 
 
@@ -179,8 +179,8 @@ def test_contract_breaks_fail_one_line_and_run_goes_on(pytester, planted, tensor
 def test_reproduce_line_runs_the_failing_item_again(tmp_path):
     """The failure's `reproduce:` command, pasted into a shell, runs that one item and fails it."""
     base = [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "--adapter",
-            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64", "-n", "2",
-            "--dist", "loadgroup"]
+            "tests.fixtures.planted:OffByOneEntry", "--cases", "small", "--dtypes", "float64",
+            "-n", "2", "--dist", "loadgroup"]
     first = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
     line = next(ln for ln in first.stdout.splitlines() if "reproduce: " in ln)
     command = line.split("reproduce: ", 1)[1]

@@ -14,9 +14,9 @@ from reference.case import make_case
 from reference.compare import diagnose
 from reference.network import gradients
 from reference.simulate import simulate
-from tests.fixtures import planted
 from tests.engine.conformance import caught_for
 from tests.engine.matrix import Spec, draw
+from tests.fixtures import planted
 
 
 def _diagnose(got, case):

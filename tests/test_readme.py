@@ -38,8 +38,9 @@ def test_readme_sample_failure_is_what_the_suite_prints(pytester):
     of the planted off-by-one-entry adapter on the seed case."""
     block = re.search(r"A failure reads like this.*?```\n(.*?)```", (ROOT / "README.md")
                       .read_text(), re.S).group(1)
-    _, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry", "--cases",
-                            "seed", "--dtypes", "float64", "-k", "sigmoid-sigmoid and W1")
+    _, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry",
+                            "--cases", "seed", "--dtypes", "float64",
+                            "-k", "sigmoid-sigmoid and W1")
     (printed,) = messages.values()
     printed = printed.strip().replace(_python_in_reproduce(), "python -m pytest", 1)
     sample, real = block.strip().splitlines(), printed.splitlines()

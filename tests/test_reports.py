@@ -51,8 +51,8 @@ class Dies(NumpyAdapter):
             os._exit(3)
         return super().gradients(case, dtype, device)
 '''
-SMALL = ("--adapter", "adapters.example:adapter", "--adapter", "tests.fixtures.planted:OffByOneEntry",
-         "--cases", "chain,small")
+SMALL = ("--adapter", "adapters.example:adapter", "--adapter",
+         "tests.fixtures.planted:OffByOneEntry", "--cases", "chain,small")
 
 pytestmark = pytest.mark.xdist_group("reports")  # one worker runs the shared suite runs once
 

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from reports import repro as render
-from tests.fixtures import planted
 from tests.engine.matrix import Config
 from tests.engine.repro import data, export
 from tests.engine.shrink import ladder, numbers, shrink, spec_of, verdict
+from tests.fixtures import planted
 
 pytest_plugins = ["pytester"]
 
@@ -181,8 +181,8 @@ def found_once(tmp_path_factory):
     where = tmp_path_factory.mktemp("found")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", CONFORMANCE, "-p", "no:randomly", "-n", "0", "--adapter",
-         "tests.fixtures.planted:MissingPrime", "--cases", "small", "--dtypes", "float64", "--repro",
-         str(where / "repro"), "--results", str(where / "r.json")],
+         "tests.fixtures.planted:MissingPrime", "--cases", "small", "--dtypes", "float64",
+         "--repro", str(where / "repro"), "--results", str(where / "r.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     doc = json.loads((where / "r.json").read_text())
@@ -366,8 +366,8 @@ def test_an_unusable_repro_folder_is_refused_at_the_start(pytester, where):
     anything runs, not a traceback in every failing item's message."""
     (pytester.path / "a-file").write_text("")
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime", "--cases",
-        "small", "--dtypes", "float64", "--repro", where)
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime",
+        "--cases", "small", "--dtypes", "float64", "--repro", where)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any(ln.startswith(f"ERROR: --repro {where}: ") for ln in result.errlines), \
         result.errlines
@@ -408,8 +408,9 @@ def test_groups_that_shrink_to_one_case_share_one_script_and_the_terminal_says_w
     """Two failing groups (seeds 0 and 1) that shrink to the same case get one script, the
     second pointing to the first; the run ends with one line naming the folder."""
     result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime", "--cases",
-        "small", "--dtypes", "float64", "--seeds", "2", "--repro", "out", "--results", "r.json")
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "tests.fixtures.planted:MissingPrime",
+        "--cases", "small", "--dtypes", "float64", "--seeds", "2", "--repro", "out",
+        "--results", "r.json")
     result.assert_outcomes(failed=2, passed=6)
     (script,) = (pytester.path / "out").iterdir()
     failing = [i for i in json.loads((pytester.path / "r.json").read_text())["items"]

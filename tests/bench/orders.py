@@ -3,11 +3,11 @@
     python tests/bench/orders.py [--sizes 784x16x10-b1024,…] [--orders sequential_sums,…]
                                  [--dtypes float32,float64] [--pairs sigmoid-sigmoid] [--seed 0]
 
-For every order (tests/fixtures/orders.py) × dtype × size: the greatest |g − ref| / bound of each tensor
-(bounds from tests.engine.conformance.bounds_for, the suite's own) and the adapter's time. A correct
-adapter must stay ≤ 1 everywhere; a row past 1 is marked FAIL. Per size it also prints how long
-the reference gradients and the float32 bounds took. fma_sums runs in float32 only (in float64
-it sums as sequential_sums does).
+For every order (tests/fixtures/orders.py) × dtype × size: the greatest |g − ref| / bound of
+each tensor (bounds from tests.engine.conformance.bounds_for, the suite's own) and the adapter's
+time. A correct adapter must stay ≤ 1 everywhere; a row past 1 is marked FAIL. Per size it also
+prints how long the reference gradients and the float32 bounds took. fma_sums runs in float32
+only (in float64 it sums as sequential_sums does).
 """
 
 from __future__ import annotations

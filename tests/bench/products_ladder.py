@@ -32,8 +32,8 @@ from reference.bounds import bounds  # noqa: E402
 from reference.compare import compare, diagnose  # noqa: E402
 from reference.network import forward, gradients  # noqa: E402
 from reference.simulate import simulate  # noqa: E402
-from tests.fixtures import orders, planted  # noqa: E402
 from tests.engine.matrix import Spec, draw  # noqa: E402
+from tests.fixtures import orders, planted  # noqa: E402
 
 SIZES = ("784x16x10", "784x64x10", "784x256x10", "784x64x32x16x10",
          "784x64x64x64x64x64x64x64x10")

@@ -3,11 +3,11 @@
     python tests/bench/repro_bench.py [--size 784x16x10-b32] [--pair relu-sigmoid]
                                       [--seconds 30]
 
-For every planted value bug (tests/fixtures/planted.py): the reading on the start case, the shrunk case,
-how many cases the search judged and its seconds, then the script's exit status and wall time
-when run as a maintainer would (`python -I`, another folder, no PYTHON* variables). The scripts
-are written where `--repro reports/out/…` puts them, inside the checkout, so that they find the
-suite and the planted adapters relative to themselves.
+For every planted value bug (tests/fixtures/planted.py): the reading on the start case, the
+shrunk case, how many cases the search judged and its seconds, then the script's exit status and
+wall time when run as a maintainer would (`python -I`, another folder, no PYTHON* variables).
+The scripts are written where `--repro reports/out/…` puts them, inside the checkout, so that
+they find the suite and the planted adapters relative to themselves.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures import planted  # noqa: E402
 from tests.engine.matrix import Config  # noqa: E402
 from tests.engine.repro import export  # noqa: E402
 from tests.engine.shrink import sigmas_of, size_text, spec_of  # noqa: E402
+from tests.fixtures import planted  # noqa: E402
 
 BUGS = (  # adapter, dtype, tensor
     (planted.RoundedOperands, "float32", "W1"), (planted.TruncatedOperands, "float32", "W1"),

@@ -4,8 +4,9 @@
     python tests/bench/separation.py --ladder [--sizes 784x16x10,…] [--batches 1,32,…]
 
 Default: every group of the default matrix. Correct adapters (the built-in ones, the NumPy
-example, and NumPy summing in every order of tests/fixtures/orders.py): the largest |g − ref| / bound
-over all their items (aim ≤ 0.25), and how many of their groups the diagnosis failed (aim 0).
+example, and NumPy summing in every order of tests/fixtures/orders.py): the largest
+|g − ref| / bound over all their items (aim ≤ 0.25), and how many of their groups the diagnosis
+failed (aim 0).
 Each planted value bug: the smallest ratio over the items it breaks (aim ≥ 4). Each planted
 reduced arithmetic (tf32, bf16; rounded or truncated operands): what its float32 groups read
 and the smallest z of the matching field fit (the group fails when it reads the arithmetic,

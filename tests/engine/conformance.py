@@ -494,7 +494,8 @@ def check(item: Item) -> Comparison:
 
 
 def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> Comparison:
-    """Fail, skip or pass one item; leave what was compared in `node.stash[COMPARED]` for reports."""
+    """Fail, skip or pass one item; leave what was compared in `node.stash[COMPARED]` for
+    reports."""
     __tracebackhide__ = True
     name, tensor = item.config.adapter, item.tensor
     adapter = runner.adapters[name]

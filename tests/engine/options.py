@@ -10,7 +10,6 @@ import adapters
 from reports import record
 from tests.engine import isolation, matrix
 
-
 KNOWN_DTYPES = ("float32", "float64")
 
 

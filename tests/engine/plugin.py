@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark the known deviations; keep only this shard's items (an adapter call's items share
     a shard)."""
     deviations.mark(items, config.stash[DEVIATIONS])
+    if entries.eligible(config):
+        entries.find_locations(items)
     shard = options.shard(config)
     if shard is None:
         return
