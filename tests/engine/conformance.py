@@ -63,7 +63,10 @@ RUNNER = pytest.StashKey["Runner"]()
 """The run's Runner, in its config's stash (made by tests/engine/plugin.py)."""
 RERUN = pytest.StashKey[str]()
 """The options a failing item's reproduce line repeats, in its config's stash."""
-_RUNNING: contextvars.ContextVar[pytest.Item] = contextvars.ContextVar("conformance_node")
+RUNNING: contextvars.ContextVar[pytest.Item] = contextvars.ContextVar("conformance_node")
+"""The test item whose call is running (set by tests/engine/plugin.py around every call phase):
+`check` records into it, so a conformance test needs no fixture (entry items run without
+pytest's fixture machinery)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -473,22 +476,10 @@ def _nondeterministic(item: Item, n: int, ratio: np.ndarray, worst: int, calls: 
             "--deterministic allows none")
 
 
-@contextlib.contextmanager
-def running(node: pytest.Item):
-    """Say, for the block, which test item is running its call (tests/engine/plugin.py wraps
-    every call phase in it): `check` finds the node it records into there, so a conformance
-    test needs no fixture (entry items run without pytest's fixture machinery)."""
-    token = _RUNNING.set(node)
-    try:
-        yield
-    finally:
-        _RUNNING.reset(token)
-
-
 def check(item: Item) -> Comparison:
     """Check one item of the matrix in the test item now running, with the run's runner."""
     __tracebackhide__ = True
-    node = _RUNNING.get()
+    node = RUNNING.get()
     return check_item(node.config.stash[RUNNER], item,
                       node.config.getoption("require_frameworks"), node)
 

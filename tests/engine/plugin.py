@@ -11,7 +11,7 @@ import pytest
 
 from reports import record
 from tests.engine import deviations, entries, matrix, options, scheduling
-from tests.engine.conformance import RERUN, RUNNER, Runner, running
+from tests.engine.conformance import RERUN, RUNNER, RUNNING, Runner
 
 # JAX takes 75 % of a GPU's memory when its CUDA backend starts; with pytest-xdist every worker
 # does, and the second one runs out. The suite's arrays are small: allocate what is used.
@@ -86,8 +86,11 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Tell the conformance check which test item it runs in (tests/engine/conformance.py)."""
-    with running(item):
+    token = RUNNING.set(item)
+    try:
         return (yield)
+    finally:
+        RUNNING.reset(token)
 
 
 @pytest.hookimpl(tryfirst=True)
