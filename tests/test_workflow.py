@@ -1,4 +1,5 @@
-"""The CI workflow's merge job installs what `reports merge` and `reports html` import."""
+"""The CI workflow's merge job installs what `reports merge` and `reports html` import; its
+self-tests job runs the lowest pytest and pytest-xdist that pyproject.toml accepts."""
 
 from __future__ import annotations
 
@@ -72,3 +73,23 @@ def test_what_merge_and_html_import_is_among_the_suites_dependencies(tmp_path):
     assert {"numpy", "jinja2", "msgspec"} <= imported, imported
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert imported - OPTIONAL <= closure(dependencies), imported - closure(dependencies)
+
+
+def test_self_tests_run_under_the_lowest_pytest_and_xdist_that_pyproject_accepts():
+    """The workflow's "lowest" pins are pyproject's floors, so raising a floor moves CI too."""
+    job = WORKFLOW.read_text().split("\n  self-tests:\n", 1)[1].split("\n  cuda:\n", 1)[0]
+    lowest = re.search(r"- pytest: lowest\n\s+install: (.*)", job).group(1).split()
+    pinned = dict(p.split("==") for p in lowest)
+    floors = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", d).groups() for d in tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    for name in ("pytest", "pytest-xdist"):
+        assert _release(pinned[name]) == _release(floors[name]), (name, pinned, floors)
+    assert "--upgrade pytest pytest-xdist" in job
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """Return a release number without its trailing zeros: 8, 8.0 and 8.0.0 are one."""
+    parts = [int(p) for p in version.split(".")]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)

@@ -46,9 +46,10 @@ WATCHING = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
 
 
 PHASES_OWN = frozenset({"runner", "skipping", "capturemanager", "threadexception",
-                        "unraisableexception", "logging-plugin", "tests.engine.plugin"})
+                        "unraisableexception", "logging-plugin", "nose", "tests.engine.plugin"})
 """The plugins whose phase hooks have nothing to do for a lean item but what `run` does (the
-call phase's hooks run as usual; the engine's own tells the check which item runs)."""
+call phase's hooks run as usual; the engine's own tells the check which item runs; pytest 8's
+nose support calls a test function's `setup` attribute, which test_gradient has not)."""
 
 ELIGIBLE = pytest.StashKey[bool]()
 LEAN = pytest.StashKey[bool]()
