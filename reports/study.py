@@ -36,7 +36,7 @@ DEFAULT_OUT = ROOT / "reports" / "out" / "study"
 PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "devices", "dtypes",
                   "precisions", "pairs", "activations", "cases", "sizes", "batches", "seeds",
                   "timing", "deterministic", "adapter_timeout")
-"""The conformance options (tests/conftest.py) a study hands to pytest as given."""
+"""The conformance options (tests/engine/options.py) a study hands to pytest as given."""
 RAN = (0, 1, 5)
 """pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
 INTERRUPTED = 2
