@@ -355,7 +355,5 @@ def _message(report: pytest.TestReport) -> str:
 
 def options(config: pytest.Config) -> dict:
     """Return the conformance options of the run (all of its group) and the run's shape."""
-    group = next((g for g in getattr(getattr(config, "_parser", None), "_groups", [])
-                  if g.name == "conformance"), None)
-    names = [o.dest for o in group.options] if group is not None else []
+    names = config.stash.get(record.OPTIONS, [])
     return {n: record.plain(config.getoption(n, None)) for n in [*names, *RUN_OPTIONS]}

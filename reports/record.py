@@ -21,6 +21,8 @@ COMPARED = pytest.StashKey[dict]()
 tests/engine/conformance.py), read here for its record."""
 ADAPTERS = pytest.StashKey[dict]()
 """The run's config stash: its adapters by name (chosen by tests/engine/plugin.py)."""
+OPTIONS = pytest.StashKey[list]()
+"""The run's config stash: the conformance options' dests, in order (tests/engine/options.py)."""
 WORST = 10
 """Entries kept exactly per tensor, greatest ratio first, whatever the tensor's size."""
 EXACT_ENTRIES = 4096

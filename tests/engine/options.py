@@ -18,6 +18,9 @@ MATRIX_OPTIONS: dict[str, tuple[str, object]] = {}
 (--deterministic): a failure's reproduce line repeats those that differ from their defaults."""
 NOT_MATRIX = ("require_frameworks", "shard", "timing", "adapter_timeout", "repro",
               "repro_seconds")
+DESTS: list[str] = []
+"""The dests of every conformance option, in the order added (the results' provenance lists
+their values)."""
 
 
 class _Group:
@@ -29,6 +32,8 @@ class _Group:
     def addoption(self, flag: str, **kw) -> None:
         self.group.addoption(flag, **kw)
         dest = flag.lstrip("-").replace("-", "_")
+        if dest not in DESTS:
+            DESTS.append(dest)
         if dest not in NOT_MATRIX:
             default = False if kw.get("action") == "store_true" else kw.get("default")
             MATRIX_OPTIONS[dest] = (flag, default)

@@ -52,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a gradient conformance item")
     if config.getoption("soak") < 0:
         raise pytest.UsageError("--soak must be 0 or more")
+    config.stash[record.OPTIONS] = list(options.DESTS)
     adapters = config.stash[record.ADAPTERS] = options.adapters_of(config)
     if config.getoption("entries"):
         entries.collect_for_many_items(config)

@@ -334,7 +334,7 @@ class Exporter:
         """Hand the group's export on with the report; stop the run after an item whose
         shrinking a Ctrl-C cut."""
         report = yield
-        export = (getattr(item, "conformance", None) or {}).get("repro")
+        export = (item.stash.get(record.COMPARED, None) or {}).get("repro")
         ci = record.conformance_param(item)
         if call.when == "call" and isinstance(export, dict) and ci is not None:
             report.user_properties.append((PROPERTY, {"group": ci.group, "export": export}))
