@@ -23,7 +23,7 @@ from reference.network import (
     literal_gradients_deep,
 )
 from reference.simulate import REDUCED_ARITHMETICS, product, products, simulate
-from tests.engine.conformance import _changes, _fresh
+from tests.engine.copies import changes, fresh
 from tests.fixtures import oracle
 from tests.test_reference import assert_within_own_bound
 
@@ -168,18 +168,18 @@ def test_a_fresh_copy_of_a_deep_case_is_read_only_and_a_write_is_named_by_its_te
     import ctypes
 
     pristine = make_case((4, 3, 3, 2), 2, 0, "relu", "tanh", "sigmoid")
-    case = _fresh(pristine)
-    assert case.id == pristine.id and _changes(case, pristine) == ""
+    case = fresh(pristine)
+    assert case.id == pristine.id and changes(case, pristine) == ""
     for k, v in case.params.items():
         assert not v.flags.writeable and not np.shares_memory(v, pristine.params[k]), k
     w3 = case.layers[2].W
     (ctypes.c_double * w3.size).from_address(w3.ctypes.data)[4] += 1.0
-    assert _changes(case, pristine) == "W3 changed (1 of 6 entries)"
-    stepped = _fresh(pristine)
+    assert changes(case, pristine) == "W3 changed (1 of 6 entries)"
+    stepped = fresh(pristine)
     object.__setattr__(stepped.layers[1], "sigma", "relu")
-    assert _changes(stepped, pristine) == "sigma2 changed ('tanh' → 'relu')"
+    assert changes(stepped, pristine) == "sigma2 changed ('tanh' → 'relu')"
     object.__setattr__(stepped, "layers", stepped.layers[:2])
-    assert _changes(stepped, pristine) == "layers changed (now 2, was 3)"
+    assert changes(stepped, pristine) == "layers changed (now 2, was 3)"
 
 
 # --- the general reference on 2-layer cases is the 2-layer reference, bit for bit ------------

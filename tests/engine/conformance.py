@@ -29,6 +29,7 @@ from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
 from reports.record import COMPARED, recording
 from tests.engine import isolation
+from tests.engine.copies import CaseWritten, arrays, bits, changes, fresh, layout
 from tests.engine.isolation import ChildFailed
 from tests.engine.matrix import Item, Spec, draw
 
@@ -73,11 +74,11 @@ pytest's fixture machinery)."""
 def case_for(spec: Spec) -> Case:
     """Return the pristine case of a spec, drawn once per process, its arrays read-only.
 
-    Adapters never receive it: each call gets a fresh read-only copy (`_fresh`), compared to
+    Adapters never receive it: each call gets a fresh read-only copy (`fresh`), compared to
     this one bitwise afterwards, so the reference and the bounds never see an adapter's writes.
     """
     case = draw(spec)
-    for a in _arrays(case).values():
+    for a in arrays(case).values():
         a.setflags(write=False)
     return case
 
@@ -195,12 +196,12 @@ class Runner:
         c = item.config
         setting = {} if c.precision == "default" else {"precision": c.precision}
         pristine = case_for(item.spec)
-        case = _fresh(pristine)
+        case = fresh(pristine)
         start = time.perf_counter()
         with _deadline(self.timeout):
             got = isolation.call(self.adapters[c.adapter], case, c.dtype, c.device, **setting)
         elapsed = time.perf_counter() - start
-        changed = _changes(case, pristine)
+        changed = changes(case, pristine)
         if changed:
             raise CaseWritten(changed)
         return got, elapsed
@@ -212,10 +213,6 @@ def _well_formed(got, ref: dict) -> bool:
     return isinstance(got, dict) and all(
         isinstance(got.get(k), np.ndarray) and got[k].shape == v.shape
         and bool(np.isfinite(got[k]).all()) for k, v in ref.items())
-
-
-class CaseWritten(Exception):
-    """The adapter changed the case it was handed."""
 
 
 @dataclasses.dataclass
@@ -246,8 +243,8 @@ class Spread:
             o = later.get(k) if isinstance(later, dict) else None
             if not _float_array(o) or o.shape != g.shape or o.dtype != g.dtype:
                 raise GroupFailed(f"nondeterministic: call {call} returned {k} as "
-                                  f"{_layout(o)}, call 1 as {_layout(g)}")
-            differ = _bits(o) != _bits(g)
+                                  f"{layout(o)}, call 1 as {layout(g)}")
+            differ = bits(o) != bits(g)
             diff = np.abs(o.astype(np.float64) - g.astype(np.float64))
             diff = np.where(differ, np.nan_to_num(diff, nan=np.inf), 0.0)
             self.differ[k] = differ | self.differ.get(k, False)
@@ -264,72 +261,6 @@ def _kept(got):
 
 def _float_array(a) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
-
-
-def _layout(a) -> str:
-    return f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-
-
-def _bits(a: np.ndarray) -> np.ndarray:
-    """Return an array's entries as unsigned integers of the same width: its bit patterns."""
-    a = np.ascontiguousarray(a)
-    return a.view(f"u{a.dtype.itemsize}")
-
-
-def _values(case: Case) -> dict[str, object]:
-    """Return every value of the case by name, layers flattened: sizes, batch, seed, sigmas,
-    W1, b1, sigma1, …, WL, bL, sigmaL, x, y (a changed array is then named as its gradient is)."""
-    out = {}
-    for f in dataclasses.fields(case):
-        value = getattr(case, f.name)
-        if f.name != "layers":
-            out[f.name] = value
-            continue
-        for i, layer in enumerate(value, start=1):
-            out.update({f"W{i}": layer.W, f"b{i}": layer.b, f"sigma{i}": layer.sigma})
-    return out
-
-
-def _arrays(case: Case) -> dict[str, np.ndarray]:
-    return {k: v for k, v in _values(case).items() if isinstance(v, np.ndarray)}
-
-
-def _read_only_copy(a: np.ndarray) -> np.ndarray:
-    """Return a fresh read-only view of a fresh copy (a view of a read-only base cannot be
-    made writeable again)."""
-    base = a.copy()
-    base.setflags(write=False)
-    return base.view()
-
-
-def _fresh(case: Case) -> Case:
-    """Return a copy of the case whose arrays, the layers' included, are fresh and read-only."""
-    layers = tuple(dataclasses.replace(layer, W=_read_only_copy(layer.W),
-                                       b=_read_only_copy(layer.b)) for layer in case.layers)
-    arrays = {f.name: _read_only_copy(getattr(case, f.name)) for f in dataclasses.fields(case)
-              if isinstance(getattr(case, f.name), np.ndarray)}
-    return dataclasses.replace(case, layers=layers, **arrays)
-
-
-def _changes(case: Case, pristine: Case) -> str:
-    """Say which value of the case differs from the pristine one, bitwise; '' if none."""
-    if not isinstance(case.layers, tuple) or len(case.layers) != len(pristine.layers):
-        return f"layers changed (now {_count(case.layers)}, was {len(pristine.layers)})"
-    now = _values(case)
-    for k, b in _values(pristine).items():
-        a = now[k]
-        if not isinstance(b, np.ndarray):
-            if a != b:
-                return f"{k} changed ({b!r} → {a!r})"
-        elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
-            return f"{k} changed (now {_layout(a)}, was {_layout(b)})"
-        elif (n := int((_bits(a) != _bits(b)).sum())):
-            return f"{k} changed ({n} of {b.size} entries)"
-    return ""
-
-
-def _count(layers) -> str:
-    return f"{len(layers)}" if isinstance(layers, tuple) else type(layers).__name__
 
 
 def _failure(exc: BaseException, name: str, adapter, call: int, calls: int) -> Exception:

@@ -25,6 +25,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from tests.engine.copies import CaseWritten, changes, fresh
+
 ROOT = Path(__file__).resolve().parents[2]
 OWN = "own"
 
@@ -70,8 +72,6 @@ def call(adapter, case, dtype: str, device: str, **setting):
     if kind == "ok":
         return value
     if kind == "written":
-        from tests.engine.conformance import CaseWritten
-
         raise CaseWritten(value)
     if isinstance(value, BaseException):
         raise value
@@ -134,7 +134,6 @@ def serve(spec: str) -> None:
     requests = sys.stdin.buffer
     sys.path[:] = pickle.load(requests)
     import adapters
-    from tests.engine.conformance import _changes, _fresh
 
     loaded = None
     try:
@@ -147,7 +146,7 @@ def serve(spec: str) -> None:
         except EOFError:
             return
         answer = failure if loaded is None else _answer(loaded, case, dtype, device, setting,
-                                                        _fresh, _changes)
+                                                        fresh, changes)
         try:
             pickle.dump(answer, answers)
         except Exception as exc:  # noqa: BLE001 - gradients that cannot be pickled

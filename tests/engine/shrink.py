@@ -25,13 +25,13 @@ import numpy as np
 from reference.compare import Diagnosis, compare, diagnose
 from tests.engine import isolation
 from tests.engine.conformance import (
-    _fresh,
     _well_formed,
     bounds_for,
     case_for,
     reference_for,
     simulated_for,
 )
+from tests.engine.copies import fresh
 from tests.engine.matrix import Config, Spec
 
 SEEDS = (0, 1, 2)
@@ -83,7 +83,7 @@ def verdict(adapter, config: Config, spec, tensor: str) -> Verdict:
     """Call the adapter once on the spec's case and judge it as the suite does."""
     setting = {} if config.precision == "default" else {"precision": config.precision}
     try:
-        got = isolation.call(adapter, _fresh(case_for(spec)), config.dtype, config.device,
+        got = isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device,
                          **setting)
     except Exception:  # noqa: BLE001 - a candidate the adapter cannot run does not reproduce
         return Verdict(False, 0, None)
@@ -222,7 +222,7 @@ def shrink(adapter, config: Config, spec, tensor: str, budget: float = BUDGET) -
 def failing_entries(adapter, config: Config, spec, tensor: str, most: int = 8) -> list[dict]:
     """Return the tensor's entries outside their bound, greatest ratio first, at most `most`."""
     setting = {} if config.precision == "default" else {"precision": config.precision}
-    got = isolation.call(adapter, _fresh(case_for(spec)), config.dtype, config.device,
+    got = isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device,
                          **setting)
     ref, bound = reference_for(spec)[tensor], bounds_for(spec, config.dtype)[tensor]
     cmp = compare(tensor, np.asarray(got[tensor]), ref, bound, config.dtype)
