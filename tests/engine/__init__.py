@@ -4,6 +4,7 @@
 - options.py: the conformance options, and the adapters, matrix and checks they choose;
 - matrix.py: configs, cases (specs) and the items they make, with their ids;
 - conformance.py: the runner (calls each adapter per group) and the verdict of one item;
+- copies.py: the fresh read-only copy of the case an adapter is handed, and what it changed;
 - isolation.py: an adapter's calls in a process of its own, when it asks for one;
 - entries.py: the run protocol of entry items (`--entries`), through pytest's public hooks;
 - scheduling.py: the xdist scheduler that keeps an adapter call's items on one worker;
