@@ -104,7 +104,7 @@ def read(path: str | os.PathLike, extra: dict | None = None, texts: bool = True,
         stream.close()
         raise ResultsError(f"reports: {path}: {problem}")
     return head["runs"], _checked_items(path, stream, {r["id"] for r in head["runs"]},
-                                        head["version"] == VERSION)
+                                        head["version"])
 
 
 def _readable_version(version) -> bool:
@@ -136,18 +136,17 @@ def _head_problem(head: dict) -> str | None:
     return None if problem is None else f"malformed: {problem}"
 
 
-def _checked_items(path, stream: _Stream | _Lines, run_ids: set, current: bool):
-    """Yield each item with its text (None unless the file is of the version written), checked;
-    then check the entry items' spans."""
+def _checked_items(path, stream: _Stream | _Lines, run_ids: set, version: int):
+    """Yield each item with its text (None unless the file is of the version written), checked
+    (by the fast path, else in full); then check the entry items' spans."""
+    current = version == VERSION
     spans: dict[tuple, list[int]] = {}
     listed: set[bytes] = set()
     n = 0
     try:
         for item, text, checked in stream.items(run_ids):
-            if not (checked or text is not None and _fast(text, run_ids)):
-                problem = schema.item_problem(item, run_ids, f"items[{n}]")
-                if problem is not None:
-                    raise Malformed(problem)
+            if not checked:
+                _check_item(item, f"items[{n}]", run_ids, version)
             if type(item) is not Typed:  # (a Typed item is never an entry item)
                 _check_span(item, spans)
             _check_once(item, f"items[{n}]", listed)
@@ -295,14 +294,6 @@ class _Stream:
         self._expect("}")
         if self._peek() != "":
             raise _Fallback
-
-
-def _fast(text: str, run_ids) -> bool:
-    """Say whether an item's text passes the fast path (the format's types and rules)."""
-    try:
-        return schema.passes(schema.decode(text.encode("utf-8", "surrogatepass")), run_ids)
-    except Exception:  # noqa: BLE001 - refused by the types: the full check says why
-        return False
 
 
 class _Lines:
@@ -506,14 +497,21 @@ def _schema_problem(doc) -> str | None:
     try:
         ids, listed = {r["id"] for r in runs}, set()
         for n, item in enumerate(items):
-            problem = schema.item_problem(item, ids, f"items[{n}]")
-            if problem is not None:
-                raise Malformed(problem)
+            _check_item(item, f"items[{n}]", ids, doc["version"])
             _check_once(item, f"items[{n}]", listed)
         _check_entry_groups(items)
     except Malformed as exc:
         return f"malformed: {exc}"
     return None
+
+
+def _check_item(item, where: str, run_ids, version: int) -> None:
+    """Raise Malformed with what is wrong with an item: the fast path passes most, the full
+    check says why it refuses one (or passes what only it takes: unknown keys, older forms)."""
+    if not schema.fits(item, run_ids, version):
+        problem = schema.item_problem(item, run_ids, where)
+        if problem is not None:
+            raise Malformed(problem)
 
 
 def _check_once(item, where: str, listed: set) -> None:

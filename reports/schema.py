@@ -125,19 +125,21 @@ class Summary(Struct, forbid_unknown_fields=True):
     bits: Annotated[Bits, expect("an object")]
     heatmap: Annotated[Heatmap, expect("an object with layout '1d' or '2d'")]
     dtype: Text = None
-    max_ratio: NumberOrNull = None
     values: Annotated[Values | None, expect("null or base64 got, ref and bound")] = None
 
 
 class Comparison(Summary, kw_only=True):
-    """A comparison as version 2 writes it: its worst entries packed."""
+    """A comparison as version 2 writes it: its worst entries packed (`max_ratio` may be left
+    out: null)."""
     worst: Packed
+    max_ratio: NumberOrNull = None
 
 
 class ComparisonV1(Summary, kw_only=True):
     """A comparison as version 1 writes it: its worst entries objects, the first also `max`."""
     worst: Annotated[list[Annotated[Entry, expect("an object")]], expect("a list")]
     max: Annotated[Entry | None, expect("an entry or null")]
+    max_ratio: NumberOrNull
 
 
 class Item(Struct, forbid_unknown_fields=True):
@@ -162,6 +164,11 @@ class Item(Struct, forbid_unknown_fields=True):
     comparison: Annotated[Comparison | None, expect("an object")] = None
     adapter_spec: FreeValue = None  # keys the plugin writes that no renderer reads
     distributions: FreeValue = None
+
+
+class ItemV1(Item):
+    """An item as version 1 writes it: its comparison's worst entries are objects."""
+    comparison: Annotated[ComparisonV1 | None, expect("an object")] = None
 
 
 class Provenance(Struct, forbid_unknown_fields=True):
@@ -189,6 +196,15 @@ plain = msgspec.json.Decoder().decode
 def passes(item: Item, run_ids) -> bool:
     """Say whether a decoded item passes the rules too (`broken`): the fast path's check."""
     return broken(item, run_ids) is None
+
+
+def fits(value, run_ids, version: int = VERSION) -> bool:
+    """Say whether an item read as JSON (dicts and lists) passes the fast path: converted to
+    its version's types (in C), then the rules."""
+    try:
+        return passes(msgspec.convert(value, ItemV1 if version == 1 else Item), run_ids)
+    except msgspec.ValidationError:
+        return False
 
 
 def broken(item: Item, run_ids) -> str | None:
@@ -289,12 +305,23 @@ def _reduced(value, node):
             return type(value)() if type(value) in _CONTAINERS else value
         node = node.type
     node = _member(node, type(value))
-    if type(node) is _inspect.StructType:
-        return {f.encode_name: _reduced(value[f.encode_name], f.type) for f in node.fields
-                if f.encode_name in value}
+    if type(node) is _inspect.StructType:  # (in the value's order: errors come in the file's)
+        fields = _fields(node)
+        return {k: _reduced(v, fields[k]) for k, v in value.items() if k in fields}
     if type(node) is _inspect.ListType:
         return [_reduced(v, node.item_type) for v in value]
     return value
+
+
+def _fields(node: _inspect.StructType) -> dict:
+    """Return a struct's fields' types by their names in the file."""
+    fields = _FIELDS.get(node.cls)
+    if fields is None:
+        fields = _FIELDS[node.cls] = {f.encode_name: f.type for f in node.fields}
+    return fields
+
+
+_FIELDS: dict = {}
 
 
 def _member(node, kind: type):
@@ -348,8 +375,8 @@ def _step(node, name: str, index: str, value):
     """Return the node, its parent's value and its value one step along a path."""
     if name:
         node = _member(node, dict)
-        fields = {f.encode_name: f.type for f in node.fields} if node is not None else {}
-        return fields.get(name), value, value.get(name) if type(value) is dict else None
+        field = _fields(node).get(name) if node is not None else None
+        return field, value, value.get(name) if type(value) is dict else None
     node = _member(node, list)
     item = value[int(index)] if type(value) is list and int(index) < len(value) else None
     return (node.item_type if node is not None else None), value, item
