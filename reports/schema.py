@@ -1,8 +1,9 @@
 """The results format, defined once: msgspec types of a file's runs and items, each field with
 what it must be in words (its description), and the few rules that types cannot state.
 
-The line reader decodes each item with `Item` (in C: `decode`) and applies the rules (`broken`):
-the fast path. Any other item (another layout's, or one the fast path refuses) is checked by
+The fast path checks every item in C and then applies the rules (`broken`): the line reader
+decodes an item's line with `Item` (`decode`), the other readers convert the JSON they read
+(`fits`; `ItemV1` in version 1 files). An item the fast path refuses is checked in full by
 `item_problem` against the same types, and what they refuse is said in one line: the field's
 path and its description (`items[3].comparison.max_ratio: expected a number or null`).
 
@@ -203,7 +204,7 @@ def fits(value, run_ids, version: int = VERSION) -> bool:
     its version's types (in C), then the rules."""
     try:
         return passes(msgspec.convert(value, ItemV1 if version == 1 else Item), run_ids)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         return False
 
 

@@ -1,5 +1,5 @@
 """The results file's line layout: written one item a line, read a line at a time with a fast
-check (reports/schema.py) that accepts nothing the Python checks refuse, so that errors, loads
+check (reports/schema.py) that accepts nothing the full check refuses, so that errors, loads
 and pages are what they were; other layouts, and hand-edited files, still read."""
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -809,6 +810,33 @@ def test_version_2_files_are_checked_as_strictly(tmp_path, capsys, damage, probl
     err = capsys.readouterr().err
     assert re.fullmatch(rf"reports: {re.escape(str(bad))}: malformed: {problem}.*\n", err), err
     assert not (tmp_path / "out").exists()
+
+
+def described(struct) -> dict[str, str]:
+    """Return the fields of a schema struct whose type says in words what it must be."""
+    fields = msgspec.inspect.type_info(struct).fields
+    return {f.name: f.type.extra_json_schema["description"] for f in fields
+            if isinstance(f.type, msgspec.inspect.Metadata)
+            and "description" in (f.type.extra_json_schema or {})}
+
+
+@pytest.mark.parametrize("where,struct", [
+    ("", schema.Item), ("comparison.", schema.Comparison), ("comparison.bits.", schema.Bits),
+    ("comparison.heatmap.", schema.Heatmap), ("comparison.worst.", schema.Packed)],
+    ids=["item", "comparison", "bits", "heatmap", "worst"])
+def test_a_wrong_field_is_named_in_the_schemas_words(tmp_path, where, struct):
+    """Each field the schema describes, given a value of no kind it takes, is refused in one
+    line: its path and the description its type carries (one definition, no second list)."""
+    assert len(described(struct)) >= 3 or struct is schema.Packed
+    for name, what in described(struct).items():
+        doc = json.loads(encoding.dumps(hostile_doc()))
+        parent = doc["items"][0]
+        for key in where.split(".")[:-1]:
+            parent = parent[key]
+        parent[name] = True
+        with pytest.raises(reading.ResultsError) as err:
+            reading.load(write_doc(tmp_path / "bad.json", encoding.dumps(doc)))
+        assert str(err.value).endswith(f": malformed: items[0].{where}{name}: expected {what}")
 
 
 def test_version_1_and_2_files_merge_into_version_2(tmp_path):
