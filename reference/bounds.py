@@ -251,10 +251,11 @@ def _stagnation(n: int, u: float, S: np.ndarray) -> np.ndarray:
     Left to right, once the running sum is about 1/(n·u) times an addend (tens of ulps), its
     roundings stop being mean-independent: nearly equal addends round the same way again and
     again. Measured on NumPy's left-to-right float32 batch sums of the 5-4-3 net's δ₂ and δ₁
-    (sigmoid, seeds 0 and 1): the error reached 0.0067·n·u·S at n = 4,096 (inside the random
-    part), 0.021 at 2¹⁸ and 0.048 at 2²⁰, 149 times the random part's proxy there. This term
-    is 0.125·n·u·S at 2¹⁸ and 0.5 at 2²⁰ (6× and 10× the measured), 2⁻⁹·n·u·S at 4,096, and the
-    worst case n·u·S from n·u = 1/8 on.
+    (σ pairs sigmoid-sigmoid, tanh-softplus, relu-sigmoid; seeds 0–5): the error reached
+    0.0126·n·u·S at 2¹⁴ and 0.0019 at 2¹⁶ (inside the random part), 0.0056 at 2¹⁷, 0.021 at
+    2¹⁸, 0.019 at 2¹⁹ and 0.048 at 2²⁰, 149 times the random part's proxy there. This term is
+    0.0625, 0.125, 0.25 and 0.5·n·u·S at 2¹⁷ … 2²⁰ (6–13× the measured), 2⁻⁹·n·u·S at 4,096,
+    and the worst case n·u·S from n·u = 1/8 on.
     """
     return F32(n * min(1.0, 8.0 * n * u)) * S
 

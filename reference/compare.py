@@ -178,6 +178,12 @@ LEAK = 1 / 16
 what a float32 computation of the case errs (a float32 leak errs about as much; float64 2⁻²⁹
 of it; a wrong gradient far more)."""
 
+EXPLAINED = 0.5
+"""A reading must explain at least half of the group's weighted squared errors: another
+arithmetic's regressors can absorb a little of a misfit field (bf16 in layer 1 of a depth-8 net
+at batch 1 fitted two tf32 forward products at t past the critical value, explaining 6% of the
+errors; bf16 explained 97%)."""
+
 VISIBLE = 0.25
 """A float32 group none of whose entries errs by a quarter of its float32 tier is read as
 float32 without fitting: a product is named only where its effect reaches the tier on some entry
@@ -215,6 +221,7 @@ class Fit:
     rows: int
     rss: float = 0.0
     visible: tuple[bool, ...] = ()
+    energy: float = 0.0  # the weighted sum of squared errors the fit set out to explain
 
     @property
     def threshold(self) -> float:
@@ -230,9 +237,15 @@ class Fit:
                      if v and np.isfinite(t) and z >= t and BETA[0] <= b <= BETA[1])
 
     @property
+    def explained(self) -> float:
+        """Return the share of the weighted squared errors the fit explains (0 … 1)."""
+        return 1.0 - self.rss / self.energy if self.energy > 0 else 0.0
+
+    @property
     def matches(self) -> bool:
-        """Say whether any product's errors are this arithmetic's."""
-        return bool(self.matched)
+        """Say whether any product's errors are this arithmetic's, and the products read
+        explain at least EXPLAINED of the errors."""
+        return bool(self.matched) and self.explained >= EXPLAINED
 
     @property
     def undetermined(self) -> tuple[str, ...]:
@@ -255,8 +268,9 @@ def fit(arithmetic: str, got: dict, ref: dict, effects: dict[str, dict], base: d
         S[k] = np.stack([(effects[p][k] - base[k]).reshape(rows, -1) for p in names], axis=1)
         nrm[k] = np.asarray(norm[k], dtype=np.float64).reshape(rows, -1)
     weights = _noise(d, S, nrm)
-    beta, z, rows, rss = _regress(d, S, weights)
-    return Fit(arithmetic, names, tuple(beta), tuple(z), rows, rss, _visible(S, nrm, len(names)))
+    beta, z, rows, rss, energy = _regress(d, S, weights)
+    return Fit(arithmetic, names, tuple(beta), tuple(z), rows, rss, _visible(S, nrm, len(names)),
+               energy)
 
 
 def _visible(S: dict, nrm: dict, P: int) -> tuple[bool, ...]:
@@ -283,7 +297,7 @@ def _noise(d: dict, S: dict, nrm: dict) -> dict:
     weights each tensor by it (feasible weighted least squares): a left-to-right b₁ at batch
     2²⁰ then no longer drowns the W entries that carry the signal.
     """
-    beta, _, _, _ = _regress(d, S, nrm)
+    beta, *_ = _regress(d, S, nrm)
     out = {}
     for k in d:
         m = nrm[k] > 0
@@ -295,9 +309,10 @@ def _noise(d: dict, S: dict, nrm: dict) -> dict:
     return out
 
 
-def _regress(d: dict, S: dict, nrm: dict) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """Return (beta, z, rows, weighted rss) of the row-clustered weighted regression of d on
-    the regressors S (per tensor: rows, P, columns), entries weighted by 1/nrm²."""
+def _regress(d: dict, S: dict, nrm: dict) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+    """Return (beta, z, rows, weighted rss, weighted Σd²) of the row-clustered weighted
+    regression of d on the regressors S (per tensor: rows, P, columns), entries weighted by
+    1/nrm²."""
     X, G, dd = {}, {}, 0.0
     for k in d:
         w = np.zeros_like(nrm[k])
@@ -315,7 +330,7 @@ def _regress(d: dict, S: dict, nrm: dict) -> tuple[np.ndarray, np.ndarray, int, 
     keep = np.diag(total) > 0
     beta, z = np.zeros(P), np.zeros(P)
     if not keep.any():
-        return beta, z, R, dd
+        return beta, z, R, dd, dd
     inv = np.linalg.pinv(total[np.ix_(keep, keep)])
     b = inv @ Xr[:, keep].sum(axis=0)
     scores = Xr[:, keep] - np.einsum("rpq,q->rp", Gr[:, keep][:, :, keep], b)
@@ -325,7 +340,7 @@ def _regress(d: dict, S: dict, nrm: dict) -> tuple[np.ndarray, np.ndarray, int, 
         zk = np.where(var > 0, b / np.sqrt(var), np.where(b > 0, np.inf, 0.0))
     beta[keep], z[keep] = b, zk
     rss = dd - 2 * float(b @ Xr[:, keep].sum(axis=0)) + float(b @ total[np.ix_(keep, keep)] @ b)
-    return beta, z, R, rss
+    return beta, z, R, rss, dd
 
 
 def leak_level(got: dict, ref: dict, sim32: dict, norm: dict) -> float:
@@ -364,6 +379,7 @@ class Diagnosis:
     products: tuple[str, ...] = ()
     of: int = 0
     unsure: tuple[str, ...] = ()  # products the fit can say neither way
+    among: tuple[str, ...] = ()  # read together: the arithmetic is in some of these products
 
     def __str__(self) -> str:
         if self.reads == WRONG:
@@ -373,6 +389,10 @@ class Diagnosis:
             rest = f" ({len(self.unsure)} more undetermined)" if self.unsure else ""
             return (f"{self.reads}{how} in {len(self.products)} of {self.of} products: "
                     f"{', '.join(self.products)}{rest}")
+        if self.among:
+            return (f"{self.reads}{how} in one or more of {len(self.among)} of {self.of} "
+                    f"products: {', '.join(self.among)} (which cannot be told apart at this "
+                    "size)")
         if self.field in REDUCED.values():
             return (f"{self.reads}{how} in its matrix products (which of the {self.of} "
                     f"cannot be told apart at this size)")
@@ -436,15 +456,20 @@ def diagnose(
             fits += tuple(t for f in fits if (t := _together(f, got, ref, simulate_of, base,
                                                               norm)) is not None)
             matching = [f for f in fits[len(arithmetics):] if f.matches]
-        if matching:  # the arithmetic that explains most products, then the least residual
-            best = min(matching, key=lambda f: (-len(_named(f)), f.rss))
+        if matching:  # the arithmetic that leaves the least residual
+            best = min(matching, key=lambda f: f.rss)
             plain = [f for f in matching if f.arithmetic == "bfloat16"]
             if best.arithmetic == OUTPUTS and plain:  # outputs rounded too only if it must be
                 best = plain[0]
             name = REDUCED[best.arithmetic]
-            unsure = best.undetermined if len(best.products) == len(names) else ()
+            joint = len(best.products) == len(names)  # each product its own regressor
+            among = () if joint else _among(best)
+            if len(among) == 1:  # one product alone: named as a joint fit names it
+                return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
+                                 products=among, of=len(names))
             return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
-                             products=_named(best), of=len(names), unsure=unsure)
+                             products=best.matched if joint else (), of=len(names),
+                             unsure=best.undetermined if joint else (), among=among)
         return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
     leak = leak_level(got, ref, base, norm)
     if LEAK <= leak <= 1 / LEAK:
@@ -465,8 +490,8 @@ def _together(joint: Fit, got, ref, simulate_of, base, norm) -> Fit:
                base, norm)
 
 
-def _named(f: Fit) -> tuple[str, ...]:
-    """Return the products a fit reads, a joint regressor's split into its products."""
+def _among(f: Fit) -> tuple[str, ...]:
+    """Return the products a one-regressor fit reduced together (none named: every one)."""
     return tuple(q for p in f.matched if p != EVERY for q in p.split(" + "))
 
 

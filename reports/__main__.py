@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from reports import results
+from reports import files, merging, reading
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,22 +16,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "repro":
         return repro(args)
-    clash = results.same_file(args.output, args.files)
+    clash = files.same_file(args.output, args.files)
     if clash:
         print(f"reports: {args.output}: is the input {clash}; write the output elsewhere",
               file=sys.stderr)
         return 2
     counted = [0]
     try:
-        runs, items = results.merged_items(args.files, texts=args.command == "merge",
+        runs, items = merging.merged_items(args.files, texts=args.command == "merge",
                                            typed=True)
         items = _counted(items, counted)
         if args.command == "merge":  # written as it is read: the files are never held whole
-            text = results.merged_chunks(runs, items)
+            text = merging.merged_chunks(runs, items)
         else:
             text = _page(runs, items, Path(os.path.abspath(args.output)).parent)
-        path = results.write_text(args.output, text)
-    except results.ResultsError as exc:
+        path = files.write_text(args.output, text)
+    except reading.ResultsError as exc:
         print(exc, file=sys.stderr)
         return 2
     except RenderError as exc:
@@ -62,7 +62,7 @@ def _page(runs: list[dict], items, folder: Path) -> str:
 
     try:
         return render_items(runs, (item for item, _ in items), (Path.cwd(), folder))
-    except results.ResultsError:
+    except reading.ResultsError:
         raise
     except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no file
         raise RenderError(f"{type(exc).__name__}: {exc}") from None
@@ -96,14 +96,14 @@ def repro(args) -> int:
     if not args.seconds > 0:  # as pytest's --repro-seconds
         print(f"reports: --seconds must be more than 0, got {args.seconds:g}", file=sys.stderr)
         return 2
-    clash = results.same_file(args.output, [args.file])
+    clash = files.same_file(args.output, [args.file])
     if clash:
         print(f"reports: {args.output}: is the input {clash}; write the script elsewhere",
               file=sys.stderr)
         return 2
     try:
-        doc = results.load(args.file)
-    except results.ResultsError as exc:
+        doc = reading.load(args.file)
+    except reading.ResultsError as exc:
         print(exc, file=sys.stderr)
         return 2
     found = [i for i in doc["items"] if args.item in (i.get("id"), i.get("nodeid"))]
@@ -125,7 +125,7 @@ def repro(args) -> int:
         adapter, config, spec = engine.from_results(item, options)
         text, shrunk = engine.export(adapter, config, spec, item["tensor"], str(item["id"]),
                                      args.seconds, folder, engine.found_with_run(run, item))
-        path = results.write_text(args.output, text)
+        path = files.write_text(args.output, text)
     except engine.NotExported as exc:
         print(f"reports: {exc}", file=sys.stderr)
         return 2

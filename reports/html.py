@@ -26,8 +26,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from reports import record, results
-from reports.results import OUTCOMES, jsonable
+from reports import encoding, merging, reading, record
+from reports.encoding import jsonable
+from reports.schema import OUTCOMES
 
 TEMPLATES = Path(__file__).parent / "templates"
 RED = ("failed", "error", "crashed")
@@ -47,7 +48,7 @@ def render(doc: dict, links: tuple | None = None) -> str:
 
 def render_files(paths: list, links: tuple | None = None) -> str:
     """Return the page for results files, merged, reading their items one at a time."""
-    runs, items = results.merged_items(paths, texts=False, typed=True)
+    runs, items = merging.merged_items(paths, texts=False, typed=True)
     return render_items(runs, (item for item, _ in items), links)
 
 
@@ -185,9 +186,9 @@ class Page:
         """Take one item: count it, place it in its cell; keep it whole only if it is shown
         (`_detailed`) or one entry of a tensor (`--entries`). Of any other, only its line of
         numbers is kept (`_lite_card`, in case its group is shown) and its comparison goes to its
-        config's summary. An item is a dict, or a results.Typed (what the line reader checked,
+        config's summary. An item is a dict, or a reading.Typed (what the line reader checked,
         read by its fields: `_add_typed`)."""
-        if type(item) is results.Typed:
+        if type(item) is reading.Typed:
             self._add_typed(k, item)
             return
         get = item.get
@@ -222,7 +223,7 @@ class Page:
         if cmp:
             row["summary"].add(run["n"], tensor, details, cmp, col["label"])
 
-    def _add_typed(self, k: int, typed: results.Typed) -> None:
+    def _add_typed(self, k: int, typed: reading.Typed) -> None:
         """Take an item the line reader checked, as `add` takes its dict, but from the fields
         of its schema.Item; one that keeps its detail is made the dict first."""
         it = typed.item
@@ -274,7 +275,7 @@ class Page:
             cell["anchor"] = group["anchor"]
         if shown:
             if cmp:
-                i["cmp"] = cmp = results.unpacked(cmp)
+                i["cmp"] = cmp = encoding.unpacked(cmp)
                 i["worst"] = cmp["worst"][:SHOWN_WORST]
             group["detailed"] = True
             if i["outcome"] in RED:
@@ -455,7 +456,7 @@ class Summary:
                           heat["cols"], tuple(heat["block"])), heat, record.codes_of(heat),
                   cmp.get("shape") or [], cmp.get("entries"), cmp.get("max_ratio"),
                   bits.get("min"), bits.get("of"), details, cmp.get("worst"),
-                  results.first_entry, case)
+                  encoding.first_entry, case)
 
     def add_typed(self, run_n: int, tensor: str, details: dict, cmp, case: str) -> None:
         """Add a passing tensor's comparison as the line reader decoded it (schema.Comparison:
@@ -513,7 +514,7 @@ class Summary:
 
 def _first_typed(worst) -> dict | None:
     """Return the first of packed worst entries as the line reader decoded them."""
-    return results.first_packed(worst.index, worst.numbers)
+    return encoding.first_packed(worst.index, worst.numbers)
 
 
 def _heat_fields(heat) -> dict:
@@ -638,7 +639,7 @@ def _entry_lite(i: dict) -> dict:
     out.update(message=i["message"], details=i["details"] if i["outcome"] in DETAILED else {})
     if cmp and cmp.get("worst"):
         out["cmp"] = {"code": int(record.codes_of(cmp["heatmap"])[0]),
-                      "worst": results.worst_entries(cmp["worst"])[0],
+                      "worst": encoding.worst_entries(cmp["worst"])[0],
                       "bits": cmp["bits"], "failing": cmp.get("failing") or 0,
                       "dtype": cmp.get("dtype")}
     else:

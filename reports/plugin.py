@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import provenance, record, results
+from reports import encoding, files, provenance, record
 from reports.record import recording
 
 PROPERTY = "backprop_conformance"
@@ -57,7 +57,7 @@ def check_outputs(config: pytest.Config) -> None:
         if config.getoption(kind):
             path = config.invocation_params.dir / config.getoption(kind)
             try:
-                target = results.writable_target(path)
+                target = files.writable_target(path)
             except OSError as exc:
                 raise pytest.UsageError(f"--{kind} {path}: {exc.strerror}") from None
             if target in targets:
@@ -114,7 +114,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     where = getattr(session.config, "workerinput", {}).get("reports_dir")
     if where and recording(session.config):
         name = f"{session.config.workerinput.get('workerid', 'gw')}.json"
-        results.write_text(Path(where) / name, json.dumps(collected(session.items)))
+        files.write_text(Path(where) / name, json.dumps(collected(session.items)))
 
 
 def collected(items: list[pytest.Item]) -> dict[str, dict]:
@@ -139,9 +139,9 @@ SCRATCH = "bpc-reports-"
 
 def scratch_folder() -> str:
     """Return a new private folder for the workers' collections, named with this process
-    (`results.scratch_tag`); first remove those that killed runs left behind."""
-    results.sweep(Path(tempfile.gettempdir()), SCRATCH)
-    return tempfile.mkdtemp(prefix=f"{SCRATCH}{results.scratch_tag()}.")
+    (`files.scratch_tag`); first remove those that killed runs left behind."""
+    files.sweep(Path(tempfile.gettempdir()), SCRATCH)
+    return tempfile.mkdtemp(prefix=f"{SCRATCH}{files.scratch_tag()}.")
 
 
 class Recorder:
@@ -226,7 +226,7 @@ class Recorder:
         items = [self._item(run["id"], n, stopped) for n in self._nodeids()]
         run["provenance"]["seeds"] = sorted({i["spec"].get("seed") for i in items
                                              if isinstance(i.get("spec"), dict)} - {None})
-        return results.document([run], items)
+        return encoding.document([run], items)
 
     def _read_worker_collections(self) -> None:
         """Add the parameters workers wrote at collection (the only trace of unrun items)."""
@@ -293,7 +293,7 @@ class Recorder:
             except Exception as exc:  # noqa: BLE001 - a renderer's bug must not cost the results
                 self.failed.append(f"conformance {kind}: cannot render {path}: "
                                    f"{type(exc).__name__}: {exc}")
-        written, errors = results.write_texts(texts)
+        written, errors = files.write_texts(texts)
         self.written += [(kinds[p], p) for p in written]
         for path, exc in errors:
             self.failed.append(f"conformance {kinds[path]}: cannot write {path}: "
@@ -302,7 +302,7 @@ class Recorder:
     @staticmethod
     def _text(kind: str, doc: dict, links: tuple) -> str:
         if kind == "results":
-            return results.dumps(doc)
+            return encoding.dumps(doc)
         from reports.html import render  # Jinja2 only when a page is asked for
 
         return render(doc, links)  # the results' paths start from the run's working folder

@@ -391,7 +391,7 @@ def exact_values(cmp: Comparison) -> dict:
 
 def codes_of(heatmap_: dict) -> np.ndarray:
     """Return a heatmap's pooled codes as bytes (read-only; decoded already when the results
-    reader decoded them: results.Heatmap)."""
+    reader decoded them: reading.Heatmap)."""
     raw = getattr(heatmap_, "raw", None)
     if raw is None:
         raw = base64.b64decode(heatmap_["codes"])

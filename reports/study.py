@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from reports import results
+from reports import encoding, merging, reading
+from reports.files import same_file, write_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "test_conformance.py"
@@ -273,8 +274,8 @@ def merged(output: Path, files: list[Path], keep_files: bool, partial: str | Non
     """Merge the shards' results and write the study's outputs (the shards' files too when
     there are several) into the output folder."""
     try:
-        doc = results.merge([results.load(p) for p in files])
-    except results.ResultsError as exc:
+        doc = merging.merge([reading.load(p) for p in files])
+    except reading.ResultsError as exc:
         print(exc, file=sys.stderr)
         return 2
     if partial:
@@ -308,8 +309,8 @@ def keep_partial(args: argparse.Namespace, scratch: Path) -> int:
 
 def _loads(path: Path) -> bool:
     try:
-        results.load(path)
-    except results.ResultsError:
+        reading.load(path)
+    except reading.ResultsError:
         return False
     return True
 
@@ -355,7 +356,7 @@ def _output_problem(output: Path, inputs: list[Path]) -> str | None:
     if output.exists() and not output.is_dir():
         return "not a folder; give a folder to write the study into"
     for name in PAGES:
-        clash = results.same_file(output / name, inputs)
+        clash = same_file(output / name, inputs)
         if clash:
             return f"its {name} is the input {clash}; write the outputs elsewhere"
     return None
@@ -368,7 +369,7 @@ def finish(doc: dict, output: Path, extra: dict[str, str] | None = None) -> int:
 
     try:
         texts = {name: render(doc) for name, render in zip(
-            PAGES, (results.dumps, html.render, study_page.render), strict=True)}
+            PAGES, (encoding.dumps, html.render, study_page.render), strict=True)}
     except Exception as exc:  # noqa: BLE001 - a shape the checks missed: one line, no files
         print(f"study: cannot render the results ({type(exc).__name__}: {exc})",
               file=sys.stderr)
@@ -382,9 +383,9 @@ def finish(doc: dict, output: Path, extra: dict[str, str] | None = None) -> int:
 
 
 def install(output: Path, texts: dict[str, str], extra: dict[str, str]) -> int:
-    """Write the files into the output folder as one (see results.write_texts); 2 on failure,
+    """Write the files into the output folder as one (see reports.files.write_texts); 2 on failure,
     with one line."""
-    _, errors = results.write_texts({output / n: t for n, t in {**extra, **texts}.items()})
+    _, errors = write_texts({output / n: t for n, t in {**extra, **texts}.items()})
     for path, exc in errors:
         print(f"study: {path}: cannot write ({exc.strerror or exc})", file=sys.stderr)
     return 2 if errors else 0
@@ -395,7 +396,7 @@ def summary(doc: dict) -> str:
     from reports.study_page import view
 
     lines = []
-    for c in view(results.jsonable(doc))["configs"]:
+    for c in view(encoding.jsonable(doc))["configs"]:
         ratio = "–" if c["max_ratio"] is None else f"{c['max_ratio']:.3g}"
         other = "".join(f", {k} {o}" for o, k in sorted(c["other"].items()))
         lines.append(f"  {c['label']:<36} {c['passed']:>5} passed {c['failed']:>5} failed  "

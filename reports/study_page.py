@@ -11,8 +11,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from reports.encoding import jsonable
 from reports.html import csp_hash, num
-from reports.results import jsonable
 
 TEMPLATES = Path(__file__).parent / "templates"
 FAILED = ("failed", "error", "crashed")

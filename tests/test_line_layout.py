@@ -1,5 +1,5 @@
 """The results file's line layout: written one item a line, read a line at a time with a fast
-check (reports/schema.py) that accepts nothing the Python checks refuse, so that errors, loads
+check (reports/schema.py) that accepts nothing the full check refuses, so that errors, loads
 and pages are what they were; other layouts, and hand-edited files, still read."""
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ import json
 import math
 import random
 import re
-import sys
 
 import numpy as np
 import pytest
 
 from reference.compare import compare
-from reports import html, record, results, schema
+from reports import encoding, html, merging, reading, record, schema
 from reports.__main__ import main as reports_cli
 from tests.bench import synthetic
 from tests.test_reports import HOSTILE, SHAPES_2, deep, forged, hostile_doc
@@ -36,12 +35,12 @@ def entries_doc() -> dict:
                                        np.array([1e-12]), "float64"), ix)
         items.append({**base, "tensor": "W9", "entry": list(ix), "id": f"W9{list(ix)}",
                       "outcome": "failed" if n == 4 else "passed", "comparison": cmp})
-    return results.document(runs, items)
+    return encoding.document(runs, items)
 
 
 def line_items(path) -> list[tuple[dict, str | None, bool]]:
     """Return what the line reader yields for a file: (item, text, passed the fast check)."""
-    reader = results._Lines.open(path, {})
+    reader = reading._Lines.open(path, {})
     assert reader is not None, "not read as the line layout"
     try:
         ids = {r["id"] for r in reader.head()["runs"]}
@@ -57,7 +56,8 @@ def write(path, text: str):
 
 def compact(doc: dict) -> str:
     """Return a document as one line (an older writer's layout, or a foreign one)."""
-    return json.dumps(results.jsonable({**doc, "items": [results.packed(i) for i in doc["items"]]}),
+    return json.dumps(encoding.jsonable({**doc, "items": [encoding.packed(i)
+                                                          for i in doc["items"]]}),
                       separators=(",", ":"))
 
 
@@ -70,14 +70,14 @@ def docs() -> dict:
 def test_dumps_writes_one_item_a_line_and_stays_json(docs):
     """The head on the first line, then one item a line, then the end with keys after items."""
     doc = {**docs["synthetic"], "partial": "interrupted"}
-    text = results.dumps(doc)
+    text = encoding.dumps(doc)
     lines = text.split("\n")
     assert lines[0].startswith('{"schema":"backprop-conformance/results","version":2,"runs":[')
     assert lines[0].endswith('"items":[') and lines[-1] == '],"partial":"interrupted"}'
     assert len(lines) == len(doc["items"]) + 2
     assert all(line.startswith('{"run":') and line.endswith("},") for line in lines[1:-2])
     assert json.loads(text) == json.loads(compact(doc))
-    assert results.dumps(results.document([], [])) == \
+    assert encoding.dumps(encoding.document([], [])) == \
         '{"schema":"backprop-conformance/results","version":2,"runs":[],"items":[\n]}'
 
 
@@ -86,22 +86,22 @@ def test_the_line_layout_is_read_by_the_fast_path_to_the_same_document(tmp_path,
     """Every item the writer writes passes the fast check (with its text kept for merges); the
     document read is the one a one-line file of it reads to."""
     doc = docs[name]
-    lines = write(tmp_path / "lines.json", results.dumps(doc))
+    lines = write(tmp_path / "lines.json", encoding.dumps(doc))
     one = write(tmp_path / "one.json", compact(doc))
     read = line_items(lines)
     assert len(read) == len(doc["items"]) and all(checked for _, _, checked in read)
     assert [json.loads(text) for _, text, _ in read] == [i for i, _, _ in read]
-    assert results._Lines.open(one, {}) is None  # no line breaks: the incremental reader
-    assert results.load(lines) == results.load(one) == results.jsonable(doc)
+    assert reading._Lines.open(one, {}) is None  # no line breaks: the incremental reader
+    assert reading.load(lines) == reading.load(one) == encoding.jsonable(doc)
 
 
 def test_the_fast_path_shares_its_decoded_heatmap_codes(tmp_path, docs):
     """A heatmap read by the line reader carries its codes decoded (the page decodes them once);
     it is still the plain dict, and codes_of gives what decoding the text gives."""
-    for item, _, _ in line_items(write(tmp_path / "r.json", results.dumps(docs["synthetic"]))):
+    for item, _, _ in line_items(write(tmp_path / "r.json", encoding.dumps(docs["synthetic"]))):
         heat = item["comparison"]["heatmap"] if item["comparison"] else None
         if heat is not None:
-            assert isinstance(heat, results.Heatmap) and type(heat.raw) is bytes
+            assert isinstance(heat, reading.Heatmap) and type(heat.raw) is bytes
             assert heat == dict(heat) and json.loads(json.dumps(heat)) == dict(heat)
             plain = record.codes_of(dict(heat))
             assert np.array_equal(record.codes_of(heat), plain) and plain.size == heat["cells"]
@@ -109,7 +109,7 @@ def test_the_fast_path_shares_its_decoded_heatmap_codes(tmp_path, docs):
 
 def test_the_page_is_the_same_whichever_layout_it_is_read_from(tmp_path, docs):
     for name in ("entries", "synthetic"):
-        lines = write(tmp_path / f"{name}.json", results.dumps(docs[name]))
+        lines = write(tmp_path / f"{name}.json", encoding.dumps(docs[name]))
         one = write(tmp_path / f"{name}-one.json", compact(docs[name]))
         page = html.render_files([lines])
         assert page == html.render_files([one]) == html.render(docs[name])
@@ -118,8 +118,8 @@ def test_the_page_is_the_same_whichever_layout_it_is_read_from(tmp_path, docs):
 
 def test_merge_copies_each_line_and_writes_the_line_layout(tmp_path, docs):
     """A merge of line layout files writes each item's line as it was (runs renamed aside)."""
-    a = write(tmp_path / "a.json", results.dumps(docs["synthetic"]))
-    b = write(tmp_path / "b.json", results.dumps(docs["entries"]))
+    a = write(tmp_path / "a.json", encoding.dumps(docs["synthetic"]))
+    b = write(tmp_path / "b.json", encoding.dumps(docs["entries"]))
     out = tmp_path / "m.json"
     assert reports_cli(["merge", str(a), str(b), "-o", str(out)]) == 0
     merged = out.read_text().split("\n")
@@ -128,7 +128,7 @@ def test_merge_copies_each_line_and_writes_the_line_layout(tmp_path, docs):
     assert merged[-1] == "]}" and all(checked for _, _, checked in line_items(out))
     again = tmp_path / "m2.json"
     assert reports_cli(["merge", str(a), str(a), "-o", str(again)]) == 0  # renamed: re-written
-    back = results.load(again)
+    back = reading.load(again)
     assert len(back["items"]) == 2 * len(docs["synthetic"]["items"])
     assert {i["run"] for i in back["items"][-5:]} <= {r["id"] for r in back["runs"][2:]}
 
@@ -160,7 +160,7 @@ def test_an_item_the_fast_check_refuses_gets_the_message_it_always_got(tmp_path,
                                                                        damage, problem):
     """In the line layout, a bad item is refused with the one line a one-line file gets."""
     doc = forged(damage, version=2)
-    lines = write(tmp_path / "lines.json", "".join(results.lines(
+    lines = write(tmp_path / "lines.json", "".join(encoding.lines(
         {k: doc[k] for k in ("schema", "version", "runs")},
         (json.dumps(i, separators=(",", ":")) for i in doc["items"]))))
     one = write(tmp_path / "one.json", json.dumps(doc))
@@ -204,44 +204,42 @@ def _paths(value):
                 stack.append(c)
 
 
-def python_checks_pass(item, run_ids: set) -> bool:
-    """Say whether the Python checks (what the reader did before the fast check) pass an item."""
-    depth = results._quick_depth(item, run_ids)
-    if (results._depth(item) if depth is None else depth) + 2 > results.MAX_DEPTH:
-        return False
-    try:
-        if depth is None:
-            results._check_item(item, "items[0]", run_ids)
-    except results.Malformed:
-        return False
-    return True
+def full_check_passes(item, run_ids: set) -> bool:
+    """Say whether the full check (what the reader does to an item the fast check refuses: the
+    depth, the types with unknown keys dropped, the rules) passes an item."""
+    return schema.item_problem(item, run_ids, "items[0]") is None
 
 
-def test_the_fast_check_accepts_nothing_the_python_checks_refuse(docs):
+def test_the_fast_check_accepts_nothing_the_full_check_refuses(docs):
     """Thousands of items, each changed in one place: whatever the fast check passes, the
-    Python checks pass too (and most changed items are refused by both)."""
+    full check passes too (and most changed items are refused by both)."""
     rng = random.Random(12)
     passed = refused = 0
     for name in ("hostile", "entries", "synthetic"):
-        doc = json.loads(results.dumps(docs[name]))
+        doc = json.loads(encoding.dumps(docs[name]))
         ids = {r["id"] for r in doc["runs"]}
         for item in doc["items"][:6]:
-            assert python_checks_pass(item, ids) and schema.passes(
+            assert full_check_passes(item, ids) and schema.passes(
                 schema.decode(json.dumps(item).encode()), ids)
             for changed in mutations(item, rng, 500):
                 try:
                     fast = schema.passes(schema.decode(json.dumps(changed).encode()), ids)
-                except Exception:  # noqa: BLE001 - any refusal: the Python checks decide
+                except Exception:  # noqa: BLE001 - any refusal: the full check decides
                     fast = False
-                slow = python_checks_pass(changed, ids)
+                slow = full_check_passes(changed, ids)
                 assert slow or not fast, json.dumps(changed)[:2000]
                 passed += fast
                 refused += not slow
     assert passed > 1000 and refused > 1000
 
 
-def test_schema_limits_are_the_checks_limits():
-    assert schema.MAX_ENTRY_CELLS == results.MAX_ENTRY_CELLS
+def test_one_limit_bounds_entry_indices_and_their_spans():
+    """The types' bound on an index is the limit the reader puts on an entry items' span."""
+    assert reading.MAX_ENTRY_CELLS == schema.MAX_ENTRY_CELLS
+    item = {"run": "r", "entry": [schema.MAX_ENTRY_CELLS - 1]}
+    assert schema.item_problem(item, {"r"}, "items[0]") is None
+    assert schema.item_problem({**item, "entry": [schema.MAX_ENTRY_CELLS]}, {"r"}, "items[0]") \
+        == "items[0].entry: expected null or a list of indices"
 
 
 def edited(path, edit) -> str:
@@ -271,15 +269,15 @@ HAND_EDITS = {
 def test_a_hand_edited_file_reads_the_same(tmp_path, docs, edit):
     """Whatever a hand edit does to the lines, the file reads to the same items: the line reader
     hands the rest of the file to the incremental reader where a line is not one item."""
-    path = write(tmp_path / "r.json", results.dumps(docs["synthetic"]))
-    want = results.load(path)
+    path = write(tmp_path / "r.json", encoding.dumps(docs["synthetic"]))
+    want = reading.load(path)
     write(path, edited(path, HAND_EDITS[edit]))
     if "head" not in edit:  # the line reader reads up to the edit and hands over there
         checked = [c for _, _, c in line_items(path)]
         assert checked[0] and all(checked) == (edit in ("CRLF line ends", "a key after the items"))
     extra: dict = {}
-    runs, items = results.read(path, extra)
-    assert [results._unpacked_item(i) for i, _ in items] == want["items"]
+    runs, items = reading.read(path, extra)
+    assert [reading._unpacked_item(i) for i, _ in items] == want["items"]
     assert runs == want["runs"] and extra == ({"note": "hand"} if "after" in edit else {})
 
 
@@ -287,7 +285,7 @@ def test_a_nan_literal_line_reads_as_the_incremental_reader_reads_it(tmp_path, d
     """A line msgspec refuses (NaN, 1e400) is read by json like the rest of the file around it;
     its text is rewritten by a merge, the lines after it still pass the fast check."""
     path = write(tmp_path / "r.json", edited(
-        write(tmp_path / "src.json", results.dumps(docs["synthetic"])),
+        write(tmp_path / "src.json", encoding.dumps(docs["synthetic"])),
         lambda ls: ls.__setitem__(2, ls[2].replace('"duration":0.0123', '"duration":NaN'))))
     read = line_items(path)
     assert read[1][0]["duration"] == "nan" and read[1][1] is None and not read[1][2]
@@ -297,7 +295,7 @@ def test_a_nan_literal_line_reads_as_the_incremental_reader_reads_it(tmp_path, d
     assert '"duration":"nan"' in out.read_text().split("\n")[2]
     big = write(tmp_path / "big.json", path.read_text().replace('"duration":NaN',
                                                                 '"duration":1e400', 1))
-    assert results.load(big)["items"][1]["duration"] == float("inf")
+    assert reading.load(big)["items"][1]["duration"] == float("inf")
 
 
 BAD_EDITS = [
@@ -315,60 +313,57 @@ def test_a_broken_line_is_one_line_like_a_whole_read_says(tmp_path, capsys, docs
                                                           problem):
     """A missing or extra comma, an item cut short, a repeated key: the error a whole read of
     the file gives (none where the last of a repeated key is good: JSON readers keep it)."""
-    src = write(tmp_path / "src.json", results.dumps(docs["synthetic"]))
+    src = write(tmp_path / "src.json", encoding.dumps(docs["synthetic"]))
     bad = write(tmp_path / "bad.json", edited(src, edit))
     if problem is None:
-        assert len(results.load(bad)["items"]) == len(docs["synthetic"]["items"])
+        assert len(reading.load(bad)["items"]) == len(docs["synthetic"]["items"])
         return
     assert reports_cli(["html", str(bad), "-o", str(tmp_path / "out.html")]) == 2
     err = capsys.readouterr().err
     assert re.fullmatch(rf"reports: {re.escape(str(bad))}: {problem}\n", err), err
-    with pytest.raises(results.ResultsError) as whole:
-        results._load_whole(bad) if "malformed" not in problem else results.load(bad)
+    with pytest.raises(reading.ResultsError) as whole:
+        reading._load_whole(bad) if "malformed" not in problem else reading.load(bad)
     assert str(whole.value) + "\n" == err
 
 
 def test_every_cut_of_a_line_layout_file_reads_as_truncated(tmp_path):
     """Wherever a line layout file is cut (at a line's end too), it reads as truncated."""
-    doc = results.document([{"id": "r"}], [{"run": "r", "x": [1, 2.5]}, {"run": "r", "y": "é"},
+    doc = encoding.document([{"id": "r"}], [{"run": "r", "x": [1, 2.5]}, {"run": "r", "y": "é"},
                                            {"run": "r"}])
-    text = results.dumps(doc)
+    text = encoding.dumps(doc)
     path = tmp_path / "cut.json"
     for end in range(1, len(text)):
         write(path, text[:end])
-        with pytest.raises(results.ResultsError, match=r": truncated \(the JSON ends early\)$"):
-            results.load(path)
+        with pytest.raises(reading.ResultsError, match=r": truncated \(the JSON ends early\)$"):
+            reading.load(path)
 
 
 def test_version_1_and_foreign_heads_are_read_by_the_incremental_reader(tmp_path, docs):
     """A head that is not version 2 in the writer's form (version 1, a repeated key) is left
     to the incremental reader, which reads it as before."""
-    items = [json.dumps(i) for i in results.jsonable(docs["hostile"])["items"]]
+    items = [json.dumps(i) for i in encoding.jsonable(docs["hostile"])["items"]]
     runs = docs["hostile"]["runs"]
-    v1 = write(tmp_path / "v1.json", "".join(results.lines(
-        {"schema": results.SCHEMA, "version": 1, "runs": runs}, items)))
-    assert results._Lines.open(v1, {}) is None
-    assert results.load(v1)["items"] == results.jsonable(docs["hostile"])["items"]
-    twice = write(tmp_path / "twice.json", "".join(results.lines(
-        {"schema": results.SCHEMA, "version": 2, "runs": []}, items)).replace(
+    v1 = write(tmp_path / "v1.json", "".join(encoding.lines(
+        {"schema": schema.SCHEMA, "version": 1, "runs": runs}, items)))
+    assert reading._Lines.open(v1, {}) is None
+    assert reading.load(v1)["items"] == encoding.jsonable(docs["hostile"])["items"]
+    twice = write(tmp_path / "twice.json", "".join(encoding.lines(
+        {"schema": schema.SCHEMA, "version": 2, "runs": []}, items)).replace(
         '"runs":[]', f'"runs":[],"runs":{json.dumps(runs)}', 1))
-    assert results._Lines.open(twice, {}) is None
-    assert results.load(twice)["items"] == results.jsonable(docs["hostile"])["items"]
+    assert reading._Lines.open(twice, {}) is None
+    assert reading.load(twice)["items"] == encoding.jsonable(docs["hostile"])["items"]
 
 
-def test_without_msgspec_the_incremental_reader_reads_the_line_layout(tmp_path, docs,
-                                                                      monkeypatch):
-    path = write(tmp_path / "r.json", results.dumps(docs["entries"]))
-    want = results.load(path)
-    monkeypatch.setitem(sys.modules, "msgspec", None)  # and reports.schema not imported yet
-    monkeypatch.delitem(sys.modules, "reports.schema")
-    monkeypatch.delattr(sys.modules["reports"], "schema")
-    assert results._Lines.open(path, {}) is None
-    assert results.load(path) == want
+def test_the_incremental_reader_alone_reads_the_line_layout(tmp_path, docs, monkeypatch):
+    path = write(tmp_path / "r.json", encoding.dumps(docs["entries"]))
+    want = reading.load(path)
+    monkeypatch.setattr(reading._Lines, "open", classmethod(lambda cls, *args, **kw: None))
+    assert reading._Lines.open(path, {}) is None
+    assert reading.load(path) == want
 
 
 def test_a_line_that_is_not_utf_8_is_one_line(tmp_path, capsys, docs):
-    path = write(tmp_path / "r.json", results.dumps(docs["synthetic"]))
+    path = write(tmp_path / "r.json", encoding.dumps(docs["synthetic"]))
     lines = path.read_bytes().split(b"\n")
     lines[5] = lines[5].replace(b'"reason":null', b'"reason":"\xff"', 1)
     path.write_bytes(b"\n".join(lines))
@@ -377,7 +372,7 @@ def test_a_line_that_is_not_utf_8_is_one_line(tmp_path, capsys, docs):
 
 
 def test_hostile_strings_survive_the_fast_path(tmp_path):
-    path = write(tmp_path / "h.json", results.dumps(hostile_doc()))
+    path = write(tmp_path / "h.json", encoding.dumps(hostile_doc()))
     item = line_items(path)[0][0]
     assert item["reason"] == HOSTILE and item["config"][HOSTILE] == HOSTILE
 
@@ -386,23 +381,23 @@ def test_merge_and_the_page_take_checked_items_typed(tmp_path, docs):
     """With typed=True a checked whole-tensor item comes as its schema.Item (no dicts built),
     whose dict() is the item a plain read gives; entry items come as dicts; merging them
     (runs renamed or not, texts or not) writes what a plain read would."""
-    path = write(tmp_path / "e.json", results.dumps(docs["entries"]))
-    plain = [i for i, _ in results.read(path)[1]]
-    typed = [i for i, _ in results.read(path, typed=True)[1]]
-    assert [type(i) is results.Typed for i in typed] == [i["entry"] is None for i in plain]
-    assert [i.dict() if type(i) is results.Typed else i for i in typed] == plain
+    path = write(tmp_path / "e.json", encoding.dumps(docs["entries"]))
+    plain = [i for i, _ in reading.read(path)[1]]
+    typed = [i for i, _ in reading.read(path, typed=True)[1]]
+    assert [type(i) is reading.Typed for i in typed] == [i["entry"] is None for i in plain]
+    assert [i.dict() if type(i) is reading.Typed else i for i in typed] == plain
     assert isinstance(typed[0].item, schema.Item) and typed[0].item.tensor == plain[0]["tensor"]
     for texts in (True, False):
-        runs, items = results.merged_items([path, path], texts=texts, typed=True)
-        merged = write(tmp_path / "m.json", "".join(results.merged_chunks(runs, items)))
-        back = results.load(merged)
+        runs, items = merging.merged_items([path, path], texts=texts, typed=True)
+        merged = write(tmp_path / "m.json", "".join(merging.merged_chunks(runs, items)))
+        back = reading.load(merged)
         assert [i["run"] for i in back["items"]] == ["entries"] * 7 + ["entries~2"] * 7
         assert [{**i, "run": "entries"} for i in back["items"]] == 2 * [
-            results._unpacked_item(i) for i in plain]
+            reading._unpacked_item(i) for i in plain]
 
 
 def test_the_page_of_renamed_runs_is_the_same_from_either_layout(tmp_path, docs):
-    lines = write(tmp_path / "s.json", results.dumps(docs["synthetic"]))
+    lines = write(tmp_path / "s.json", encoding.dumps(docs["synthetic"]))
     one = write(tmp_path / "one.json", compact(docs["synthetic"]))
     page = html.render_files([lines, lines])
     assert page == html.render_files([one, one]) and "synthetic-2~2" in page
@@ -411,7 +406,7 @@ def test_the_page_of_renamed_runs_is_the_same_from_either_layout(tmp_path, docs)
 def test_a_page_leaves_no_cycles_to_collect(tmp_path, docs):
     """The page is built with the garbage collector paused: what it builds must be freed by
     reference counts alone (with 50,000 items, collecting a cyclic page took 0.7 s at exit)."""
-    path = write(tmp_path / "s.json", results.dumps(docs["synthetic"]))
+    path = write(tmp_path / "s.json", encoding.dumps(docs["synthetic"]))
     html.render_files([path])  # templates compiled, caches filled
     gc.collect()
     assert gc.isenabled()
@@ -434,8 +429,8 @@ def test_an_item_with_a_non_finite_number_is_written_as_before(docs, value, wher
         item["comparison"]["max_ratio"] = value
     else:
         item["details"] = {1.5: value}  # a key msgspec will not write: json's path
-    text = results.dumps_item(item)
-    assert text == json.dumps(results.jsonable(results.packed(item)), allow_nan=False,
+    text = encoding.dumps_item(item)
+    assert text == json.dumps(encoding.jsonable(encoding.packed(item)), allow_nan=False,
                               separators=(",", ":"), ensure_ascii=False)
 
 
@@ -448,7 +443,7 @@ def test_the_fast_writer_writes_what_json_reads_back_the_same(docs):
     items = [*docs["hostile"]["items"], *docs["entries"]["items"], *docs["synthetic"]["items"],
              {**docs["synthetic"]["items"][0], "details": odd}]
     for item in items:
-        text = results.dumps_item(item)
+        text = encoding.dumps_item(item)
         assert "\n" not in text
         assert json.loads(text) == json.loads(
-            json.dumps(results.jsonable(results.packed(item)), allow_nan=False))
+            json.dumps(encoding.jsonable(encoding.packed(item)), allow_nan=False))

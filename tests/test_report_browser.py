@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from reports import results
+from reports import reading
 from tests.test_reports import HOSTILE, SMALL, run_suite, third_party
 
 pytestmark = pytest.mark.xdist_group("report_browser")
@@ -53,7 +53,7 @@ def report(tmp_path_factory) -> dict:
     where = tmp_path_factory.mktemp("report")
     proc = run_suite(where, "run", *SMALL, "--adapter", third_party(where, "Hostile"))
     assert proc.returncode == 1, proc.stdout[-3000:]
-    doc = results.load(where / "run.json")
+    doc = reading.load(where / "run.json")
     return {"url": (where / "run.html").resolve().as_uri(), "doc": doc}
 
 

@@ -14,12 +14,13 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from reference.case import TENSORS, tensors
 from reference.compare import compare
-from reports import html, record, results, study
+from reports import encoding, files, html, reading, record, schema, study
 from reports.__main__ import main as reports_cli
 from tests.engine import matrix
 from tests.engine.conformance import _python
@@ -81,7 +82,7 @@ def runs(tmp_path_factory) -> dict:
     done = {n: run_suite(where, f"n{n}", "-n", str(n), *args) for n in (0, 2)}
     for proc in done.values():
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    docs = {n: results.load(where / f"n{n}.json") for n in done}
+    docs = {n: reading.load(where / f"n{n}.json") for n in done}
     return {"where": where, "proc": done, "doc": docs}
 
 
@@ -99,7 +100,7 @@ def expected_ids(adapters: list[str], dtypes: list[str], cases: list[str]) -> se
 def test_every_item_is_recorded_with_its_parameters(runs):
     """Each item of the matrix is in the results, with config, spec, tensor and framework."""
     doc = runs["doc"][0]
-    assert (doc["schema"], doc["version"]) == (results.SCHEMA, results.VERSION)
+    assert (doc["schema"], doc["version"]) == (schema.SCHEMA, schema.VERSION)
     items = by_id(doc)
     assert set(items) == expected_ids(["numpy", "planted_off_entry", "hostile"],
                                       ["float32", "float64"], ["chain", "small"])
@@ -300,7 +301,7 @@ def test_merging_a_bad_file_fails_in_one_line_and_writes_nothing(runs, tmp_path,
 def test_every_cut_of_a_results_file_reads_as_truncated(tmp_path):
     """Wherever a file is cut (inside a number, a literal, a string or an escape), it reads as
     truncated, and a file with a stray token in the middle does not."""
-    doc = results.document([{"id": "r", "note": "caf\u00e9 \\ \"q\""}],
+    doc = encoding.document([{"id": "r", "note": "caf\u00e9 \\ \"q\""}],
                            [{"run": "r", "ratio": -1.5e-300, "ok": True, "bad": False,
                              "none": None, "values": [1, 2.25, -0.0, 3e+40]}])
     for indent in (None, 1):
@@ -308,12 +309,12 @@ def test_every_cut_of_a_results_file_reads_as_truncated(tmp_path):
         path = tmp_path / "cut.json"
         for end in range(1, len(text)):
             path.write_text(text[:end], encoding="utf-8")
-            with pytest.raises(results.ResultsError, match=r": truncated \(the JSON ends early\)$"):
-                results.load(path)
+            with pytest.raises(reading.ResultsError, match=r": truncated \(the JSON ends early\)$"):
+                reading.load(path)
     for stray in ('[1 2]', '[1.x]', '{"a": tru}', '["\\u00zz"]', '[nul, 1]'):
         path.write_text(stray)
-        with pytest.raises(results.ResultsError, match=r": not JSON \(line 1 column \d+\)$"):
-            results.load(path)
+        with pytest.raises(reading.ResultsError, match=r": not JSON \(line 1 column \d+\)$"):
+            reading.load(path)
 
 @pytest.mark.parametrize("layout", ["lines", "whole"])
 def test_an_item_listed_twice_is_one_line_for_every_reader(runs, tmp_path, capsys, layout):
@@ -343,7 +344,7 @@ def test_an_item_collected_twice_is_recorded_once(tmp_path):
                      "--adapter", "adapters.example:adapter", "--cases", "chain", "--dtypes",
                      "float64")
     assert "8 passed" in proc.stdout, proc.stdout[-3000:]
-    items = results.load(tmp_path / "dup.json")["items"]
+    items = reading.load(tmp_path / "dup.json")["items"]
     assert len(items) == len({i["nodeid"] for i in items}) == 4
 
 
@@ -351,14 +352,14 @@ def test_an_item_collected_twice_is_recorded_once(tmp_path):
 def test_a_byte_order_mark_is_read_past(tmp_path, layout):
     """A results file that an editor saved with a UTF-8 byte-order mark reads as without it,
     in either layout (not `not JSON (line 1 column 1)`), and merges."""
-    text = results.dumps(hostile_doc())
+    text = encoding.dumps(hostile_doc())
     if layout == "whole":
         text = json.dumps(json.loads(text), indent=1)
     marked = tmp_path / "bom.json"
     marked.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    assert results.load(marked) == results.jsonable(hostile_doc())
+    assert reading.load(marked) == encoding.jsonable(hostile_doc())
     assert reports_cli(["merge", str(marked), "-o", str(tmp_path / "m.json")]) == 0
-    assert results.load(tmp_path / "m.json")["items"] == results.jsonable(hostile_doc())["items"]
+    assert reading.load(tmp_path / "m.json")["items"] == encoding.jsonable(hostile_doc())["items"]
 
 
 def test_a_symlink_loop_is_never_replaced(tmp_path, capsys):
@@ -367,7 +368,7 @@ def test_a_symlink_loop_is_never_replaced(tmp_path, capsys):
     (tmp_path / "a.json").symlink_to("b.json")
     (tmp_path / "b.json").symlink_to("a.json")
     with pytest.raises(OSError, match="a symlink loop, not a regular file; left untouched"):
-        results.write_text(tmp_path / "a.json", "text")
+        files.write_text(tmp_path / "a.json", "text")
     assert reports_cli(["html", str(good_file(tmp_path)), "-o", str(tmp_path / "a.json")]) == 2
     assert capsys.readouterr().err == (f"reports: {tmp_path / 'a.json'}: cannot write (a symlink "
                                        "loop, not a regular file; left untouched)\n")
@@ -381,7 +382,7 @@ def test_a_symlink_loop_is_never_replaced(tmp_path, capsys):
 
 WRITER = """
 import os, signal, sys, time
-from reports import results, plugin
+from reports import files, plugin
 
 
 def text():
@@ -397,7 +398,7 @@ if sys.argv[1] == "scratch":  # a recorder's scratch folder (-n N), then SIGKILL
     if sys.argv[2] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(600)
-results.write_text(sys.argv[1], text())
+files.write_text(sys.argv[1], text())
 """
 
 
@@ -420,7 +421,7 @@ def test_the_next_write_sweeps_what_a_killed_writer_left(tmp_path):
         try:
             assert live.stdout.readline() == "staged\n"
             working = set(tmp_path.glob(".r.json.*.tmp")) - left
-            results.write_text(out, "whole")
+            files.write_text(out, "whole")
             assert set(tmp_path.glob(".r.json.*.tmp")) == working and len(working) == 1
         finally:
             live.kill()
@@ -456,7 +457,7 @@ def test_merged_runs_keep_provenance_and_sit_side_by_side(runs, tmp_path):
     n0, n2 = (str(runs["where"] / f"n{n}.json") for n in (0, 2))
     merged = tmp_path / "merged.json"
     assert reports_cli(["merge", n0, n2, n0, "-o", str(merged)]) == 0
-    doc = results.load(merged)
+    doc = reading.load(merged)
     ids = [r["id"] for r in doc["runs"]]
     first, second = (runs["doc"][n]["runs"][0]["id"] for n in (0, 2))
     # ids are the start time to the second: two runs started within one second share one,
@@ -486,7 +487,7 @@ def hostile_doc() -> dict:
             "tensor": h, "entry": None, "framework": h, "framework_version": h,
             "outcome": "failed", "reason": h, "message": f"</script>{h}", "fingerprint": h,
             "comparison": cmp, "duration": 0.1}
-    return results.document([{"id": h, "provenance": {h: h, "argv": [h, "</script>"]}}], [item])
+    return encoding.document([{"id": h, "provenance": {h: h, "argv": [h, "</script>"]}}], [item])
 
 
 def test_every_string_in_the_page_is_escaped():
@@ -541,7 +542,7 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
                 item = matrix.Item(config, spec, tensor)
                 items.append({"run": "r", **record.params(item), "framework": "f",
                               "outcome": "passed", "comparison": record.summarize(cmp)})
-    return results.document([{"id": "r", "provenance": {}}], items)
+    return encoding.document([{"id": "r", "provenance": {}}], items)
 
 
 def test_the_default_matrix_report_stays_under_1_2_mb():
@@ -551,7 +552,7 @@ def test_the_default_matrix_report_stays_under_1_2_mb():
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
     assert len(doc["items"]) == 8 * (7 * 4 + 8)
     assert len(html.render(doc).encode()) <= 1_200_000
-    assert len(results.dumps(doc).encode()) <= 3_000_000
+    assert len(encoding.dumps(doc).encode()) <= 3_000_000
 
 
 def test_a_passing_item_costs_under_1_kb_of_page():
@@ -559,7 +560,7 @@ def test_a_passing_item_costs_under_1_kb_of_page():
     from tests.bench import synthetic
 
     doc = synthetic.build(4000, 1, 40, 6)
-    failing = results.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
+    failing = encoding.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
     passed = sum(i["outcome"] == "passed" for i in doc["items"])
     cost = (len(html.render(doc).encode()) - len(html.render(failing).encode())) / passed
     assert 0 < cost <= 1000
@@ -606,11 +607,11 @@ def test_seeds_share_a_matrix_column():
 
 def test_a_results_file_in_another_key_order_reads_the_same(tmp_path):
     """Items before runs (a foreign writer's order) are read whole, to the same document."""
-    doc = json.loads(results.dumps(hostile_doc()))
+    doc = json.loads(encoding.dumps(hostile_doc()))
     text = json.dumps({"items": doc["items"], "runs": doc["runs"], "version": 2,
-                       "schema": results.SCHEMA})
-    assert results.load(write_doc(tmp_path / "odd.json", text)) == \
-        results.load(good_file(tmp_path))
+                       "schema": schema.SCHEMA})
+    assert reading.load(write_doc(tmp_path / "odd.json", text)) == \
+        reading.load(good_file(tmp_path))
 
 
 def test_one_entry_summaries_equal_the_general_ones():
@@ -657,7 +658,7 @@ def test_a_784_4096_10_report_stays_under_10_mb():
 def good_file(where: Path, name: str = "good.json") -> Path:
     """Write a valid results file (the hostile document) and return its path."""
     path = where / name
-    path.write_text(results.dumps(hostile_doc()))
+    path.write_text(encoding.dumps(hostile_doc()))
     return path
 
 
@@ -672,7 +673,7 @@ def test_a_fifo_or_a_folder_at_the_path_is_never_replaced(tmp_path, capsys):
     folder.mkdir()
     for path, kind in ((fifo, "a FIFO"), (folder, "a folder")):
         with pytest.raises(OSError, match=f"^.*{kind}, not a regular file; left untouched$"):
-            results.write_text(path, "text")
+            files.write_text(path, "text")
     assert reports_cli(["html", str(good_file(tmp_path)), "-o", str(fifo)]) == 2
     assert re.fullmatch(rf"reports: {fifo}: cannot write \(a FIFO, not a regular file; left "
                         r"untouched\)\n", capsys.readouterr().err)
@@ -686,12 +687,12 @@ def test_a_symlink_is_written_through_to_its_target(tmp_path):
     (tmp_path / "target.json").write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to("target.json")
-    assert results.write_text(link, "new") == link
+    assert files.write_text(link, "new") == link
     assert link.is_symlink() and (tmp_path / "target.json").read_text() == "new"
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "to_fifo").symlink_to("fifo")
     with pytest.raises(OSError, match="a FIFO, not a regular file"):
-        results.write_text(tmp_path / "to_fifo", "text")
+        files.write_text(tmp_path / "to_fifo", "text")
     assert is_fifo(tmp_path / "fifo")
 
 
@@ -711,9 +712,9 @@ def test_several_files_are_staged_first_and_renamed_under_the_folders_lock(tmp_p
         seen.append(sorted(p.name for p in tmp_path.glob(".*.tmp")))
         real_replace(src, dst)
 
-    monkeypatch.setattr(results.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     os.mkfifo(tmp_path / "fifo")
-    written, errors = results.write_texts({tmp_path / "a.json": "a", tmp_path / "b.html": "b",
+    written, errors = files.write_texts({tmp_path / "a.json": "a", tmp_path / "b.html": "b",
                                            tmp_path / "fifo": "c"})
     assert written == [tmp_path / "a.json", tmp_path / "b.html"]
     assert [(p, e.strerror) for p, e in errors] == [
@@ -739,8 +740,8 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys, command):
 def forged(damage, version: int = 1) -> dict:
     """Return the hostile document (valid) with one change, as a version 1 file (worst entries
     as objects) or a version 2 one (packed)."""
-    doc = json.loads(results.dumps(hostile_doc()) if version == 2 else
-                     json.dumps({**results.jsonable(hostile_doc()), "version": 1}))
+    doc = json.loads(encoding.dumps(hostile_doc()) if version == 2 else
+                     json.dumps({**encoding.jsonable(hostile_doc()), "version": 1}))
     damage(doc)
     return doc
 
@@ -811,6 +812,33 @@ def test_version_2_files_are_checked_as_strictly(tmp_path, capsys, damage, probl
     assert not (tmp_path / "out").exists()
 
 
+def described(struct) -> dict[str, str]:
+    """Return the fields of a schema struct whose type says in words what it must be."""
+    fields = msgspec.inspect.type_info(struct).fields
+    return {f.name: f.type.extra_json_schema["description"] for f in fields
+            if isinstance(f.type, msgspec.inspect.Metadata)
+            and "description" in (f.type.extra_json_schema or {})}
+
+
+@pytest.mark.parametrize("where,struct", [
+    ("", schema.Item), ("comparison.", schema.Comparison), ("comparison.bits.", schema.Bits),
+    ("comparison.heatmap.", schema.Heatmap), ("comparison.worst.", schema.Packed)],
+    ids=["item", "comparison", "bits", "heatmap", "worst"])
+def test_a_wrong_field_is_named_in_the_schemas_words(tmp_path, where, struct):
+    """Each field the schema describes, given a value of no kind it takes, is refused in one
+    line: its path and the description its type carries (one definition, no second list)."""
+    assert len(described(struct)) >= 3 or struct is schema.Packed
+    for name, what in described(struct).items():
+        doc = json.loads(encoding.dumps(hostile_doc()))
+        parent = doc["items"][0]
+        for key in where.split(".")[:-1]:
+            parent = parent[key]
+        parent[name] = True
+        with pytest.raises(reading.ResultsError) as err:
+            reading.load(write_doc(tmp_path / "bad.json", encoding.dumps(doc)))
+        assert str(err.value).endswith(f": malformed: items[0].{where}{name}: expected {what}")
+
+
 def test_version_1_and_2_files_merge_into_version_2(tmp_path):
     """A version 1 file and a version 2 file merge; the result reads back to both items."""
     v1 = write_doc(tmp_path / "v1.json", forged(lambda d: None, version=1))
@@ -819,9 +847,9 @@ def test_version_1_and_2_files_merge_into_version_2(tmp_path):
     merged = json.loads((tmp_path / "m.json").read_text())
     assert merged["version"] == 2 and len(merged["items"]) == 2
     assert all(isinstance(i["comparison"]["worst"], dict) for i in merged["items"])
-    back = results.load(tmp_path / "m.json")
+    back = reading.load(tmp_path / "m.json")
     assert back["items"][0]["comparison"] == back["items"][1]["comparison"] == \
-        results.jsonable(hostile_doc())["items"][0]["comparison"]
+        encoding.jsonable(hostile_doc())["items"][0]["comparison"]
     assert reports_cli(["html", str(v1), str(v2), "-o", str(tmp_path / "m.html")]) == 0
 
 
@@ -847,7 +875,7 @@ def test_valid_json_of_the_wrong_shape_is_one_line_and_writes_nothing(tmp_path, 
 
 def test_deep_nesting_is_one_line(tmp_path, capsys):
     """100,000 nested lists are refused in one line, not a RecursionError."""
-    text = results.dumps(hostile_doc()).replace('"details":{}', f'"details":{deep(100_000)}')
+    text = encoding.dumps(hostile_doc()).replace('"details":{}', f'"details":{deep(100_000)}')
     bad = write_doc(tmp_path / "deep.json", text.replace('"duration"', f'"x":{deep(100_000)},'
                                                          '"duration"'))
     assert reports_cli(["html", str(bad), "-o", str(tmp_path / "out.html")]) == 2
@@ -858,7 +886,7 @@ def test_deep_nesting_is_one_line(tmp_path, capsys):
 
 def test_the_hostile_document_reads_back_and_renders(tmp_path):
     """The checks accept what the writer writes (the forged cases above are the only change)."""
-    assert results.load(good_file(tmp_path)) == results.jsonable(hostile_doc())
+    assert reading.load(good_file(tmp_path)) == encoding.jsonable(hostile_doc())
     assert reports_cli(["html", str(tmp_path / "good.json"), "-o", str(tmp_path / "g.html")]) == 0
 
 
@@ -875,12 +903,12 @@ def test_a_huge_reason_is_capped_on_the_page():
 def test_a_passing_tensor_without_worst_entries_renders(tmp_path, layout):
     """A foreign writer's passing item that lists no worst entries (a tensor of no entries)
     is summarised without them, from either reader's path."""
-    doc = results.jsonable(hostile_doc())
+    doc = encoding.jsonable(hostile_doc())
     item = doc["items"][0]
     item.update(outcome="passed", message=None, reason=None)
     item["comparison"].update(worst=[], max=None, entries=0, failing=0, max_ratio=None)
     path = tmp_path / "empty.json"
-    path.write_text(results.dumps(doc) if layout == "lines" else
+    path.write_text(encoding.dumps(doc) if layout == "lines" else
                     json.dumps({**doc, "version": 1}))
     assert reports_cli(["html", str(path), "-o", str(tmp_path / "e.html")]) == 0
     assert "passed" in (tmp_path / "e.html").read_text()

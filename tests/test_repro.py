@@ -44,11 +44,13 @@ BUGS = {  # planted adapter → (dtype, tensor, what the diagnosis reads, words 
 }
 
 
-def run_alone(script: Path, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, float]:
+def run_alone(script: Path, cwd: Path = ROOT, env: dict | None = None
+              ) -> tuple[subprocess.CompletedProcess, float]:
     """Run a script as a maintainer would: isolated (-I: no PYTHONPATH, no script folder or
     cwd on sys.path), by default from the suite's checkout (where a script written outside it
-    finds it); return the process and its seconds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    finds it), with `env` added; return the process and its seconds."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "BPC_"))},
+           **(env or {})}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-I", str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -337,6 +339,28 @@ def test_a_third_party_adapter_script_imports_the_adapter_object_and_moves(pytes
     proc, _ = run_alone(moved / "out" / script.name)
     assert proc.returncode == 2 and proc.stderr.strip() == "could not run: RuntimeError: out of " \
         "memory"
+
+
+def test_a_script_finds_a_far_adapter_and_checkout_where_it_is_told(pytester, tmp_path):
+    """A script written far from both its adapter and the checkout (no folder in common but /,
+    run from neither) exits 2 naming BPC_SUITE and BPC_ADAPTER; given them it reproduces (1),
+    and prints the version of the adapter's framework, as installed where it runs."""
+    (pytester.path / "far-adapter.py").write_text(FACTOR_ADAPTER)
+    result = pytester.runpytest_inprocess(
+        CONFORMANCE, "-p", "no:randomly", "--adapter", "far-adapter.py:adapter", "--cases",
+        "small", "--dtypes", "float64", "--repro", "out")
+    result.assert_outcomes(failed=4)
+    (script,) = (pytester.path / "out").iterdir()
+    far = tmp_path / "far"
+    far.mkdir()
+    shutil.move(script, far / script.name)
+    shutil.move(pytester.path / "far-adapter.py", tmp_path / "far-adapter.py")
+    proc, _ = run_alone(far / script.name, cwd=far)
+    assert proc.returncode == 2 and "set BPC_SUITE" in proc.stderr, proc.stderr
+    env = {"BPC_SUITE": str(ROOT), "BPC_ADAPTER": str(tmp_path / "far-adapter.py")}
+    proc, _ = run_alone(far / script.name, cwd=far, env=env)
+    assert proc.returncode == 1 and "wrong gradient" in proc.stdout, proc.stdout + proc.stderr
+    assert f"(numpy {np.__version__})" in proc.stdout.splitlines()[0], proc.stdout
 
 
 def test_a_float32_ratio_is_computed_in_float64(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import results, study, study_page
+from reports import encoding, reading, study, study_page
 from reports.html import csp_hash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def studies(tmp_path_factory) -> dict:
             "two": run_study("--shards", "2", "-n", "0", "-o", str(where / "two"))}
     for proc in done.values():
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    docs = {k: results.load(where / k / "results.json") for k in done}
+    docs = {k: reading.load(where / k / "results.json") for k in done}
     return {"where": where, "proc": done, "doc": docs}
 
 
@@ -91,7 +91,7 @@ def test_two_shards_merge_to_the_unsharded_items(studies):
     out, two = studies["proc"]["two"].stdout, studies["doc"]["two"]
     assert re.search(r"^== shard 1/2: .*--shard 1/2$", out, re.M)
     assert re.search(r"^== shard 2/2: .*--shard 2/2$", out, re.M)
-    shards = [results.load(studies["where"] / "two" / f"shard-{i}-of-2.json") for i in (1, 2)]
+    shards = [reading.load(studies["where"] / "two" / f"shard-{i}-of-2.json") for i in (1, 2)]
     ids = [{i["id"] for i in s["items"]} for s in shards]
     assert ids[0] and ids[1] and not ids[0] & ids[1]
     assert [r["provenance"]["options"]["shard"] for r in two["runs"]] == ["1/2", "2/2"]
@@ -102,7 +102,7 @@ def test_compare_merges_existing_results_files(studies, tmp_path):
     """`compare` renders the outputs from the shards' files, merged on the fly."""
     files = [str(studies["where"] / "two" / f"shard-{i}-of-2.json") for i in (1, 2)]
     assert study.main(["compare", *files, "-o", str(tmp_path)]) == 0
-    merged = results.load(tmp_path / "results.json")
+    merged = reading.load(tmp_path / "results.json")
     assert study.content(merged) == study.content(studies["doc"]["one"])
     assert (tmp_path / "study.html").read_text().count("<svg class=\"plot\"") == 3
 
@@ -174,7 +174,7 @@ def hostile_doc() -> dict:
     ]
     prov = {"machine": {"hostname": HOSTILE}, "devices": {"cpu": HOSTILE},
             "git": {"commit": HOSTILE}, "options": {"numprocesses": HOSTILE}}
-    return results.document([{"id": "r1", "provenance": prov}], items)
+    return encoding.document([{"id": "r1", "provenance": prov}], items)
 
 
 def test_the_page_escapes_every_string():
@@ -211,14 +211,14 @@ def test_the_console_summary_counts_every_outcome():
 def test_a_single_width_is_said_not_drawn():
     """A study of one width gets a sentence in place of an error-against-width plot."""
     items = [item("a", "float32", b, 16, 0) for b in (1, 8)]
-    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
     assert page.count('<svg class="plot"') == 2 and "one width n1 only: 16" in page
 
 
 def test_many_batches_and_frameworks_keep_their_tick_labels_apart():
     """Batches 1…64 for twelve configs: the x-axis labels never overlap, the ends are kept."""
     items = [item(f"fw{f}", "float32", b, 16, 0) for f in range(12) for b in range(1, 65)]
-    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
     svg = page.split('<svg class="plot"', 2)[1]
     y = study_page.HEIGHT - study_page.BOTTOM + 16
     labels = re.findall(rf'<text x="([\d.]+)" y="{y}" text-anchor="middle">([^<]+)</text>', svg)
@@ -327,7 +327,7 @@ def test_ctrl_c_keeps_what_finished_and_never_the_earlier_study(tmp_path):
     first = interrupted_study(tmp_path, out)
     assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr
     assert "study: interrupted; keeping the items finished" in first.stderr
-    doc = results.load(out / "results.json")
+    doc = reading.load(out / "results.json")
     assert doc["partial"].startswith("interrupted")
     outcomes = [i["outcome"] for i in doc["items"]]
     assert outcomes == ["passed"] * 4 + ["not run"] * 4
@@ -336,7 +336,7 @@ def test_ctrl_c_keeps_what_finished_and_never_the_earlier_study(tmp_path):
     second = interrupted_study(tmp_path, out)
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
     assert contents(out) == before
-    beside = results.load(tmp_path / "out.interrupted" / "results.json")
+    beside = reading.load(tmp_path / "out.interrupted" / "results.json")
     assert [i["outcome"] for i in beside["items"]] == outcomes
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "mark", "out", "out.interrupted", "slow.py"]  # no scratch folder left
@@ -356,7 +356,7 @@ def test_a_file_as_the_output_folder_is_one_line(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("mine")
     good = tmp_path / "good.json"
-    good.write_text(results.dumps(hostile_doc()))
+    good.write_text(encoding.dumps(hostile_doc()))
     for argv in (["-o", str(path)], ["compare", str(good), "-o", str(path)]):
         assert study.main(argv) == 2
         assert capsys.readouterr().err == (f"study: {path}: not a folder; give a folder to "
@@ -370,7 +370,7 @@ def test_compare_refuses_its_input_as_output_and_bad_shapes(tmp_path, capsys):
     stops it before anything is written, so the outputs never mix two studies."""
     out = tmp_path / "out"
     before = earlier_study(out)
-    (out / "results.json").write_text(results.dumps(hostile_doc()))
+    (out / "results.json").write_text(encoding.dumps(hostile_doc()))
     before = contents(out)
     assert study.main(["compare", str(out / "results.json"), "-o", str(out)]) == 2
     assert "its results.json is the input" in capsys.readouterr().err
@@ -401,12 +401,12 @@ def test_the_page_plots_error_and_bits_against_depth():
     items = [deep_item(a, dt, [784, *[64] * (L - 1), 10], s, bits=30.0 - L - s, ratio=0.1 * L)
              for a in ("a", "b") for dt in ("float32", "float64") for L in (2, 3, 4)
              for s in (0, 1)]
-    page = study_page.render(results.document([{"id": "r1", "provenance": {}}], items))
+    page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
     for title in ("error against depth", "bits of agreement against depth"):
         assert f"<b>{title}</b>" in page
     assert "least bits of agreement" in page and "depth L (layers)" in page
     assert "one width n1 only: 64" in page and "one batch size only: 8" in page
-    configs = study_page.view(results.jsonable(results.document([{"id": "r1"}], items)))
+    configs = study_page.view(encoding.jsonable(encoding.document([{"id": "r1"}], items)))
     a32 = next(c for c in configs["configs"] if c["label"] == "a-cpu-float32")
     depth = lambda g: g["case"][3]  # noqa: E731
     assert study_page._series(a32, depth, study_page._bits_of, min)["line"] == [
@@ -437,7 +437,7 @@ def test_a_depth_study_runs_through_pytest_and_plots_depth(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "--sizes=784x10,784x4x10,784x4x4x10" in done.stdout
-    doc = results.load(tmp_path / "results.json")
+    doc = reading.load(tmp_path / "results.json")
     assert len(doc["items"]) == 2 * (2 + 4 + 6)
     assert {i["outcome"] for i in doc["items"]} == {"passed"}
     assert "numpy-cpu-float64-tanh-relu-sigmoid-784x4x4x10-b2-s0-W3" in {
@@ -460,6 +460,6 @@ def test_a_study_reads_adapters_from_where_it_was_started(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    items = results.load(tmp_path / "out" / "results.json")["items"]
+    items = reading.load(tmp_path / "out" / "results.json")["items"]
     assert {(i["config"]["adapter"], i["outcome"]) for i in items} == {("numpy", "passed"),
                                                                         ("other", "passed")}

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from reports import html, results  # noqa: E402
+from reports import encoding, files, html  # noqa: E402
 from tests.bench import synthetic  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def page_bytes(doc: dict) -> int:
 
 def passing_cost(doc: dict) -> float:
     """Return the page bytes a passing item adds on average."""
-    failing = results.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
+    failing = encoding.document(doc["runs"], [i for i in doc["items"] if i["outcome"] != "passed"])
     passed = sum(i["outcome"] == "passed" for i in doc["items"])
     return (page_bytes(doc) - page_bytes(failing)) / passed
 
@@ -79,7 +79,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     doc = synthetic.build(args.items, 2, 40, 60)
     src = args.out / "synthetic.json"
-    results.write_text(src, results.dumps(doc))
+    files.write_text(src, encoding.dumps(doc))
     print(f"synthetic: {len(doc['items'])} items, results {src.stat().st_size / 1e6:.1f} MB")
     for command, output in (("merge", "merged.json"), ("html", "report.html")):
         wall, cpu, rss = timed([command, str(src), "-o", str(args.out / output)])

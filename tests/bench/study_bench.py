@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from reports import results  # noqa: E402
+from reports import reading  # noqa: E402
 from reports.study import content  # noqa: E402
 
 MATRIX = ("--frameworks", "torch,jax", "--dtypes", "float32,float64", "--precisions",
@@ -87,7 +87,7 @@ def main() -> int:
     matrix = extra or list(MATRIX)
     walls = {"unsharded": run_study(args.out / "study", 1, matrix),
              f"{args.shards} shards": run_study(args.out / "study-sharded", args.shards, matrix)}
-    one, many = (results.load(args.out / d / "results.json") for d in ("study", "study-sharded"))
+    one, many = (reading.load(args.out / d / "results.json") for d in ("study", "study-sharded"))
     diff = differences(one, many)
     for name, seconds in walls.items():
         print(f"wall time, {name}: {seconds:.1f} s")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from reference.compare import compare  # noqa: E402
-from reports import record, results  # noqa: E402
+from reports import encoding, files, record  # noqa: E402
 
 ADAPTERS = ("torch", "torch.compile", "jax", "jax.jit", "tensorflow", "mlx", "numpy", "cupy",
             "paddle", "mxnet")
@@ -127,7 +127,7 @@ def build(n_items: int, n_runs: int, n_configs: int, fail_groups: int, seed: int
                 templates[key] = summary(tensor, shape, key[2], key[3], rng)
             items.append(item(runs[r]["id"], cfgs[c], cases[s], tensor, outcome,
                               None if outcome == "skipped" else templates[key]))
-    return results.document(runs, items)
+    return encoding.document(runs, items)
 
 
 def item(run: str, config: dict, spec: dict, tensor: str, outcome: str, cmp: dict | None) -> dict:
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--fail-groups", type=int, default=60)
     args = ap.parse_args()
     doc = build(args.items, args.runs, args.configs, args.fail_groups)
-    results.write_text(args.output, results.dumps(doc))
+    files.write_text(args.output, encoding.dumps(doc))
     counts = {}
     for i in doc["items"]:
         counts[i["outcome"]] = counts.get(i["outcome"], 0) + 1
