@@ -342,8 +342,8 @@ def test_a_third_party_adapter_script_imports_the_adapter_object_and_moves(pytes
 
 
 def test_a_script_finds_a_far_adapter_and_checkout_where_it_is_told(pytester, tmp_path):
-    """A script written far from both its adapter and the checkout (no folder in common but /,
-    run from neither) exits 2 naming BPC_SUITE and BPC_ADAPTER; given them it reproduces (1),
+    """A script moved where its relative paths to the checkout and the adapter point nowhere,
+    run from neither, exits 2 naming BPC_SUITE and BPC_ADAPTER; given them it reproduces (1),
     and prints the version of the adapter's framework, as installed where it runs."""
     (pytester.path / "far-adapter.py").write_text(FACTOR_ADAPTER)
     result = pytester.runpytest_inprocess(
@@ -351,8 +351,8 @@ def test_a_script_finds_a_far_adapter_and_checkout_where_it_is_told(pytester, tm
         "small", "--dtypes", "float64", "--repro", "out")
     result.assert_outcomes(failed=4)
     (script,) = (pytester.path / "out").iterdir()
-    far = tmp_path / "far"
-    far.mkdir()
+    far = tmp_path / "far" / "deeper" / "still"  # its relative paths now point nowhere
+    far.mkdir(parents=True)
     shutil.move(script, far / script.name)
     shutil.move(pytester.path / "far-adapter.py", tmp_path / "far-adapter.py")
     proc, _ = run_alone(far / script.name, cwd=far)
