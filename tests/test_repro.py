@@ -310,17 +310,24 @@ adapter = make(2.0)
 '''
 
 
+def exported(pytester, file_name: str) -> Path:
+    """Return the one script --repro writes for FACTOR_ADAPTER saved as `file_name` (its 4
+    float64 items of the small case fail)."""
+    (pytester.path / file_name).write_text(FACTOR_ADAPTER)
+    result = pytester.runpytest_inprocess(
+        CONFORMANCE, "-p", "no:randomly", "--adapter", f"{file_name}:adapter", "--cases",
+        "small", "--dtypes", "float64", "--repro", "out")
+    result.assert_outcomes(failed=4)
+    (script,) = (pytester.path / "out").iterdir()
+    return script
+
+
 def test_a_third_party_adapter_script_imports_the_adapter_object_and_moves(pytester, tmp_path):
     """An adapter from a file whose name is no identifier (`my-adapter.py`), an instance of a
     class defined in a function that takes arguments: its script fetches that very object,
     names no absolute path, still runs once the folder moves (exit 1: reproduces), and exits
     2 when it cannot run (the adapter's file gone; the adapter raising)."""
-    (pytester.path / "my-adapter.py").write_text(FACTOR_ADAPTER)
-    result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "my-adapter.py:adapter", "--cases",
-        "small", "--dtypes", "float64", "--repro", "out")
-    result.assert_outcomes(failed=4)
-    (script,) = (pytester.path / "out").iterdir()
+    script = exported(pytester, "my-adapter.py")
     text = script.read_text()
     assert str(pytester.path) not in text and str(ROOT) not in text and "'../my-adapter.py'" \
         in text
@@ -345,12 +352,7 @@ def test_a_script_finds_a_far_adapter_and_checkout_where_it_is_told(pytester, tm
     """A script moved where its relative paths to the checkout and the adapter point nowhere,
     run from neither, exits 2 naming BPC_SUITE and BPC_ADAPTER; given them it reproduces (1),
     and prints the version of the adapter's framework, as installed where it runs."""
-    (pytester.path / "far-adapter.py").write_text(FACTOR_ADAPTER)
-    result = pytester.runpytest_inprocess(
-        CONFORMANCE, "-p", "no:randomly", "--adapter", "far-adapter.py:adapter", "--cases",
-        "small", "--dtypes", "float64", "--repro", "out")
-    result.assert_outcomes(failed=4)
-    (script,) = (pytester.path / "out").iterdir()
+    script = exported(pytester, "far-adapter.py")
     far = tmp_path / "far" / "deeper" / "still"  # its relative paths now point nowhere
     far.mkdir(parents=True)
     shutil.move(script, far / script.name)
