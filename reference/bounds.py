@@ -11,13 +11,14 @@ An entry passes when |g − ref| ≤ λ·√(proxy) + systematic, never above th
 Why it cannot cry wolf: by Azuma–Hoeffding a sum of mean-independent roundings within ±u
 exceeds λ = 6 roots of its proxy with probability below 3·10⁻⁸, and the proxy already takes
 each rounding at its extremes (a rounding spread over ±u has a third of that variance: λ is
-then 10.4 standard deviations); a sum's partial sums are charged 1.5–3× their expectation over
+then 10.4 standard deviations); a sum's partial sums are charged above their expectation over
 value-independent orders; what is not mean-independent (activation budgets, long same-signed
 left-to-right sums) is charged as a worst-case magnitude. Measured (tests/bench, closing notes):
-correct float32 groups of torch, NumPy and JAX reach 0.02–0.17 of it over 784-16-10 …
-784-64×7-10 at batches 1 … 4,096; NumPy's left-to-right order adapter 0.16 at 2¹⁸ and 0.06 at
-2²⁰ (it failed at 2¹⁸ before `_stagnation` was measured and added); the median W1 tier is
-9·10⁻⁶·|ref| at L = 2, 2·10⁻⁵ at L = 4 and 4–5·10⁻⁵ at L = 8.
+correct float32 groups of every built-in framework reach 0.021–0.25 of it over 784-16-10 …
+784-64×7-10 at batches 1 … 4,096 (0.0033–0.058 at 65,536), the order adapters up to 0.27
+(tests/bench/products_ladder.py, orders.py); NumPy's left-to-right order adapter 0.16 at 2¹⁸
+and 0.06 at 2²⁰ (it failed at 2¹⁸ before `_stagnation` was measured and added); the median W1
+tier is 9·10⁻⁶·|ref| at L = 2, 2·10⁻⁵ at L = 4 and 4–5·10⁻⁵ at L = 8.
 
 The ceiling (`ceiling`, the magnitude pass below) is the rigorous worst case, kept as the
 documented upper limit of the tier; its own derivation follows.
