@@ -134,8 +134,7 @@ def magnitude_pass(case: Case, u: float, fwd: Forward | Layers | None = None
     n0, n1, n2 = case.sizes
     B = case.batch
     z1, a1, z2, a2 = fwd if fwd is not None else forward(case)
-    ax = inputs32(case)
-    ax = ax if ax.min(initial=0.0) >= 0 else np.abs(ax)  # pixel intensities need no abs
+    ax = _abs_inputs(case)
     aW1, aW2 = np.abs(case.W1).astype(F32), np.abs(case.W2).astype(F32)
     ab1, ab2 = np.abs(case.b1).astype(F32), np.abs(case.b2).astype(F32)
     aa1 = np.abs(a1).astype(F32)
@@ -174,8 +173,7 @@ def magnitude_pass_deep(case: Case, u: float, fwd: Layers | None = None
     z, a = fwd if fwd is not None else forward_deep(case)
     s = [None, *(activation(layer.sigma) for layer in case.layers)]  # index i is layer i
     aW = [None, *(np.abs(layer.W).astype(F32) for layer in case.layers)]
-    ax = inputs32(case)
-    ax = ax if ax.min(initial=0.0) >= 0 else np.abs(ax)  # pixel intensities need no abs
+    ax = _abs_inputs(case)
     aa, ea, eds = [ax], [None], [None]  # |a_i|, its bound, σ_i′'s bound; a_0 = x is exact
 
     for i in range(1, L + 1):

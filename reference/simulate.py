@@ -179,12 +179,7 @@ def _backward(case: Case, dtype, reduced: dict, z, a, delta, top: int
             mm = reduced.get(f"backward layer {i}")
             back = delta[i] @ W if mm is None else mm(delta[i], W)  # (28)–(29)
             delta[i - 1] = activation(case.layers[i - 2].sigma).df(z[i - 1]).astype(dtype) * back
-    return {k: g[k].astype(np.float64) for k in sorted(g, key=_order(case.depth))}
-
-
-def _order(depth: int):
-    names = tensors(depth)
-    return names.index
+    return {k: g[k].astype(np.float64) for k in sorted(g, key=tensors(case.depth).index)}
 
 
 def _one_product(case: Case, arithmetic: str, name: str) -> dict[str, np.ndarray]:
