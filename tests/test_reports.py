@@ -576,14 +576,18 @@ def test_a_1440_item_study_report_stays_under_2_mb():
 
 
 def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
-    """A passing cell reads `8/8` and its greatest ratio; a config's summary heatmap is the
-    greatest code of its passing tensors cell by cell, and its worst entry is theirs."""
+    """A passing cell reads `8/8` and its greatest ratio labelled in the one format of margins
+    (`5.2e-04 × bound`); a config's summary heatmap is the greatest code of its passing
+    tensors cell by cell, and its worst entry is theirs."""
     from tests.bench import synthetic
 
     doc = synthetic.build(96, 1, 2, 0)  # the second config's items are skipped
     page = html.render(doc)
-    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small>([^<]+)</small>', page)
-    assert len(cells) == 6 and all(float(c) < 1 for c in cells)  # 2 seeds × 4 tensors each
+    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small class="margin">'
+                       r'([^<]+)</small>', page)
+    assert len(cells) == 6  # 2 seeds × 4 tensors each
+    for c in cells:
+        assert re.fullmatch(r"\d\.\de[-+]\d\d × bound", c) and float(c.split()[0]) < 1, c
     assert re.search(r'<span class="note">8 passing tensors over 8 cases</span>', page)
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
     w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
@@ -601,8 +605,10 @@ def test_seeds_share_a_matrix_column():
 
     doc = synthetic.build(4 * 6 * 3, 1, 1, 0)
     page = html.render(doc)
-    heads = re.findall(r'<th colspan="1" class="case">([^<]+)</th>', page)
-    assert heads[0] == "sigmoid-sigmoid-784x16x10-b1 · 3 seeds" and len(heads) == 6
+    heads = re.findall(r'<th colspan="1" class="case" title="([^"]+)">([^<]+)<small>([^<]+)'
+                       r'</small></th>', page)
+    assert heads[0] == ("sigmoid-sigmoid-784x16x10-b1 · 3 seeds", "784-16-10 b1",
+                        "sigmoid · sigmoid · 3 seeds") and len(heads) == 6
 
 
 def test_a_results_file_in_another_key_order_reads_the_same(tmp_path):
@@ -891,11 +897,15 @@ def test_the_hostile_document_reads_back_and_renders(tmp_path):
 
 
 def test_a_huge_reason_is_capped_on_the_page():
-    """A 5 MB one-line reason (an older or foreign writer's) is cut with a marker."""
+    """A 5 MB one-line reason and message (an older or foreign writer's) are cut with a
+    marker (the page shows a compared tensor's message, its reason only where nothing was
+    compared)."""
     doc = hostile_doc()
     doc["items"][0].update(reason="x" * 5_000_000, message="y" * 5_000_000)
+    doc["items"].append({**doc["items"][0], "reason": "x" * 5_000_000, "comparison": None})
     page = html.render(doc)
     assert len(page) < 200_000
+    assert f"… [{5_000_000 - record.MESSAGE_CHARS} more characters cut]" in page
     assert f"… [{5_000_000 - record.REASON_CHARS} more characters cut]" in page
 
 
