@@ -785,12 +785,11 @@ def _failure_groups(failures: list[dict]) -> list[dict]:
                 "case": labels.case_label(i["spec"], i["col_label"]), "tensors": [],
                 "framework": i["framework"], "dtype": i["dtype"], "device": i["device"],
                 "outcomes": []}
-        cmp = i["cmp"]
-        g["tensors"].append({"tensor": i["tensor"] + (where(i["entry"]) if i["entry"] is not None
-                                                      else ""),
-                             "outcome": i["outcome"], "failing": cmp.get("failing") if cmp else None,
-                             "entries": cmp.get("entries") if cmp else None,
-                             "max_ratio": cmp.get("max_ratio") if cmp else None,
+        cmp = i["cmp"] or {}
+        entry = where(i["entry"]) if i["entry"] is not None else ""
+        g["tensors"].append({"tensor": i["tensor"] + entry, "outcome": i["outcome"],
+                             "failing": cmp.get("failing"), "entries": cmp.get("entries"),
+                             "max_ratio": cmp.get("max_ratio"),
                              "reason": None if cmp else i["reason"], "id": i["id"]})
         g["outcomes"].append(token(i["outcome"]))
     return list(out.values())

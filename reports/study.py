@@ -320,10 +320,8 @@ def run_streamed(cmd: list[str], name: str, shown: dict[str, str] | None = None)
     the folders as the user knows them (`shown`: the scratch folder, removed at the end, as the
     output folder its files move to). On Ctrl-C (which pytest gets too) let pytest write what
     it finished, then raise KeyboardInterrupt."""
-    header = shlex.join(["python", *cmd[1:]])
-    for scratch, output in (shown or {}).items():
-        header = header.replace(scratch, output)
-    print(f"== {name}: {header}", flush=True)
+    shown = shown or {}
+    print(f"== {name}: {_as_shown(shlex.join(['python', *cmd[1:]]), shown)}", flush=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     env["PYTHONUNBUFFERED"] = "1"
@@ -333,18 +331,25 @@ def run_streamed(cmd: list[str], name: str, shown: dict[str, str] | None = None)
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         try:
-            _stream(proc)
+            _stream(proc, shown)
         except KeyboardInterrupt:
-            _stream(proc)  # pytest is writing its results; a second Ctrl-C abandons them
+            _stream(proc, shown)  # pytest is writing its results; a second Ctrl-C abandons them
             proc.wait()
             raise
     return proc.returncode
 
 
-def _stream(proc: subprocess.Popen) -> None:
+def _stream(proc: subprocess.Popen, shown: dict[str, str]) -> None:
     for line in proc.stdout:
-        sys.stdout.write(line)
+        sys.stdout.write(_as_shown(line, shown))
         sys.stdout.flush()
+
+
+def _as_shown(text: str, shown: dict[str, str]) -> str:
+    """Return text with each scratch folder named as the folder its files end up in."""
+    for scratch, output in shown.items():
+        text = text.replace(scratch, output)
+    return text
 
 
 def compare(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -26,8 +27,8 @@ MARKERS = ("circle", "square", "triangle", "diamond")
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 660, 300, 62, 190, 12, 42
 """A plot's size in pixels and its margins for the axes' labels (on the right: each line's own
 label, at its last point)."""
-LABEL_GAP = 11.0
-"""The least vertical distance between two lines' labels, in pixels (11 px font)."""
+LABEL_GAP = 14.0
+"""The least vertical distance between two lines' labels, in pixels (an 11 px font's box)."""
 FLOOR = 1e-6
 """Plotted in place of an exact (zero) ratio, the bottom of the log scale."""
 CSS = """
@@ -292,11 +293,12 @@ def _plots(configs: list[dict]) -> dict:
     ]
     out, single = [], {}
     for title, xlabel, x_of, y_of, line, ylabel, log_y, fixed in figures:
-        nets = dict.fromkeys(fixed(g) for c in configs for g in c["groups"].values()
+        keys = dict.fromkeys(fixed(g) for c in configs for g in c["groups"].values()
                              if x_of(g) > 0)
+        nets = [k for k in keys if not any(_joins(k, other) for other in keys)]
         for net in nets:
-            series = [_series(c, x_of, y_of, line, lambda g, net=net: fixed(g) == net)
-                      for c in configs]
+            series = [_series(c, x_of, y_of, line, lambda g, net=net, fixed=fixed: _joins(
+                fixed(g), net) or fixed(g) == net) for c in configs]
             series = [s for s in series if s["points"]]
             xs = {x for s in series for x, _, _ in s["points"]}
             name = f"{title}, {net}" if net else title
@@ -323,13 +325,21 @@ def _ends(group: dict) -> str:
 
 
 def _stack(group: dict) -> str:
-    """Return what a depth axis holds fixed: the input, hidden and output widths and the batch
-    (784-64-…-64-10 b8)."""
+    """Return what a depth axis holds fixed: the input and output widths, the batch and the
+    one hidden width (`784-…-10 b8, width 64`); a net of one layer has none and joins every
+    depth axis of its ends (`_joins`), one of mixed widths is its own network."""
     sizes = group["case"][0].split("x")
     hidden = dict.fromkeys(sizes[1:-1])
-    if len(sizes) < 3 or len(hidden) != 1:
-        return group["case"][0] if len(sizes) >= 3 else ""
-    return f"{sizes[0]}-{next(iter(hidden))}-…-{sizes[-1]} b{group['case'][2]}"
+    base = f"{sizes[0]}-…-{sizes[-1]} b{group['case'][2]}"
+    if len(hidden) > 1:
+        return f"{group['case'][0]} b{group['case'][2]}"
+    return f"{base}, width {next(iter(hidden))}" if hidden else base
+
+
+def _joins(key: str, net: str) -> bool:
+    """Say whether a call keyed `key` belongs on the axis of `net` without being it: a
+    one-layer net on the depth axis of its ends (`784-…-10 b8` on `784-…-10 b8, width 64`)."""
+    return net.startswith(f"{key}, width ")
 
 
 RATIO = "greatest |g − ref| / bound"
@@ -363,7 +373,8 @@ def _series(config: dict, x_of, y_of, line, keep=None) -> dict:
             points.append((x, y, f"{config['label']} · {g['spec']}: {num(y)}"))
             at.setdefault(x, []).append(y)
     return {"label": config["label"], "color": config["color"], "dash": config["dash"],
-            "marker": config.get("marker", MARKERS[0]), "points": points, "line": [(x, line(ys)) for x, ys in sorted(at.items())]}
+            "marker": config.get("marker", MARKERS[0]), "points": points,
+            "line": [(x, line(ys)) for x, ys in sorted(at.items())]}
 
 
 def log_range(values: list[float], pad: float = 0.0) -> tuple[float, float]:
@@ -466,10 +477,9 @@ def _end_labels(ends: list[list]) -> list[str]:
     for k in range(1, len(y)):
         y[k] = max(y[k], y[k - 1] + LABEL_GAP)
     overflow = y[-1] - (HEIGHT - BOTTOM) if y else 0
-    if overflow > 0:
-        y = [v - overflow for v in y]
-        for k in range(len(y) - 2, -1, -1):
-            y[k] = min(y[k], y[k + 1] - LABEL_GAP)
+    if overflow > 0:  # move them up as far as the top allows; more labels make the plot taller
+        room = y[0] - (TOP + 4)
+        y = [v - min(overflow, room) for v in y]
     x = WIDTH - RIGHT + 8
     out = []
     for (py0, px0, s), ly in zip(ends, y, strict=True):
@@ -489,8 +499,11 @@ def _x_range(xs: list[float]) -> tuple[float, float]:
 
 
 def _svg(body: str) -> Markup:
-    return Markup(f'<svg class="plot" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} '
-                  f'{HEIGHT}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
+    """Return the plot's SVG, taller than HEIGHT where its lines' labels need more room."""
+    labels = [float(y) for y in re.findall(r'<text class="end" x="[\d.]+" y="([\d.]+)"', body)]
+    height = max([HEIGHT, *(math.ceil(y) + 6 for y in labels)])
+    return Markup(f'<svg class="plot" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} '
+                  f'{height}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
 
 
 def _axes(xs: list[float], px, yticks: list[tuple[float, str]], py, xlabel: str,
