@@ -416,7 +416,7 @@ class Page:
             "runs": self.runs, "multi": len(self.runs) > 1, "rows": rows, "cols": columns,
             "groups": detailed, "totals": self._totals(), "filters": self._filters(),
             "failures": _failure_groups(self.failures), "n_failures": self.n_failures,
-            "listed": LISTED_FAILURES,
+            "listed": LISTED_FAILURES, "diagnosed": any(r["reading"]["diagnosis"] for r in rows),
             "provenance": _provenance(self.runs),
             "blob": {"items": blob, "cases": [c["label"] for c in cols],
                      "runs": [r["label"] for r in self.runs],

@@ -922,3 +922,37 @@ def test_a_passing_tensor_without_worst_entries_renders(tmp_path, layout):
                     json.dumps({**doc, "version": 1}))
     assert reports_cli(["html", str(path), "-o", str(tmp_path / "e.html")]) == 0
     assert "passed" in (tmp_path / "e.html").read_text()
+
+
+def test_merged_runs_are_named_by_what_differs_between_them():
+    """Two runs that differ in a framework's version are named by it (versions first, then
+    devices, then the rest); runs that differ in nothing that names them are R1, R2; the
+    names head the run columns and the run filter of the merged page."""
+    from reports import labels
+    from tests.bench import synthetic
+
+    doc = synthetic.build(96, 2, 2, 0)
+    for r, version in zip(doc["runs"], ("2.12.0", "2.13.0"), strict=True):
+        r["provenance"]["versions"]["torch"] = version
+        r["provenance"]["started"] = f"2026-11-29T0{version[-3]}:00:00Z"  # differs, names none
+    page = html.render(doc)
+    for name in ("torch 2.12.0, hostname host1", "torch 2.13.0, hostname host2"):
+        assert f'<input type="checkbox" checked value="{name}" data-dim="run">' in page
+        assert f">{name}</span>" in page
+    assert labels.run_names([{"started": "a", "versions.torch": "1"},
+                             {"started": "b", "versions.torch": "1"}]) == ["R1", "R2"]
+    assert labels.run_names([{"devices.cuda": "H100"}, {}]) == ["cuda H100", "no cuda"]
+
+
+def test_bits_of_agreement_leave_out_entries_whose_reference_is_below_their_bound():
+    """An entry whose reference is ~0 (below its bound) agrees to 0 bits under any rounding:
+    it is left out of the least and median bits, and counted as such; the page says so."""
+    ref = np.array([[1.0, 1e-12], [2.0, -3.0]])
+    got = ref + np.array([[1e-16, 1e-12], [0.0, 0.0]])
+    bound = np.full((2, 2), 1e-9)
+    cmp = compare("W1", got, ref, bound, "float64")
+    bits = record.summarize(cmp)["bits"]
+    assert bits["below"] == 1 and bits["min"] > 40 and float(cmp.bits.min()) < 1
+    one = compare("W1", got[:1, 1:], ref[:1, 1:], bound[:1, 1:], "float64")
+    assert record.summarize(one, entry=(0, 1))["bits"] == {"min": None, "median": None,
+                                                          "of": 53, "below": 1}
