@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
@@ -169,7 +168,7 @@ class Page:
     def __init__(self, runs: list[dict], links: tuple | None = None):
         self.links = links
         self.runs = [_run_view(n, r) for n, r in enumerate(runs)]
-        names = labels.run_names([_flatten(r["provenance"]) for r in self.runs])
+        names = labels.run_names([labels.flatten(r["provenance"]) for r in self.runs])
         for r, name in zip(self.runs, names, strict=True):
             r["label"] = name
         self.run_of = {r["id"]: r for r in self.runs}
@@ -835,24 +834,10 @@ def _status(counts: Counter) -> str:
 
 def _provenance(runs: list[dict]) -> list[tuple[str, list[str]]]:
     """Return provenance as (key, one value per run) rows, nested keys dotted."""
-    flat = [_flatten(r["provenance"]) for r in runs]
+    flat = [labels.flatten(r["provenance"]) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     rows = [(k, [f.get(k, "") for f in flat]) for k in keys]
     return [(k, values) for k, values in rows if any(values)]
-
-
-def _flatten(value, prefix: str = "") -> dict[str, str]:
-    """Return a nested dict as {dotted.key: text}; lists of words are joined like a shell."""
-    if isinstance(value, dict) and value:
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        text = shlex.join(map(str, value)) if prefix.endswith(("argv", "args")) else \
-            ", ".join(map(str, value))
-        return {prefix: text}
-    return {prefix: "" if value is None or value == {} else str(value)}
 
 
 def _heat(i: dict) -> dict:

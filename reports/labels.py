@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 
 ARITHMETICS = ("float64", "float32", "tf32", "bfloat16")
 """The arithmetics a group's errors can read as (reference/compare.py); any other reading is a
@@ -132,3 +133,17 @@ def _named(key: str, value: str) -> str:
     if key.startswith("versions."):
         return f"{key.removeprefix('versions.')} {value}"
     return f"{key.rsplit('.', 1)[-1]} {value}"
+
+
+def flatten(value, prefix: str = "") -> dict[str, str]:
+    """Return a nested dict as {dotted.key: text}; lists of words are joined like a shell."""
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list):
+        text = shlex.join(map(str, value)) if prefix.endswith(("argv", "args")) else \
+            ", ".join(map(str, value))
+        return {prefix: text}
+    return {prefix: "" if value is None or value == {} else str(value)}

@@ -69,7 +69,7 @@ def view(doc: dict) -> dict:
     cases = sorted({g["case"] for c in configs for g in c["groups"].values()}, key=_case_order)
     return {
         "hardware": _hardware(configs),
-        "runs": [_run(r) for r in doc.get("runs", [])], "configs": configs, "cases": cases,
+        "runs": _runs(doc.get("runs", [])), "configs": configs, "cases": cases,
         "items": sum(c["total"] for c in configs), "timed": any(c["timing"] for c in configs),
         "timing": [_timing_row(c, cases) for c in configs],
         "plots": _plots(configs), "keys": _keys(configs),
@@ -92,6 +92,12 @@ def _hardware(configs: list[dict]) -> dict[str, str]:
     for c in configs:
         c["show_hardware"] = len(names[c["device"]]) > 1
     return {d: " / ".join(h for h in hw if h) for d, hw in names.items()}
+
+
+def _runs(runs: list[dict]) -> list[dict]:
+    """Return each run's view, named by what differs between the runs (`labels.run_names`)."""
+    names = labels.run_names([labels.flatten(r.get("provenance") or {}) for r in runs])
+    return [{**_run(r), "name": name} for r, name in zip(runs, names, strict=True)]
 
 
 def _run(run: dict) -> dict:
