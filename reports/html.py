@@ -341,7 +341,8 @@ class Page:
     def _col(self, i: dict) -> dict:
         col = self.cols.get(i["col_key"])
         if col is None:
-            col = self.cols[i["col_key"]] = {"label": i["col_label"], "n": len(self.cols)}
+            col = self.cols[i["col_key"]] = {"label": i["col_label"], "n": len(self.cols),
+                                             "case": labels.case_label(i["spec"], i["col_label"])}
         return col
 
     def _cell(self, row: dict, i: dict) -> dict:
