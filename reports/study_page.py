@@ -79,7 +79,7 @@ def view(doc: dict) -> dict:
 def _keys(configs: list[dict]) -> dict:
     """Return what each colour, dash and marker stands for, in the order first seen."""
     out = {}
-    for attr, key in (("color", "framework"), ("dash", "dtype"), ("marker", "precision")):
+    for attr, key in (("color", "colour_key"), ("dash", "dtype"), ("marker", "precision")):
         out[key] = list(dict.fromkeys((c[key], c[attr]) for c in configs))
     return out
 
@@ -186,9 +186,16 @@ def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:
 
 
 def _styles(configs: list[dict]) -> None:
-    """Colour each config by its framework, dash it by its dtype, mark it by its precision
-    setting (each in the order first seen)."""
-    for attr, key, styles in (("color", "framework", PALETTE), ("dash", "dtype", DASHES),
+    """Colour each config by its framework (by its framework and version where a framework
+    comes in several: two versions compared never share a colour), dash it by its dtype, mark
+    it by its precision setting (each in the order first seen)."""
+    versions: dict[str, set] = {}
+    for c in configs:
+        versions.setdefault(c["framework"], set()).add(c["version"])
+    for c in configs:
+        several = len(versions[c["framework"]]) > 1
+        c["colour_key"] = f"{c['framework']} {c['version']}" if several else c["framework"]
+    for attr, key, styles in (("color", "colour_key", PALETTE), ("dash", "dtype", DASHES),
                               ("marker", "precision", MARKERS)):
         order = list(dict.fromkeys(c[key] for c in configs))
         for c in configs:

@@ -473,3 +473,22 @@ def test_a_study_reads_adapters_from_where_it_was_started(tmp_path):
     items = reading.load(tmp_path / "out" / "results.json")["items"]
     assert {(i["config"]["adapter"], i["outcome"]) for i in items} == {("numpy", "passed"),
                                                                         ("other", "passed")}
+
+
+def test_two_versions_of_a_framework_get_two_colours_and_networks_never_share_an_axis():
+    """A merge of two runs that differ in torch's version, each on its own default network:
+    each version has its colour (in the key and on its lines), and each network its own batch
+    plot, so no line zig-zags between nets."""
+    items = [{**item("a", dt, b, n1, 0), "framework": "torch",
+              "framework_version": version}
+             for version, n1 in (("2.12.0", 16), ("2.13.0", 32)) for dt in ("float32", "float64")
+             for b in (1, 8)]
+    page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
+    assert "torch 2.12.0" in page and "torch 2.13.0" in page
+    plots = re.findall(r'<b>(error against batch size, [^<]+)</b>', page)
+    assert plots == ["error against batch size, 784x16x10", "error against batch size, 784x32x10"]
+    for svg in page.split('<svg class="plot"')[1:3]:
+        assert len(set(re.findall(r'<polyline points="[^"]+" fill="none" stroke="([^"]+)"',
+                                  svg))) == 1  # one version, one network per plot
+    colours = set(re.findall(r'<polyline points="[^"]+" fill="none" stroke="([^"]+)"', page))
+    assert len(colours) == 2
