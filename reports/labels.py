@@ -43,9 +43,12 @@ def case_label(spec: dict, full: str) -> dict:
 
 def arithmetic_of(reading: str) -> str | None:
     """Return the arithmetic a reading names (`tf32` of `tf32 in 2 of 5 products: …`), None
-    when it is a diagnosis."""
-    head = reading.split(" ", 1)[0].rstrip(":,")
-    return head if head in ARITHMETICS else None
+    when it is a diagnosis (anything more than an arithmetic and where it ran: `float64, σ of
+    layer 1 in float32` names a cause)."""
+    head, _, rest = reading.partition(" ")
+    if head in ARITHMETICS and (not rest or rest.startswith(("in ", "(outputs rounded"))):
+        return head
+    return None
 
 
 def split_readings(readings, dtype: str) -> dict:

@@ -956,3 +956,19 @@ def test_bits_of_agreement_leave_out_entries_whose_reference_is_below_their_boun
     one = compare("W1", got[:1, 1:], ref[:1, 1:], bound[:1, 1:], "float64")
     assert record.summarize(one, entry=(0, 1))["bits"] == {"min": None, "median": None,
                                                           "of": 53, "below": 1}
+
+
+@pytest.mark.parametrize("reading,arithmetic", [
+    ("float32", "float32"), ("tf32 in 1 of 5 products: backward layer 2", "tf32"),
+    ("bfloat16 (outputs rounded too, as under autocast) in 2 of 5 products: ∂W1, ∂W2",
+     "bfloat16"),
+    ("wrong gradient: 3 entries", None), ("float64, σ of layer 1 in float32", None),
+    ("averaged cost (factor 1/32)", None)])
+def test_a_reading_is_an_arithmetic_or_a_diagnosis(reading, arithmetic):
+    """Only an arithmetic and where it ran is an arithmetic; anything more names a cause, and
+    a config's row puts it under diagnosis, never under arithmetic."""
+    from reports import labels
+
+    assert labels.arithmetic_of(reading) == arithmetic
+    row = labels.split_readings([reading, "float64"], "float64")
+    assert (row["diagnosis"] == "") == (arithmetic is not None)
