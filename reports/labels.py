@@ -17,8 +17,8 @@ def margin(value) -> str:
     """Format a ratio to the bound in the pages' one format: `5.2e-04`, `exact` for 0."""
     if value is None:
         return "–"
-    if isinstance(value, str):
-        return value
+    if isinstance(value, str) or not isinstance(value, int | float):
+        return str(value)
     if value == 0:
         return "exact"
     return f"{value:.1e}" if math.isfinite(value) else str(value)
@@ -33,7 +33,8 @@ def case_label(spec: dict, full: str) -> dict:
     short = "-".join(map(str, sizes)) + (f" b{spec['batch']}" if "batch" in spec else "")
     sigmas = spec.get("sigmas")
     if not isinstance(sigmas, list):  # older writers: sigma1, sigma2
-        sigmas = [spec[k] for k in sorted(spec) if re.fullmatch(r"sigma\d+", k)] or None
+        layers = sorted((int(k[5:]), k) for k in spec if re.fullmatch(r"sigma\d+", k))
+        sigmas = [spec[k] for _, k in layers] or None
     sub = " · ".join(map(str, sigmas)) if isinstance(sigmas, list) else ""
     scale = spec.get("scale")
     if isinstance(scale, int) and scale:

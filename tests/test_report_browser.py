@@ -259,12 +259,16 @@ def planted(tmp_path_factory) -> dict:
 def _drawn(browser) -> list[dict]:
     """Scroll each failing call's heatmap into view (they are drawn lazily); return its rings,
     worst cell, and whether its axes and key were put beside it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
     keys = browser.execute_script("return [...document.querySelectorAll("
                                   "'article.group canvas.heat')].map((c) => c.dataset.k)")
     out = []
     for k in keys:
         canvas = browser.find_element("css selector", f'canvas.heat[data-k="{k}"]')
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        WebDriverWait(browser, 30).until(  # drawn when it comes near: later on a busy machine
+            lambda b, c=canvas: b.execute_script("return 'rings' in arguments[0].dataset", c))
         out.append(browser.execute_script("""
             const c = arguments[0], wrap = c.parentElement;
             return {k: c.dataset.k, rings: JSON.parse(c.dataset.rings || 'null'),

@@ -39,12 +39,19 @@ def test_a_short_run_prints_no_progress_line(pytester):
 
 
 def test_the_framework_of_an_item_is_its_longest_adapter_name():
-    """`torch_nn-cpu-…` is torch_nn's item, not torch's, and other tests have none."""
+    """`torch_nn-cpu-…` is torch_nn's item, not torch's; the suite's own tests are counted
+    as other tests, so that the time left is every item's."""
     p = progress.Progress.__new__(progress.Progress)
     p.frameworks = {"torch": "torch", "torch_nn": "torch-nn-idiom", "jax": "jax"}
     assert p.framework("t.py::test_gradient[torch_nn-cpu-float32-x-W1]") == "torch-nn-idiom"
     assert p.framework("t.py::test_gradient[torch-cpu-float32-x-W1]") == "torch"
-    assert p.framework("t.py::test_other[jaxx-1]") is None
+    assert p.framework("t.py::test_other[jax-1]") == progress.OTHER
+    p.total, p.done = {}, {}
+    p.collected(["a.py::test_x", "t.py::test_gradient[jax-cpu-x-W1]", "a.py::test_y"])
+    assert p.total == {"jax": 1, progress.OTHER: 2}
+    p.done = {"jax": 1, progress.OTHER: 1}
+    p.started = 0.0
+    assert p.line(30.0) == "conformance progress 0:30: jax 1/1 · other tests 1/2; about 0:15 left"
 
 
 def test_last_failed_reruns_only_the_failures(pytester):

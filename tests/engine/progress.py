@@ -6,7 +6,8 @@ controller (where every report arrives, under xdist too) writes one line such as
 
     conformance progress 0:45: torch 240/240 · jax 60/120 · tensorflow 0/90 …; about 1:10 left
 
-A run shorter than FIRST seconds prints nothing more than it did.
+(the suite's own tests, in a run of all the tests, count as `other tests`). A run shorter than
+FIRST seconds prints nothing more than it did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 from reports import record
 
 FIRST, EVERY = 20.0, 30.0
+OTHER = "other tests"
+"""What the items of no conformance config count as: the time left is every item's."""
 """Seconds before the first line, and between two lines."""
 
 
@@ -40,12 +43,14 @@ class Progress:
         self.total: dict[str, int] = {}
         self.done: dict[str, int] = {}
 
-    def framework(self, nodeid: str) -> str | None:
-        """Return the framework of a conformance item's id (`…[torch_nn-cpu-…]`), None for
+    def framework(self, nodeid: str) -> str:
+        """Return the framework of a conformance item's id (`…[torch_nn-cpu-…]`), OTHER for
         any other item: the longest adapter name the parameter starts with."""
+        if "::test_gradient[" not in nodeid:
+            return OTHER
         param = nodeid.partition("[")[2]
         names = [n for n in self.frameworks if param.startswith(f"{n}-")]
-        return self.frameworks[max(names, key=len)] if names else None
+        return self.frameworks[max(names, key=len)] if names else OTHER
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collected(item.nodeid for item in session.items)
@@ -63,16 +68,17 @@ class Progress:
             return
         for nodeid in nodeids:
             f = self.framework(nodeid)
-            if f is not None:
-                self.total[f] = self.total.get(f, 0) + 1
-                self.done.setdefault(f, 0)
+            self.total[f] = self.total.get(f, 0) + 1
+            self.done.setdefault(f, 0)
+        if OTHER in self.total:  # the suite's own tests last
+            self.total[OTHER] = self.total.pop(OTHER)
 
     def finished(self, report: pytest.TestReport) -> None:
         """Count an item once its teardown is reported; write a line when one is due."""
         if report.when != "teardown":
             return
         f = self.framework(report.nodeid)
-        if f is None or f not in self.done:
+        if f not in self.done:
             return
         self.done[f] += 1
         now = time.monotonic()
