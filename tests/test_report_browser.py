@@ -185,12 +185,15 @@ def test_a_50000_item_page_opens_without_console_errors(browser, big_report):
 def test_a_failing_item_of_50000_shows_its_heatmap_and_worst_entries(browser, big_report):
     """A failed item's canvas is drawn when scrolled to, and its worst entries are listed."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     open_page(browser, big_report["url"])
     k = big_report["failed"][0]
     item = big_report["doc"]["items"][k]
     canvas = browser.find_element(By.CSS_SELECTOR, f'canvas.heat[data-k="{k}"]')
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    WebDriverWait(browser, 30).until(  # drawn when it comes near: later on a busy machine
+        lambda b: b.execute_script("return 'rings' in arguments[0].dataset", canvas))
     assert browser.execute_script("return arguments[0].width", canvas) >= \
         item["comparison"]["heatmap"]["cols"]
     card = canvas.find_element(By.XPATH, "./ancestor::div[contains(@class, 'item')]")

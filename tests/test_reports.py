@@ -584,10 +584,10 @@ def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
     doc = synthetic.build(96, 1, 2, 0)  # the second config's items are skipped
     page = html.render(doc)
     cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small class="margin">'
-                       r'([^<]+)</small>', page)
+                       r'([^<]+)<span class="unit"> × bound</span></small>', page)
     assert len(cells) == 6  # 2 seeds × 4 tensors each
     for c in cells:
-        assert re.fullmatch(r"\d\.\de[-+]\d\d × bound", c) and float(c.split()[0]) < 1, c
+        assert re.fullmatch(r"\d\.\de[-+]\d\d", c) and float(c) < 1, c
     assert re.search(r'<span class="note">8 passing tensors over 8 cases</span>', page)
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
     w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
