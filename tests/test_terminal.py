@@ -72,3 +72,14 @@ def test_last_failed_without_the_cache_is_refused_in_one_line(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--lf needs pytest's cache, which -p no:cacheprovider turned "
                                  "off: without it every item would run again*"])
+
+
+def test_repro_says_where_no_script_went(pytester):
+    """`--repro DIR` on a run with no failing group says so, naming DIR, in one line."""
+    folder = pytester.path / "scripts"
+    result = pytester.runpytest_inprocess(CONFORMANCE, "-p", "no:cacheprovider", "--frameworks=",
+                                          "--adapter", "adapters.example:adapter", "--cases",
+                                          "small", "--repro", str(folder))
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([f"conformance repro: no failing group, no script written to "
+                                 f"{folder.resolve()}"])
