@@ -14,7 +14,9 @@ from reference.bounds import bounds
 from reference.case import Layer, make_case, tensors
 from reference.hvp import check_direction, direction, flatten, hvp, literal_hessian, mistakes
 from reference.hvp_bounds import hvp_bounds, hvp_ceiling
+from reference.hvp_simulate import simulate_hvp
 from reference.network import gradients
+from tests.engine import matrix
 from tests.test_activations import EXACT
 
 TINY = [  # every activation at 2 layers and at depth ≥ 3
@@ -140,3 +142,22 @@ def test_a_wrong_direction_is_named_in_one_line():
         hvp_bounds(case, {**v, "W2": v["W2"].T}, "float32")
     with pytest.raises(ValueError, match="unknown dtype 'float16'"):
         hvp_bounds(case, v, "float16")
+
+
+@pytest.mark.parametrize("name", list(matrix.CASES))
+def test_float32_r_pass_stays_within_the_tier_and_tf32_does_not(name):
+    """NumPy's own float32 R-pass on each default case (every σ tuple the matrix runs it with)
+    is a correct float32 H·v: inside the tier; the same with every product in TF32 is not
+    (the cases whose products are all shorter than TF32 can show aside)."""
+    sizes, batch = matrix.CASES[name]
+    for sigmas in matrix.PAIRS[name]:
+        case = matrix.draw(matrix.Spec(sizes, batch, 0, sigmas, matrix.SCALES.get(name, 0)))
+        v = direction(case)
+        ref, bound = hvp(case, v), hvp_bounds(case, v, "float32")
+        for arithmetic in ("float64", "float32", "tf32"):
+            got = simulate_hvp(case, v, arithmetic)
+            worst = max(np.max(_ratio(np.abs(got[k] - ref[k]), bound[k])) for k in ref)
+            if arithmetic != "tf32":
+                assert worst <= 1.0, f"{case.id} {arithmetic}: ratio {worst:.3g}"
+            elif max(sizes) >= 784:
+                assert worst > 1.0, f"{case.id}: TF32 within the float32 tier ({worst:.3g})"
