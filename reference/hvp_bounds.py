@@ -180,10 +180,11 @@ class _Pass:
         return X.m if self.worst else LAMBDA * np.sqrt(X.r2) + X.m
 
 
-def r_pass(case: Case, v: Params, p: _Pass) -> dict[str, _E]:
-    """Return H·v's entries with their errors under the pass's rules, by the R-pass."""
+def r_pass(case: Case, v: Params, p: _Pass, z64: tuple | None = None) -> dict[str, _E]:
+    """Return H·v's entries with their errors under the pass's rules, by the R-pass (z64: the
+    exact pre-activations, forward_deep(case).z, if already computed)."""
     L, n = case.depth, case.sizes
-    z64, _ = forward_deep(case)
+    z64 = forward_deep(case).z if z64 is None else z64
     s = [None, *(activation(layer.sigma) for layer in case.layers)]  # index i is layer i
     W = [None, *(layer.W.astype(F32) for layer in case.layers)]
     b = [None, *(layer.b.astype(F32) for layer in case.layers)]
@@ -217,11 +218,11 @@ def r_pass(case: Case, v: Params, p: _Pass) -> dict[str, _E]:
     return {k: out[k] for k in tensors(L)}
 
 
-def hvp_ceiling(case: Case, v: Params, dtype: str) -> Params:
+def hvp_ceiling(case: Case, v: Params, dtype: str, z64: tuple | None = None) -> Params:
     """Return the worst-case bound of every entry of H·v: the documented upper limit."""
     check_direction(case, v)
     u = _u(dtype)
-    worst = r_pass(case, v, _Pass(u, worst=True))
+    worst = r_pass(case, v, _Pass(u, worst=True), z64)
     n = case.sizes
     longest = 2 * max(case.batch, *(m + 1 for m in n[:-1]), *n[2:])
     scale = GROWTH * u * safety(longest, 2 * case.depth)
@@ -232,10 +233,10 @@ def hvp_bounds(case: Case, v: Params, dtype: str) -> Params:
     """Return each entry of H·v's allowed |Hv − ref|: the tier at u(dtype) + u(float64), never
     above `hvp_ceiling`."""
     check_direction(case, v)
-    u = _u(dtype)
+    u, z64 = _u(dtype), forward_deep(case).z
     p = _Pass(u, worst=False)
-    tier = {k: u * p.bound(e).astype(np.float64) for k, e in r_pass(case, v, p).items()}
-    top = hvp_ceiling(case, v, dtype)
+    tier = {k: u * p.bound(e).astype(np.float64) for k, e in r_pass(case, v, p, z64).items()}
+    top = hvp_ceiling(case, v, dtype, z64)
     return {k: np.minimum(tier[k], top[k]) for k in top}
 
 
