@@ -28,7 +28,7 @@ import numpy as np
 
 from reference.activations import activation
 from reference.case import Case, _draw, tensors
-from reference.network import forward_deep
+from reference.network import forward, forward_deep
 
 Params = dict[str, np.ndarray]
 
@@ -64,7 +64,34 @@ def check_direction(case: Case, v: Params) -> None:
 
 
 def hvp(case: Case, v: Params) -> Params:
-    """Return H·v, H the Hessian of (19) summed over the batch, by the R-pass (module docstring)."""
+    """Return H·v, H the Hessian of (19) summed over the batch, by the R-pass written out for
+    (15)–(29) (any other depth: `hvp_deep`, the same numbers bit for bit on 2 layers)."""
+    if case.depth != 2:
+        return hvp_deep(case, v)
+    check_direction(case, v)
+    s1, s2 = activation(case.sigma1), activation(case.sigma2)
+    W2 = case.W2
+    V1, c1, V2, c2 = (np.asarray(v[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
+    z1, a1, z2, a2 = forward(case)  # (15)–(18)
+    Rz1 = case.x @ V1.T + c1  # R{(15)}: x does not move with θ
+    Ra1 = s1.df(z1) * Rz1  # R{(16)}
+    Rz2 = Ra1 @ W2.T + a1 @ V2.T + c2  # R{(17)}
+    Ra2 = s2.df(z2) * Rz2  # R{(18)}
+    dC_da2, R_dC_da2 = 2.0 * (a2 - case.y), 2.0 * Ra2  # (19) differentiated, and its R
+    delta2 = s2.df(z2) * dC_da2  # (22)/(24)
+    Rdelta2 = s2.df(z2) * R_dC_da2 + s2.d2f(z2) * Rz2 * dC_da2
+    HW2 = Rdelta2.T @ a1 + delta2.T @ Ra1  # R{(21)–(22)}
+    Hb2 = Rdelta2.sum(axis=0)  # R{(23)–(24)}
+    R_dC_da1 = Rdelta2 @ W2 + delta2 @ V2  # R{(28)–(29)}, summed over m
+    dC_da1 = delta2 @ W2  # (28)–(29); δ1 = σ1′(z1)·dC_da1 (25)–(26) is not needed: Ra0 = 0
+    Rdelta1 = s1.df(z1) * R_dC_da1 + s1.d2f(z1) * Rz1 * dC_da1
+    HW1 = Rdelta1.T @ case.x  # R{(26)}: x does not move
+    Hb1 = Rdelta1.sum(axis=0)
+    return {"W1": HW1, "b1": Hb1, "W2": HW2, "b2": Hb2}
+
+
+def hvp_deep(case: Case, v: Params) -> Params:
+    """Return H·v for a network of any depth, layer by layer (module docstring)."""
     return _hvp(case, v)
 
 
@@ -80,9 +107,10 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
     V = (None, *(np.asarray(v[f"W{i}"], dtype=np.float64) for i in range(1, L + 1)))
     c = (None, *(np.asarray(v[f"b{i}"], dtype=np.float64) for i in range(1, L + 1)))
 
-    Rz, Ra = [None], [np.zeros_like(case.x)]  # Ra_0 = 0: the input does not move with θ
+    Rz, Ra = [None], [None]  # Ra_0 = 0: the input does not move with θ
     for i in range(1, L + 1):
-        Rz.append(Ra[i - 1] @ W[i].T + a[i - 1] @ V[i].T + c[i])  # R{(13)}
+        Rz.append(a[i - 1] @ V[i].T + c[i] if i == 1
+                  else Ra[i - 1] @ W[i].T + a[i - 1] @ V[i].T + c[i])  # R{(13)}
         Ra.append(s[i].df(z[i]) * Rz[i])  # R{σ(z)}
 
     out = {}
@@ -94,7 +122,9 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
             Rdelta = Rdelta + s[i].d2f(z[i]) * Rz[i] * g
         if frozen(i):
             Rdelta = np.zeros_like(Rdelta)
-        out[f"W{i}"] = Rdelta.T @ a[i - 1] + delta.T @ Ra[i - 1]  # R{(21)–(22)/(26)}
+        out[f"W{i}"] = Rdelta.T @ a[i - 1]  # R{(21)–(22)/(26)}
+        if i > 1:
+            out[f"W{i}"] = out[f"W{i}"] + delta.T @ Ra[i - 1]
         out[f"b{i}"] = Rdelta.sum(axis=0)  # R{(23)–(24)}
         if i > 1:
             Rg = Rdelta @ W[i] + delta @ V[i]  # R{(28)–(29)}
