@@ -106,17 +106,21 @@ def _mean_outputs(bp: Backprop, seen: dict) -> Iterator[Variant]:
 
 
 def _mean_both(bp: Backprop, seen: dict) -> Iterator[Variant]:
-    """The cost averaged over the batch and the outputs (nn.MSELoss's default): / (B·n_L)."""
+    """The cost averaged over the batch and the outputs (nn.MSELoss's default): / (B·n_L);
+    with one sample or one output it is one of the means alone, and read as that."""
     B, n = bp.case.batch, bp.case.sizes[-1]
-    yield from _scaled(bp, 1.0 / (B * n), B=B, n=n)
+    if B > 1 and n > 1:
+        yield from _scaled(bp, 1.0 / (B * n), B=B, n=n)
 
 
 def _half(bp: Backprop, seen: dict) -> Iterator[Variant]:
-    """½ in the cost: every gradient / 2, alone or with a mean."""
+    """½ in the cost: every gradient / 2, alone or with a mean (each mean only where it is one:
+    over more than one sample, more than one output)."""
     B, n = bp.case.batch, bp.case.sizes[-1]
-    for c, mean in ((1, ""), (B, f", averaged over the {B} samples"),
-                    (n, f", averaged over the {n} outputs"),
-                    (B * n, f", averaged over the batch and the outputs ({B}×{n})")):
+    means = [(1, ""), (B, f", averaged over the {B} samples"), (n, f", averaged over the {n} "
+             "outputs"), (B * n if min(B, n) > 1 else 1, f", averaged over the batch and the "
+             f"outputs ({B}×{n})")]
+    for c, mean in means:
         if c > 1 or not mean:
             yield from _scaled(bp, 0.5 / c, mean=mean)
 
