@@ -124,9 +124,15 @@ def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
 
 
 def test_float32_leak_breaks_float64(pytester):
-    """float32 arithmetic where float64 was asked fails every float64 item, no float32 one."""
+    """float32 arithmetic where float64 was asked fails every float64 item, no float32 one;
+    on the saturated case every float64 group fails, though a tanh layer's tensors (its σ′
+    ≈ 10⁻²³, below the float64 tier's floor of 32u) cannot tell float32 from float64."""
     outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:Float32Leak")
-    assert failed(outcomes) == {k for k in outcomes if "-float64-" in k}
+    float64 = {k for k in outcomes if "-float64-" in k}
+    assert {k for k in float64 if "-z25-" not in k} <= failed(outcomes) <= float64
+    saturated = {k.rsplit("-", 1)[0] for k in float64 if "-z25-" in k}
+    assert saturated and saturated == {k.rsplit("-", 1)[0] for k in failed(outcomes)
+                                       if "-z25-" in k}
     assert "errors consistent with: float32" in next(iter(messages.values()))
 
 
@@ -155,8 +161,12 @@ def test_reduced_operands_fail_every_float32_item_and_say_so(pytester, planted, 
     wide = {k for k in bad if "-784x" in k and "-b1-" not in k}
     assert wide and all(re.search(f"errors consistent with: {reads} .*float32 was asked",
                                   messages[k]) for k in wide)
+    # the saturated case fails every float32 item, but its reading is not claimed: where the
+    # output layer's σ′ is e^−|z|, the errors lie in the few dimensions of Δz, where another
+    # arithmetic's rounding fits too (tf32 has read bfloat16 there)
+    assert {k for k in float32 if "-z25-" in k} <= bad
     assert all(re.search(f"errors consistent with: ({reads} |wrong gradient)", messages[k])
-               for k in bad)
+               for k in bad if "-z25-" not in k)
 
 
 @pytest.mark.parametrize("planted,tensor,reason", [
