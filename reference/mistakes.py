@@ -272,29 +272,43 @@ MISTAKES: tuple[Mistake, ...] = (
 """The catalogue, in the order a reading lists matches."""
 
 
+RELATIVE_CAP = 2.0**-10
+"""The most a row's floor (`_tolerance`) may allow, relative to the row: catalogued mistakes lie
+O(1) apart, so three decimal digits in every row still tell each from the others."""
+
+
 def _tolerance(ref: np.ndarray, mine: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Return the tier for a mistake's entries: the reference's, times how much larger the
-    mistake's tensor is (its roundings scale with it), and at least the tensor's relative tier
-    of its row's size (a bias: of the tensor's). A mistake gives values where the reference's
-    bound is 0: the rows of a dead relu unit once relu′ is left out, whose sums cancel."""
-    top, own = float(np.abs(ref).max(initial=0.0)), float(np.abs(mine).max(initial=0.0))
-    if top == 0:
-        return bound
-    relative = float(bound.max(initial=0.0)) / top
-    rows = np.abs(mine).max(axis=-1, keepdims=True) if mine.ndim > 1 else own
-    return np.maximum(bound * max(1.0, own / top), relative * rows)
+    """Return how far the adapter's entries may lie from a mistake's: the reference's tier,
+    times how much larger the mistake's row is than the reference's (its roundings scale with
+    it; a bias's entries are rows of one), and at least the tier's typical share of an entry
+    (its median bound/|ref|, at most RELATIVE_CAP) of the row's largest entry. A mistake gives
+    values where the reference's bound is 0: the rows of a dead relu unit once relu′ is left
+    out, whose sums cancel."""
+    seen = (ref != 0) & (bound > 0)
+    relative = min(float(np.median(bound[seen] / np.abs(ref[seen]))), RELATIVE_CAP) \
+        if seen.any() else 0.0
+    mine_rows, ref_rows = _rows(mine), _rows(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grow = np.where(ref_rows > 0, np.maximum(1.0, mine_rows / ref_rows), 1.0)
+    return np.maximum(bound * grow, relative * mine_rows)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """Return each row's largest |entry| (a vector's entries are rows of one)."""
+    return np.abs(a).max(axis=-1, keepdims=True) if a.ndim > 1 else np.abs(a)
 
 
 def _matches(v: Variant, got: dict, ref: dict, bound: dict) -> bool:
-    """Say whether the adapter's tensors lie within the tier of the variant's on every entry,
-    and the variant leaves the tier of the reference somewhere (the case can tell them apart)."""
+    """Say whether the adapter's tensors lie within `_tolerance` of the variant's on every
+    entry, and the variant leaves the reference's tier somewhere (the case can tell them
+    apart)."""
     apart, moved = False, bound if v.bounds is None else v.bounds(bound)
     for k in reversed(list(ref)):  # the last layer's tensors first: the smallest, as a rule
         mine = np.asarray(v.gradients[k], dtype=np.float64)
         tol = _tolerance(ref[k], mine, moved[k])
         if not np.all(np.abs(np.asarray(got[k], dtype=np.float64) - mine) <= tol):
             return False
-        apart = apart or bool(np.any(np.abs(mine - ref[k]) > tol))
+        apart = apart or bool(np.any(np.abs(mine - ref[k]) > bound[k]))
     return apart
 
 

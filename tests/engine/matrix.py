@@ -34,7 +34,7 @@ PAIRS = {  # name → the activations (one per layer) the default matrix runs it
     "small": (("tanh", "softplus"),),
     "deep": (("relu", "tanh", "sigmoid", "softplus"),),
     "nearzero": (("tanh", "tanh"),),
-    "saturated": (("sigmoid", "softplus"), ("tanh", "sigmoid")),
+    "saturated": (("sigmoid", "softplus"), ("relu", "sigmoid")),
 }
 """Each case with few activation tuples: every new shape costs JAX a compilation per op (≈50 ms
 each on the CPU, eagerly), so the default spreads them over the cases; `--pairs all` crosses
