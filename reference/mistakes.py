@@ -54,10 +54,11 @@ class Match(NamedTuple):
 
 class Backprop:
     """The reference's pass, in float64, kept layer by layer so that a mistake can redo it from
-    any layer down: z, a, ∂C/∂a and δ of every layer i = 1 … L (index 0 unused, a[0] = x)."""
+    any layer down: z, a, ∂C/∂a and δ of every layer i = 1 … L (index 0 unused, a[0] = x);
+    with the reference's gradients and the tier the adapter's are judged by."""
 
-    def __init__(self, case: Case, ref: dict[str, np.ndarray]):
-        self.case, self.ref, self.L = case, ref, case.depth
+    def __init__(self, case: Case, ref: dict[str, np.ndarray], bound: dict[str, np.ndarray]):
+        self.case, self.ref, self.bound, self.L = case, ref, bound, case.depth
         self.z, self.a = forward_deep(case)
         self.sigma = (None, *(activation(layer.sigma) for layer in case.layers))
         self.dC_da: list = [None] * (self.L + 1)
@@ -197,12 +198,12 @@ def _moved(names: str | tuple[str, ...], move: Callable) -> Callable[[dict], dic
 
 def _rows_permuted(bp: Backprop, seen: dict) -> Iterator[Variant]:
     """A tensor's rows (a bias's entries) permuted, alone or with its layer's other tensor by
-    the same permutation: each row the adapter returned is matched to the reference row
-    nearest it."""
+    the same permutation: each row the adapter returned is matched to a reference row it lies
+    within the tier of."""
     for i in range(1, bp.L + 1):
-        perm = _permutation(bp.ref[f"W{i}"], seen.get(f"W{i}"))
+        perm = _permutation(bp.ref[f"W{i}"], seen.get(f"W{i}"), bp.bound[f"W{i}"])
         if perm is None:
-            perm = _permutation(bp.ref[f"b{i}"], seen.get(f"b{i}"))
+            perm = _permutation(bp.ref[f"b{i}"], seen.get(f"b{i}"), bp.bound[f"b{i}"])
         if perm is None:
             continue
         moved = int((perm != np.arange(perm.size)).sum())
@@ -213,17 +214,38 @@ def _rows_permuted(bp: Backprop, seen: dict) -> Iterator[Variant]:
                           bounds=_moved(names, lambda b, p=perm: b[p]))
 
 
-def _permutation(ref: np.ndarray, got) -> np.ndarray | None:
-    """Return, for each row of `got`, the reference row nearest it, if that is a permutation
-    other than the identity."""
+def _permutation(ref: np.ndarray, got, bound: np.ndarray) -> np.ndarray | None:
+    """Return, for each row of `got`, a reference row it lies within the tier of, each taken
+    once, if that is a permutation other than the identity; None if there is none."""
     if got is None or np.shape(got) != ref.shape or ref.shape[0] < 2:
         return None
     r = ref.reshape(ref.shape[0], -1)
     g = np.asarray(got, dtype=np.float64).reshape(r.shape)
-    scale = np.abs(r).max(axis=1, keepdims=True).T + np.finfo(float).tiny
-    perm = np.array([int(np.argmin((np.abs(r - row).max(axis=1)) / scale[0])) for row in g])
-    if len(set(perm.tolist())) != perm.size or (perm == np.arange(perm.size)).all():
+    t = _tolerance(ref, ref, bound).reshape(r.shape)
+    fits = [[int(j) for j in np.flatnonzero((np.abs(row - r) <= t).all(axis=1))] for row in g]
+    perm = _matching(fits)
+    return None if perm is None or (perm == np.arange(perm.size)).all() else perm
+
+
+def _matching(fits: list[list[int]]) -> np.ndarray | None:
+    """Return a perfect matching of rows to the columns each fits (Kuhn's augmenting paths),
+    None if there is none."""
+    owner: dict[int, int] = {}
+
+    def place(i: int, seen: set) -> bool:
+        for j in fits[i]:
+            if j not in seen:
+                seen.add(j)
+                if j not in owner or place(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    if not all(place(i, set()) for i in range(len(fits))):
         return None
+    perm = np.empty(len(fits), dtype=int)
+    for j, i in owner.items():
+        perm[i] = j
     return perm
 
 
@@ -319,7 +341,7 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
     or `W2, b2 match a known bug: …` when the mistake is not a factor."""
     if any(k not in got or np.shape(got[k]) != np.shape(ref[k]) for k in ref):
         return None
-    bp = Backprop(case, ref)
+    bp = Backprop(case, ref, bound)
     found: list[tuple[str, Variant]] = []
     for mistake in catalogue:
         for v in mistake.variants(bp, got):
