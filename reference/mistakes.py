@@ -35,6 +35,7 @@ class Variant(NamedTuple):
     fields: dict  # what the sentence's {placeholders} say: the layer, σ, the tensor, …
     factor: float | None = None  # every entry is factor × the reference
     bounds: Callable[[dict], dict] | None = None  # the tier moved as the entries were
+    grow: dict | None = None  # how much larger a tensor's magnitudes run than the reference's
 
 
 class Mistake(NamedTuple):
@@ -143,13 +144,18 @@ gradients only, or into its weight gradient only ((22) as the seed prints it).""
 
 
 def _wrong_delta(bp: Backprop, prime: Callable) -> Iterator[Variant]:
-    """Yield δ_l = prime(σ_l, z_l) ⊙ ∂C/∂a_l in every layer l and scope."""
+    """Yield δ_l = prime(σ_l, z_l) ⊙ ∂C/∂a_l in every layer l and scope; the tensors it reaches
+    round with δ_l's magnitudes, so their tier grows with its largest entry's."""
     for i in range(1, bp.L + 1):
         delta = prime(bp.sigma[i], bp.z[i]) * bp.dC_da[i]
         name = bp.case.layers[i - 1].sigma
+        top = float(np.abs(bp.deltas[i]).max(initial=0.0))
+        ratio = float(np.abs(delta).max(initial=0.0)) / top if top > 0 else 1.0
         for scope, where in SCOPES:
             g = bp.down(i, delta) if scope == "down" else bp.own(i, delta, scope)
-            yield Variant(g, {"l": i, "sigma": name, "where": where.format(l=i)})
+            below = range(1, i + 1) if scope == "down" else (i,)
+            yield Variant(g, {"l": i, "sigma": name, "where": where.format(l=i)},
+                          grow={f"{p}{j}": ratio for j in below for p in "Wb"})
 
 
 def _prime_missing(bp: Backprop, seen: dict) -> Iterator[Variant]:
@@ -327,7 +333,7 @@ def _matches(v: Variant, got: dict, ref: dict, bound: dict) -> bool:
     apart, moved = False, bound if v.bounds is None else v.bounds(bound)
     for k in reversed(list(ref)):  # the last layer's tensors first: the smallest, as a rule
         mine = np.asarray(v.gradients[k], dtype=np.float64)
-        tol = _tolerance(ref[k], mine, moved[k])
+        tol = _tolerance(ref[k], mine, moved[k]) * max(1.0, (v.grow or {}).get(k, 1.0))
         if not np.all(np.abs(np.asarray(got[k], dtype=np.float64) - mine) <= tol):
             return False
         apart = apart or bool(np.any(np.abs(mine - ref[k]) > bound[k]))
