@@ -425,6 +425,15 @@ def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int)
             "cols": cols_, "cells": cells, "codes": _b64(grid)}
 
 
+RECORDING = pytest.StashKey[bool]()
+"""`recording`'s answer, in the config's stash: asked several times for each item, of options
+that are fixed once the run is configured."""
+
+
 def recording(config) -> bool:
     """Say whether this run writes results or a report (a pytest config's options)."""
-    return bool(config.getoption("results", None) or config.getoption("report", None))
+    known = config.stash.get(RECORDING, None)
+    if known is None:
+        known = config.stash[RECORDING] = bool(config.getoption("results", None) or
+                                               config.getoption("report", None))
+    return known
