@@ -215,8 +215,7 @@ def params(item, adapter=None) -> dict:
     out = {k: _plain_hashable(v) for k, v in item._asdict().items()} if hasattr(
         item, "_asdict") else plain(item)
     out["id"], out["group"] = item.id, item.group
-    out["config_id"] = getattr(item.config, "id", None)
-    out["spec_id"] = getattr(item.spec, "id", None)
+    out["config_id"], out["spec_id"] = _ids(item.config, item.spec)
     if adapter is not None:
         try:
             about = _about_cached(adapter)
@@ -224,6 +223,23 @@ def params(item, adapter=None) -> dict:
             about = _about(adapter)
         out.update(about, distributions=dict(about["distributions"]))
     return out
+
+
+_LAST_IDS: list[tuple] = [(None, None, (None, None))]
+"""The last config and spec `_ids` was asked of, with its answer (compared by identity: a
+group's items share their config and spec objects, tuples here, so never changed; one tuple,
+read once)."""
+
+
+def _ids(config, spec) -> tuple:
+    """Return the ids of an item's config and spec (None where one has none)."""
+    last = _LAST_IDS[0]
+    if last[0] is config and last[1] is spec:
+        return last[2]
+    ids = (getattr(config, "id", None), getattr(spec, "id", None))
+    if isinstance(config, tuple) and isinstance(spec, tuple):
+        _LAST_IDS[0] = (config, spec, ids)
+    return ids
 
 
 def _about(adapter) -> dict:
@@ -443,6 +459,15 @@ def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int)
             "cols": cols_, "cells": cells, "codes": _b64(grid)}
 
 
+RECORDING = pytest.StashKey[bool]()
+"""`recording`'s answer, in the config's stash: asked several times for each item, of options
+that are fixed once the run is configured."""
+
+
 def recording(config) -> bool:
     """Say whether this run writes results or a report (a pytest config's options)."""
-    return bool(config.getoption("results", None) or config.getoption("report", None))
+    known = config.stash.get(RECORDING, None)
+    if known is None:
+        known = config.stash[RECORDING] = bool(config.getoption("results", None) or
+                                               config.getoption("report", None))
+    return known
