@@ -39,6 +39,9 @@ def case_label(spec: dict, full: str) -> dict:
     scale = spec.get("scale")
     if isinstance(scale, int) and scale:
         sub += f" · params × 2{str(-scale).translate(EXPONENTS)}"
+    saturate = spec.get("saturate")
+    if isinstance(saturate, int) and saturate:
+        sub += f" · |z| in ({saturate}, {saturate + 3})"
     return {"short": short, "sub": sub, "full": full}
 
 
