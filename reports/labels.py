@@ -10,6 +10,7 @@ import shlex
 ARITHMETICS = ("float64", "float32", "tf32", "bfloat16")
 """The arithmetics a group's errors can read as (reference/compare.py); any other reading is a
 diagnosis (`wrong gradient: 3 entries`, a named mistake)."""
+WRONG = "wrong gradient"
 EXPONENTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -63,7 +64,7 @@ def split_readings(readings, dtype: str) -> dict:
     diagnoses: dict[str, int] = {}
     for r in readings:
         if arithmetic_of(r) is None:
-            kind = r.split(":", 1)[0]
+            kind = re.sub(r" \([^()]*(\([^()]*\)[^()]*)*\)$", "", cause_of(r))  # (C/n_L) on hover
             diagnoses[kind] = diagnoses.get(kind, 0) + 1
     if not arithmetics:
         arith = "–"
@@ -76,6 +77,13 @@ def split_readings(readings, dtype: str) -> dict:
             "full": " / ".join(dict.fromkeys(readings)) or "–"}
 
 
+def cause_of(reading: str) -> str:
+    """Return what a diagnosis names: `wrong gradient` of `wrong gradient: 3 entries`, the
+    known bug of `every entry is 0.1× the reference: the cost is averaged over … (C/n_L)`."""
+    head, _, cause = reading.partition(": ")
+    return head if head == WRONG or not cause else cause
+
+
 def verdict(reading: str | None, dtype: str, message: str | None) -> dict | None:
     """Return a failing call's verdict in plain words and the numbers behind it (the failure
     message's lines on the field of errors), None when nothing was read."""
@@ -85,12 +93,16 @@ def verdict(reading: str | None, dtype: str, message: str | None) -> dict | None
                if line.startswith(("the group's ", "errors consistent with: "))]
     arith = arithmetic_of(reading)
     if arith is None:
-        kind, _, count = reading.partition(": ")
-        one = count.startswith("1 ")
-        text = (f"A wrong gradient: {count} {'is' if one else 'are'} outside "
-                f"{'its' if one else 'their'} bound, and no arithmetic's rounding explains "
-                f"{'it' if one else 'them'}: a bug, not rounding." if kind == "wrong gradient"
-                else f"Diagnosis: {reading}.")
+        head, _, rest = reading.partition(": ")
+        one = rest.startswith("1 ")
+        if head == WRONG:
+            text = (f"A wrong gradient: {rest} {'is' if one else 'are'} outside "
+                    f"{'its' if one else 'their'} bound, and no arithmetic's rounding explains "
+                    f"{'it' if one else 'them'}: a bug, not rounding.")
+        elif rest:
+            text = f"A known bug: {rest} ({head})."
+        else:
+            text = f"Diagnosis: {reading}."
     elif arith == dtype:
         text = f"The arithmetic is the {dtype} asked for."
     else:

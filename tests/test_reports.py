@@ -963,7 +963,8 @@ def test_bits_of_agreement_leave_out_entries_whose_reference_is_below_their_boun
     ("bfloat16 (outputs rounded too, as under autocast) in 2 of 5 products: ∂W1, ∂W2",
      "bfloat16"),
     ("wrong gradient: 3 entries", None), ("float64, σ of layer 1 in float32", None),
-    ("averaged cost (factor 1/32)", None)])
+    ("every entry is 0.1× the reference: the cost is averaged over the 10 outputs (C/n_L)",
+     None)])
 def test_a_reading_is_an_arithmetic_or_a_diagnosis(reading, arithmetic):
     """Only an arithmetic and where it ran is an arithmetic; anything more names a cause, and
     a config's row puts it under diagnosis, never under arithmetic."""
@@ -988,3 +989,18 @@ def test_a_case_is_named_short_and_says_what_its_id_abbreviates():
          "sigmoid · softplus · |z| in (25, 28)")]:
         label = labels.case_label(record.plain(spec), spec.id)
         assert label == {"short": short, "sub": sub, "full": spec.id}
+
+
+def test_a_known_bug_is_named_by_its_cause_in_the_row_and_the_verdict():
+    """A config's diagnosis names the known bug, not the factor that led to it; the failing
+    call's verdict says it in a sentence, the factor after it."""
+    from reports import labels
+
+    reading = ("every entry is 0.1× the reference: the cost is averaged over the 10 outputs "
+               "(C/n_L)")
+    row = labels.split_readings([reading, reading, "wrong gradient: 2 entries"], "float32")
+    assert row["diagnosis"] == "the cost is averaged over the 10 outputs in 2 calls; wrong gradient"
+    assert reading in row["full"]  # the formula on hover
+    assert labels.verdict(reading, "float32", None)["text"] == (
+        "A known bug: the cost is averaged over the 10 outputs (C/n_L) (every entry is 0.1× "
+        "the reference).")
