@@ -20,7 +20,7 @@ differentiated. Its bound is `reference.bounds`' model applied to each of them, 
 - σ, σ′ and σ″ inherit z's error through σ′, σ″ and σ‴, and add their budgets
   (reference/activations.py: f_err, df_err, d2f_err, each measured against PyTorch, JAX and
   tinygrad's own derivatives with a margin ≥ 2); relu's σ′ may sit on either side of its step
-  where z's error reaches 0 (`kink`), and relu″ = 0 on both.
+  where z's error reaches 0 (`kink`, charged twice: KINK_MARGIN), and relu″ = 0 on both.
 
 The σ″ term of Rδ_i = σ″(z_i)⊙Rz_i⊙g_i + σ′(z_i)⊙Rg_i is charged ROUNDINGS_D2 roundings of its
 own: frameworks form it as a chain of products through their σ′'s own formula (PyTorch's
@@ -33,6 +33,21 @@ worst (charge(n)·Σ|terms|), every error carried as a magnitude, times GROWTH a
 
 Reverse-over-reverse (PyTorch's double backward) forms the same intermediates under other
 names (reference.hvp), so the same bound holds for it: its adjoint of δ_i is Rz_i, of z_i Rδ_i.
+
+Why it cannot cry wolf: the tier's argument, unchanged (`bounds`' docstring): Azuma–Hoeffding
+at λ = 6 over proxies that take every rounding at its extremes, worst-case magnitudes for what
+is not mean-independent. What second order adds is elementwise products of three factors and
+sums of two products, each charged as above, and σ″, whose budget is measured. Measured (CPU;
+PyTorch double backward and torch.func jvp∘grad, JAX jvp∘grad and grad∘grad): the default
+cases over 200 seeds, float32 and float64, 0 of 6,400 groups outside, greatest ratio 0.17
+(float32) and 0.073 (float64); 784-16-10, 784-64-10, 784-256-10, 784-64-32-16-10 and
+784-64×7-10 at batches 1, 64 and 4,096 (σ tuples mixed, all tanh, all sigmoid): greatest
+ratio 0.23 in float32 and in float64, least 0.017–0.02 in float32 (JAX's more accurate order
+at batch 4,096, as for first order). Tight enough: σ″ missing in any one layer, H·v zero, a
+layer's gradient or δ detached are each 10³–10⁵ bounds off on every one of those cases, but
+where the mistake is smaller than float32's rounding (the nearzero case's tanh at z ≈ 2⁻¹²:
+σ″ ≈ 0); one entry off by 10⁻⁴ of itself is outside (tests/test_hvp_reference.py). The tier
+is 1.2–2× the first-order tier relative to |ref|: 1·10⁻⁵ of |Hv| for W1 at L = 2, 7·10⁻⁵ at L = 8.
 """
 
 from __future__ import annotations
