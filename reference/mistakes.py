@@ -328,12 +328,15 @@ def _rows(a: np.ndarray) -> np.ndarray:
 
 def _matches(v: Variant, got: dict, ref: dict, bound: dict) -> bool:
     """Say whether the adapter's tensors lie within `_tolerance` of the variant's on every
-    entry, and the variant leaves the reference's tier somewhere (the case can tell them
-    apart)."""
+    entry (a tensor the variant leaves right: within the reference's own tier), and the variant
+    leaves the reference's tier somewhere (the case can tell them apart)."""
     apart, moved = False, bound if v.bounds is None else v.bounds(bound)
     for k in reversed(list(ref)):  # the last layer's tensors first: the smallest, as a rule
         mine = np.asarray(v.gradients[k], dtype=np.float64)
-        tol = _tolerance(ref[k], mine, moved[k]) * max(1.0, (v.grow or {}).get(k, 1.0))
+        if mine is ref[k] or np.array_equal(mine, ref[k]):  # left right: it must pass the tier
+            tol = bound[k]
+        else:
+            tol = _tolerance(ref[k], mine, moved[k]) * max(1.0, (v.grow or {}).get(k, 1.0))
         if not np.all(np.abs(np.asarray(got[k], dtype=np.float64) - mine) <= tol):
             return False
         apart = apart or bool(np.any(np.abs(mine - ref[k]) > bound[k]))
