@@ -377,6 +377,7 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
                 found.append((mistake.name, v))
     if not found:
         return None
+    found = _nearest_factor(found, got, ref)
     causes = list(dict.fromkeys(m.sentence.format(**v.fields) for name, v in found
                                 for m in catalogue if m.name == name))
     names = tuple(dict.fromkeys(name for name, _ in found))
@@ -389,6 +390,18 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
         head = f"{', '.join(changed)} {'matches' if len(changed) == 1 else 'match'} a known bug"
     tail = "" if len(causes) == 1 else " (this case cannot tell them apart)"
     return Match(names, f"{head}: {' or '.join(causes)}{tail}")
+
+
+def _nearest_factor(found: list, got: dict, ref: dict) -> list:
+    """Return the factor mistakes whose factor lies nearest the least-squares factor of the
+    adapter's gradients on the reference (every one when a match is no factor): a tier wider
+    than a tiny factor takes in its half too (C/(B·n_L) and ½ of it at batch 4096)."""
+    if any(v.factor is None for _, v in found):
+        return found
+    rr = sum(float(np.sum(ref[k] * ref[k])) for k in ref)
+    fitted = sum(float(np.sum(np.asarray(got[k], dtype=np.float64) * ref[k])) for k in ref) / rr
+    gap = min(abs(v.factor - fitted) for _, v in found)
+    return [(n, v) for n, v in found if abs(v.factor - fitted) <= gap * 1.5 + 1e-3 * abs(fitted)]
 
 
 def named(diagnosis, case: Case, got: dict, ref: dict, bound: dict,

@@ -125,3 +125,18 @@ def test_a_framework_deviation_is_no_known_bug():
         b = bounds(case, "float64")
         assert any(np.any(np.abs(got[k] - ref[k]) > b[k]) for k in ref)
         assert nearest(case, got, ref, b) is None
+
+
+def test_of_two_factors_inside_the_tier_the_nearer_is_named():
+    """Two factor mistakes both inside a float32 tier wider than their gap (10⁻⁸ and 1.2·10⁻⁸
+    of the reference): the one nearer the fitted factor is named, alone."""
+    case = draw(SPECS[0])
+    ref = gradients(case)
+
+    def scaled(c):
+        return lambda bp, seen: iter([Variant({k: c * v for k, v in bp.ref.items()}, {}, c)])
+
+    near, far = (Mistake("near", scaled(1e-8), "near"), Mistake("far", scaled(1.2e-8), "far"))
+    got = {k: (1e-8 * v).astype(np.float32) for k, v in ref.items()}
+    match = nearest(case, got, ref, bounds(case, "float32"), (far, near))
+    assert match.names == ("near",)
