@@ -107,7 +107,7 @@ def test_every_item_is_recorded_with_its_parameters(runs):
     item = items["numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W2"]
     assert item["config"] == matrix.Config("numpy", "cpu", "float64")._asdict()
     assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0,
-                            "sigmas": ["tanh", "softplus"], "scale": 0}
+                            "sigmas": ["tanh", "softplus"], "scale": 0, "saturate": 0}
     assert (item["tensor"], item["entry"], item["outcome"]) == ("W2", None, "passed")
     assert (item["framework"], item["framework_version"]) == ("numpy", np.__version__)
     assert item["fingerprint"] == "float64" and item["run"] == doc["runs"][0]["id"]
@@ -546,11 +546,11 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
 
 
 def test_the_default_matrix_report_stays_under_1_2_mb():
-    """Eight configs × the default eight cases (272 tensors, the deep case's 64×784 W1
+    """Eight configs × the default ten cases (352 tensors, the deep case's 64×784 W1
     among them): page under 1.2 MB, results under 3 MB."""
     sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
-    assert len(doc["items"]) == 8 * (7 * 4 + 8)
+    assert len(doc["items"]) == 8 * (9 * 4 + 8)
     assert len(html.render(doc).encode()) <= 1_200_000
     assert len(encoding.dumps(doc).encode()) <= 3_000_000
 
