@@ -74,8 +74,12 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        """Say whether every entry is inside its bound (NaN and Inf never are)."""
-        return bool((self.ratio <= 1.0).all())
+        """Say whether every entry is inside its bound (NaN and Inf never are); one entry's
+        (an entry item's) without building an array for it."""
+        r = self.ratio
+        if r.size == 1:
+            return bool(r.reshape(-1)[0] <= 1.0)
+        return bool((r <= 1.0).all())
 
     @property
     def max_ratio(self) -> float:

@@ -141,13 +141,25 @@ class Item(NamedTuple):
     @property
     def group(self) -> str:
         """Return what items share one gradient computation (one adapter call)."""
-        return _group(self.config, self.spec)
+        config, spec = self.config, self.spec
+        last = _LAST_GROUP[0]  # one tuple, read once: never half of another thread's
+        if last[0] is config and last[1] is spec:
+            return last[2]
+        name = _group(config, spec)
+        _LAST_GROUP[0] = (config, spec, name)
+        return name
 
     @property
     def id(self) -> str:
         """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
         tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
         return f"{self.group}-{self.tensor}{tail}"
+
+
+_LAST_GROUP: list[tuple] = [(None, None, "")]
+"""The last (config, spec, group name) that `Item.group` returned: a group's items are adjacent
+and share their config and spec objects, and an entry item asks its group about ten times, so
+the same objects (compared by identity, never equal-but-other ones) skip hashing both."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -354,10 +354,12 @@ class Exporter:
             terminalreporter.write_line(line)
 
     def summary(self) -> str | None:
-        """Return `conformance repro: 2 scripts for 3 failing groups (…) in DIR`, or None."""
+        """Return `conformance repro: 2 scripts for 3 failing groups (…) in DIR`; with no
+        failing group, that none was written there (the folder asked for is named either way)."""
         exports = list(self.reported.values())
         if not exports:
-            return None
+            return ("conformance repro: no failing group, no script written to "
+                    f"{self.folder.resolve()}")
         scripts = {e["script"] for e in exports if "script" in e}
         errors = [e["error"] for e in exports if "error" in e]
         n, k = len(exports), len(scripts)
