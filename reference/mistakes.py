@@ -307,9 +307,10 @@ O(1) apart, so three decimal digits in every row still tell each from the others
 
 def _tolerance(ref: np.ndarray, mine: np.ndarray, bound: np.ndarray) -> np.ndarray:
     """Return how far the adapter's entries may lie from a mistake's: the reference's tier,
-    times how much larger the mistake's row is than the reference's (its roundings scale with
-    it; a bias's entries are rows of one), and at least the tier's typical share of an entry
-    (its median bound/|ref|, at most RELATIVE_CAP) of the row's largest entry. A mistake gives
+    times how much larger the mistake's row is than the reference's, up to GROW_CAP (its
+    roundings scale with it; a bias's entries are rows of one), and at least the tier's
+    typical share of an entry (its median bound/|ref|, at most RELATIVE_CAP) of the row's
+    largest entry. A mistake gives
     values where the reference's bound is 0: the rows of a dead relu unit once relu′ is left
     out, whose sums cancel."""
     seen = (ref != 0) & (bound > 0)
@@ -317,7 +318,7 @@ def _tolerance(ref: np.ndarray, mine: np.ndarray, bound: np.ndarray) -> np.ndarr
         if seen.any() else 0.0
     mine_rows, ref_rows = _rows(mine), _rows(ref)
     with np.errstate(divide="ignore", invalid="ignore"):
-        grow = np.where(ref_rows > 0, np.maximum(1.0, mine_rows / ref_rows), 1.0)
+        grow = np.where(ref_rows > 0, np.clip(mine_rows / ref_rows, 1.0, GROW_CAP), 1.0)
     return np.maximum(bound * grow, relative * mine_rows)
 
 
@@ -326,17 +327,38 @@ def _rows(a: np.ndarray) -> np.ndarray:
     return np.abs(a).max(axis=-1, keepdims=True) if a.ndim > 1 else np.abs(a)
 
 
+GROW_CAP = 16.0
+"""The most a variant's `grow` widens the tier: it widens the tier's absolute floors too (the
+activations' budgets, which do not grow with the mistake), and σ′ left out of a saturated layer
+grows δ 10¹²-fold; such a mistake, computed in the adapter's arithmetic, is read a wrong
+gradient rather than taken in with the reference beside it."""
+SEPARATED = 4.0
+"""Where a mistake lies this many tiers (the reference's and its own) from the reference, the
+adapter's entry must lie nearer the mistake than the reference: a tier grown with a mistake's
+magnitude (σ′ left out of a saturated layer, 10¹² larger) would otherwise take in the
+reference itself."""
+
+
 def _matches(v: Variant, got: dict, ref: dict, bound: dict) -> bool:
     """Say whether the adapter's tensors lie within `_tolerance` of the variant's on every
-    entry, and the variant leaves the reference's tier somewhere (the case can tell them
-    apart)."""
+    entry (a tensor the variant leaves right: within the reference's own tier), nearer the
+    variant than the reference wherever the two lie SEPARATED of either tier apart, and the variant
+    leaves the reference's tier somewhere (the case can tell them apart)."""
     apart, moved = False, bound if v.bounds is None else v.bounds(bound)
     for k in reversed(list(ref)):  # the last layer's tensors first: the smallest, as a rule
         mine = np.asarray(v.gradients[k], dtype=np.float64)
-        tol = _tolerance(ref[k], mine, moved[k]) * max(1.0, (v.grow or {}).get(k, 1.0))
-        if not np.all(np.abs(np.asarray(got[k], dtype=np.float64) - mine) <= tol):
+        g = np.asarray(got[k], dtype=np.float64)
+        if mine is ref[k] or np.array_equal(mine, ref[k]):  # left right: it must pass the tier
+            tol = bound[k]
+        else:
+            grow = min(max(1.0, (v.grow or {}).get(k, 1.0)), GROW_CAP)
+            tol = _tolerance(ref[k], mine, moved[k]) * grow
+        off = np.abs(mine - ref[k])
+        far = off > SEPARATED * np.maximum(bound[k], tol)
+        if not np.all(np.abs(g - mine) <= tol) or np.any(
+                np.abs(g - mine)[far] >= np.abs(g - ref[k])[far]):
             return False
-        apart = apart or bool(np.any(np.abs(mine - ref[k]) > bound[k]))
+        apart = apart or bool(np.any(off > bound[k]))
     return apart
 
 
@@ -355,6 +377,7 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
                 found.append((mistake.name, v))
     if not found:
         return None
+    found = _nearest_factor(found, got, ref)
     causes = list(dict.fromkeys(m.sentence.format(**v.fields) for name, v in found
                                 for m in catalogue if m.name == name))
     names = tuple(dict.fromkeys(name for name, _ in found))
@@ -367,6 +390,18 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
         head = f"{', '.join(changed)} {'matches' if len(changed) == 1 else 'match'} a known bug"
     tail = "" if len(causes) == 1 else " (this case cannot tell them apart)"
     return Match(names, f"{head}: {' or '.join(causes)}{tail}")
+
+
+def _nearest_factor(found: list, got: dict, ref: dict) -> list:
+    """Return the factor mistakes whose factor lies nearest the least-squares factor of the
+    adapter's gradients on the reference (every one when a match is no factor): a tier wider
+    than a tiny factor takes in its half too (C/(B·n_L) and ½ of it at batch 4096)."""
+    if any(v.factor is None for _, v in found):
+        return found
+    rr = sum(float(np.sum(ref[k] * ref[k])) for k in ref)
+    fitted = sum(float(np.sum(np.asarray(got[k], dtype=np.float64) * ref[k])) for k in ref) / rr
+    gap = min(abs(v.factor - fitted) for _, v in found)
+    return [(n, v) for n, v in found if abs(v.factor - fitted) <= gap * 1.5 + 1e-3 * abs(fitted)]
 
 
 def named(diagnosis, case: Case, got: dict, ref: dict, bound: dict,

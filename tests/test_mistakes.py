@@ -4,12 +4,14 @@ mistake is named on correct gradients or where the case cannot tell it from them
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 import pytest
 
 from adapters.example import adapter as example
+from reference.activations import CATALOGUE
 from reference.bounds import bounds
 from reference.compare import WRONG, diagnose
 from reference.mistakes import MISTAKES, Mistake, Variant, named, nearest
@@ -103,3 +105,38 @@ def test_the_catalogue_extends():
     assert nearest(case, got, ref, bounds(case, "float64")) is None
     match = nearest(case, got, ref, bounds(case, "float64"), (*MISTAKES, thirds))
     assert match.names == ("thirds",) and match.label.endswith("the cost is divided by 3")
+
+
+def test_a_framework_deviation_is_no_known_bug():
+    """torch's softplus (z itself above 20) on the saturated case fails W1 … b2 by up to 160×
+    the tier, yet matches no mistake: a tensor a mistake leaves right must pass the tier."""
+    softplus = CATALOGUE["softplus"]
+    torch_like = dataclasses.replace(
+        softplus, f=lambda z: np.where(z > 20, z, softplus.f(z)),
+        df=lambda z: np.where(z > 20, 1.0, softplus.df(z)))
+    for seed in range(3):
+        case = draw(Spec((16, 8, 4), 4, seed, ("sigmoid", "softplus"), saturate=25))
+        ref = gradients(case)
+        CATALOGUE["softplus"] = torch_like
+        try:
+            got = gradients(case)
+        finally:
+            CATALOGUE["softplus"] = softplus
+        b = bounds(case, "float64")
+        assert any(np.any(np.abs(got[k] - ref[k]) > b[k]) for k in ref)
+        assert nearest(case, got, ref, b) is None
+
+
+def test_of_two_factors_inside_the_tier_the_nearer_is_named():
+    """Two factor mistakes both inside a float32 tier wider than their gap (10⁻⁸ and 1.2·10⁻⁸
+    of the reference): the one nearer the fitted factor is named, alone."""
+    case = draw(SPECS[0])
+    ref = gradients(case)
+
+    def scaled(c):
+        return lambda bp, seen: iter([Variant({k: c * v for k, v in bp.ref.items()}, {}, c)])
+
+    near, far = (Mistake("near", scaled(1e-8), "near"), Mistake("far", scaled(1.2e-8), "far"))
+    got = {k: (1e-8 * v).astype(np.float32) for k, v in ref.items()}
+    match = nearest(case, got, ref, bounds(case, "float32"), (far, near))
+    assert match.names == ("near",)
