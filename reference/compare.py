@@ -380,10 +380,12 @@ class Diagnosis:
     of: int = 0
     unsure: tuple[str, ...] = ()  # products the fit can say neither way
     among: tuple[str, ...] = ()  # read together: the arithmetic is in some of these products
+    mistake: str | None = None  # the known bug a wrong gradient matches (reference.mistakes)
 
     def __str__(self) -> str:
         if self.reads == WRONG:
-            return f"{WRONG}: {self.failing} {'entry' if self.failing == 1 else 'entries'}"
+            n = self.failing
+            return self.mistake or f"{WRONG}: {n} {'entry' if n == 1 else 'entries'}"
         how = " (outputs rounded too, as under autocast)" if self.matched == OUTPUTS else ""
         if self.products:
             rest = f" ({len(self.unsure)} more undetermined)" if self.unsure else ""

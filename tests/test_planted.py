@@ -112,9 +112,15 @@ def test_a_two_layer_only_adapter_skips_deeper_cases_with_one_reason(pytester):
 
 
 def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
-    """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum)."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:MeanLoss")
+    """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum), and
+    each failure names it with its factor (reference/mistakes.py)."""
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:MeanLoss")
     assert failed(outcomes) == {k for k in outcomes if "-1x1x1-b1-" not in k}
+    for k, message in messages.items():
+        B, n = re.search(r"x(\d+)-b(\d+)-s\d+-", k).group(2, 1)
+        mean = "the batch and the outputs" if B != "1" else f"the {n} outputs"
+        assert (f"errors consistent with: every entry is {1 / (int(B) * int(n)):.4g}× the "
+                f"reference: the cost is averaged over {mean}") in message, k
 
 
 def test_float32_leak_breaks_float64(pytester):
