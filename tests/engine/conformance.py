@@ -41,7 +41,7 @@ from tests.engine.copies import (
     layout,
 )
 from tests.engine.isolation import ChildFailed
-from tests.engine.matrix import Item, Spec, draw
+from tests.engine.matrix import Config, Item, Spec, draw
 
 MAX_LISTED = 5  # worst entries a failure message lists
 
@@ -119,14 +119,33 @@ def bounds_for(spec: Spec, arithmetic: str) -> dict:
 def expected_for(item: Item) -> dict:
     """Return what the item's group is checked against: the reference gradients, or H·v along
     the spec's direction for a second-order item."""
-    return reference_for(item.spec) if item.config.order == 1 else second.hvp_for(item.spec)
+    return expected_of(item.config, item.spec)
 
 
 def tier_for(item: Item) -> dict:
     """Return the per-entry bounds of the item's group in its dtype, of its order."""
-    spec, dtype = item.spec, item.config.dtype
-    return bounds_for(spec, dtype) if item.config.order == 1 else second.hvp_bounds_for(spec,
-                                                                                       dtype)
+    return tier_of(item.config, item.spec)
+
+
+def expected_of(config: Config, spec: Spec) -> dict:
+    """Return the reference of a config's order on a spec: gradients, or H·v."""
+    return reference_for(spec) if config.order == 1 else second.hvp_for(spec)
+
+
+def tier_of(config: Config, spec: Spec) -> dict:
+    """Return the bounds of a config's order and dtype on a spec."""
+    if config.order == 1:
+        return bounds_for(spec, config.dtype)
+    return second.hvp_bounds_for(spec, config.dtype)
+
+
+def call_of(adapter, config: Config, spec: Spec):
+    """Call the adapter once as the config asks (gradients, or hvp along the spec's direction)
+    on fresh read-only copies of the case and direction; return what it gave."""
+    setting = {} if config.precision == "default" else {"precision": config.precision}
+    v = None if config.order == 1 else fresh_direction(second.direction_for(spec))
+    return isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device, v=v,
+                          **setting)
 
 
 @functools.lru_cache(maxsize=256)
@@ -189,7 +208,7 @@ class Runner:
             try:
                 if not _well_formed(got, ref):
                     raise ValueError("a tensor is missing, misshapen or not finite")
-                diag = _diagnosed(item, got, ref)
+                diag = diagnosed(item.config, item.spec, got, ref)
             except (KeyError, ValueError, TypeError, AttributeError):
                 diag = None
             self._diagnoses = {item.group: diag}
@@ -240,11 +259,11 @@ class Runner:
         return got, elapsed
 
 
-def _diagnosed(item: Item, got: dict, ref: dict) -> Diagnosis:
-    """Return the group's diagnosis: the field of errors read against simulated arithmetics and
+def diagnosed(config: Config, spec: Spec, got: dict, ref: dict) -> Diagnosis:
+    """Return a group's diagnosis: the field of errors read against simulated arithmetics and
     named by the nearest known bug (first order), or by the second-order mistakes."""
-    spec, dtype = item.spec, item.config.dtype
-    if item.config.order == second.SECOND:
+    dtype = config.dtype
+    if config.order == second.SECOND:
         return second.diagnose_hvp(spec, got, dtype)
     diag = diagnose(got, ref, dtype, functools.partial(bounds_for, spec),
                     functools.partial(simulated_for, spec))

@@ -1,0 +1,206 @@
+"""Second order: every built-in adapter's H·v passes, and each planted second-order bug (first
+order exact) fails its H·v items only, named by the nearest known mistake."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+import adapters
+from tests.fixtures import planted
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
+CURVED = ("--cases", "small,seed")  # every layer's σ curved (tanh, softplus, sigmoid): σ″ ≠ 0
+EXPECTED = {  # planted bug → what its failure names, and the tensors whose H·v it breaks
+    "TorchSigma2Missing": ("σ″ missing in layer 1", {"W1", "b1"}),
+    "TorchSigma2Doubled": ("wrong gradient: ", None),
+    "TorchDeltaDetached": ("δ2 detached", None),
+    "TorchGradientDetached": ("gradient of layer 1 detached", None),
+    "TorchNoCreateGraph": ("hvp zero", None),
+    "JaxSigma2Missing": ("σ″ missing in layer 1", {"W1", "b1"}),
+    "JaxSigma2Doubled": ("wrong gradient: ", None),
+    "JaxDeltaDetached": ("δ2 detached", None),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frameworks_loaded_once():
+    """Import torch and JAX before pytester snapshots sys.modules: pytester drops what a test
+    imported, the next test imports it again, and jaxlib aborts when its native library is
+    initialised twice (absl: SetTimeZone() has already been called)."""
+    for name in ("torch", "jax"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict, dict]:
+    """Run the conformance suite in a process of its own (JAX's native libraries cannot be
+    imported twice, as pytester's in-process runs would); return the result, each item's
+    outcome and each failure's message, read from its results."""
+    result = pytester.runpytest_subprocess(CONFORMANCE, "-p", "no:randomly", "-n", "0",
+                                           "--results", "hvp.json", *args, timeout=600)
+    items = json.loads((pytester.path / "hvp.json").read_text())["items"]
+    outcomes = {i["id"]: i["outcome"] for i in items}
+    messages = {i["id"]: i["message"] for i in items if i["outcome"] == "failed"}
+    return result, outcomes, messages
+
+
+def test_every_builtin_adapter_offers_second_order():
+    """Each built-in idiom has hvp (tinygrad and Keras too: both differentiate twice)."""
+    for specs in adapters.BUILTIN.values():
+        for spec in specs:
+            module, _, name = spec.partition(":")
+            cls = getattr(__import__(module, fromlist=[name]), name)
+            assert adapters.has_hvp(cls()), spec
+
+
+def test_builtin_hvps_pass(pytester):
+    """Every built-in framework's H·v passes at both dtypes on curved and deep cases, and its
+    first-order items still run beside it (the default --order)."""
+    frameworks = [f for f in adapters.BUILTIN if _importable(f)]
+    result, outcomes, messages = run(pytester, "--frameworks", ",".join(frameworks), "--cases",
+                                     "small,chain,deep")
+    assert not messages, next(iter(messages.values()))
+    hvp = [k for k in outcomes if "-hvp-" in k]
+    assert hvp and len(hvp) * 2 == len(outcomes)  # first and second order, item for item
+    assert set(outcomes.values()) == {"passed"}
+
+
+def _importable(framework: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec({"equinox": "equinox", "flax": "flax"}.get(
+        framework, framework)) is not None
+
+
+@pytest.mark.parametrize("bug", sorted(EXPECTED))
+def test_planted_second_order_bug_is_caught_and_named(pytester, bug):
+    """The bug's gradients pass (first order exact); its H·v fails, on the tensors it breaks,
+    with the known mistake it is named as; the message names H·v and reruns the item."""
+    pytest.importorskip("torch" if bug.startswith("Torch") else "jax")
+    label, tensors = EXPECTED[bug]
+    _, outcomes, messages = run(pytester, "--adapter", f"tests.fixtures.planted:{bug}", *CURVED)
+    first = {k: v for k, v in outcomes.items() if "-hvp-" not in k}
+    assert first and set(first.values()) == {"passed"}, messages
+    failing = {k for k, v in outcomes.items() if v == "failed"}
+    assert failing and all("-hvp-" in k for k in failing)
+    if tensors is not None:
+        assert failing == {k for k in outcomes if "-hvp-" in k and k.rsplit("-", 1)[1] in tensors}
+    for k in failing:
+        reading = next(ln for ln in messages[k].splitlines()
+                       if ln.startswith("errors consistent with: "))
+        assert label in reading and (label != "wrong gradient: " or "known bug" not in reading)
+        assert f" H·v {k.rsplit('-', 1)[1]}: " in messages[k].splitlines()[0]
+        assert f"test_gradient[{k}]" in messages[k]
+
+
+def test_order_selects_the_items(pytester):
+    """--order 1 runs gradients only, --order 2 H·v only; anything else is a usage error."""
+    pytest.importorskip("torch")
+    ids = {}
+    for order in ("1", "2"):
+        result = pytester.runpytest_subprocess(CONFORMANCE, "--frameworks", "torch", "--cases",
+                                              "chain", "--order", order, "--collect-only", "-q")
+        ids[order] = [ln for ln in result.outlines if "test_gradient[" in ln]
+    assert ids["1"] and not any("-hvp-" in i for i in ids["1"])
+    assert ids["2"] and all("-hvp-" in i for i in ids["2"]) and len(ids["1"]) == len(ids["2"])
+    assert any(i.endswith("-s0-hvp-W1]") for i in ids["2"])
+    bad = pytester.runpytest_subprocess(CONFORMANCE, "--frameworks", "torch", "--order", "3")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--order '3': expected 1, 2 or 1,2*"])
+
+
+def test_an_adapter_without_hvp_runs_first_order_or_skips_when_asked(pytester):
+    """The NumPy example has no hvp: by default it runs first order only; asked for order 2,
+    its items are skipped, saying why."""
+    _, outcomes, _ = run(pytester, "--adapter", "adapters.example:adapter", "--cases", "chain")
+    assert outcomes and not any("-hvp-" in k for k in outcomes)
+    result, outcomes, _ = run(pytester, "--adapter", "adapters.example:adapter", "--cases",
+                              "chain", "--order", "2", "-rs")
+    assert outcomes and set(outcomes.values()) == {"skipped"}
+    result.stdout.fnmatch_lines(["*adapter 'numpy' has no hvp(case, v, dtype, device)*"])
+
+
+HOSTILE = '''
+import numpy as np
+from tests.fixtures.planted import TorchSigma2Missing
+
+
+class Writes(TorchSigma2Missing):
+    name = "writes_v"
+    layer = 0  # no layer planted: the H·v is right, but the call writes into v
+
+    def hvp(self, case, v, dtype, device):
+        import torch
+
+        out = super().hvp(case, v, dtype, device)
+        torch.from_numpy(v["W1"]).add_(1.0)  # past the read-only flag (torch only warns)
+        return out
+
+
+class Flaky(TorchSigma2Missing):
+    name = "flaky_hvp"
+    layer, calls = 0, 0
+
+    def hvp(self, case, v, dtype, device):
+        out = super().hvp(case, v, dtype, device)
+        Flaky.calls += 1
+        out["W2"][0, 0] += Flaky.calls * 1e-3 * (abs(out["W2"][0, 0]) + 1)
+        return out
+'''
+
+
+def test_hvp_calls_get_the_first_order_checks(pytester):
+    """A write into the direction fails the group, and calls that differ beyond the bound fail
+    as nondeterministic, as for gradients."""
+    pytest.importorskip("torch")
+    pytester.makepyfile(hostile_hvp=HOSTILE)
+    pytester.syspathinsert()
+    _, outcomes, messages = run(pytester, "--adapter", "hostile_hvp:Writes", "--cases", "chain",
+                                "--dtypes", "float64")
+    hvp = {k: v for k, v in outcomes.items() if "-hvp-" in k}
+    assert set(hvp.values()) == {"failed"}
+    assert "wrote into the case: the direction's W1 changed (1 of 1 entries)" in next(
+        iter(messages.values()))
+    _, outcomes, messages = run(pytester, "--adapter", "hostile_hvp:Flaky", "--cases", "small",
+                                "--dtypes", "float64")
+    w2 = next(k for k in outcomes if k.endswith("-hvp-W2"))
+    assert outcomes[w2] == "failed" and " H·v W2 nondeterministic: " in messages[w2]
+
+
+def test_results_record_the_order_and_the_report_shows_it(pytester):
+    """Each item's results carry its order (2 for H·v, in config and at the top); the report
+    gives H·v configs rows of their own."""
+    pytest.importorskip("torch")
+    _, outcomes, _ = run(pytester, "--frameworks", "torch", "--cases", "chain", "--dtypes",
+                         "float64", "--report", "r.html")
+    items = json.loads((pytester.path / "hvp.json").read_text())["items"]
+    orders = {i["id"]: (i["order"], i["config"]["order"]) for i in items}
+    assert {o for k, o in orders.items() if "-hvp-" in k} == {(2, 2)}
+    assert {o for k, o in orders.items() if "-hvp-" not in k} == {(1, 1)}
+    assert "torch-cpu-float64 H·v" in (pytester.path / "r.html").read_text()
+
+
+def test_planted_bugs_leave_first_order_exact_in_both_frameworks():
+    """Each activation bug changes H·v only: the same custom σ's gradients equal the correct
+    one's bit for bit (the planted backward computes g·σ′ in the same operations)."""
+    import numpy as np
+
+    from tests.engine.conformance import case_for
+    from tests.engine.matrix import Spec
+
+    case = case_for(Spec((5, 4, 3), 3, 0, ("tanh", "softplus")))
+    for family, right in ((planted.TORCH_SECOND, planted._TorchSecond),
+                          (planted.JAX_SECOND, planted._JaxSecond)):
+        pytest.importorskip("torch" if right is planted._TorchSecond else "jax")
+        want = right().gradients(case, "float64", "cpu")
+        for cls in family.values():
+            got = cls().gradients(case, "float64", "cpu")
+            assert all(np.array_equal(got[k], want[k]) for k in want), cls.name
