@@ -28,7 +28,7 @@ import numpy as np
 
 from reference.activations import activation
 from reference.case import Case, _draw, tensors
-from reference.network import forward_deep
+from reference.network import forward, forward_deep
 
 Params = dict[str, np.ndarray]
 
@@ -64,7 +64,34 @@ def check_direction(case: Case, v: Params) -> None:
 
 
 def hvp(case: Case, v: Params) -> Params:
-    """Return H·v, H the Hessian of (19) summed over the batch, by the R-pass (module docstring)."""
+    """Return H·v, H the Hessian of (19) summed over the batch, by the R-pass written out for
+    (15)–(29) (any other depth: `hvp_deep`, the same numbers bit for bit on 2 layers)."""
+    if case.depth != 2:
+        return hvp_deep(case, v)
+    check_direction(case, v)
+    s1, s2 = activation(case.sigma1), activation(case.sigma2)
+    W2 = case.W2
+    V1, c1, V2, c2 = (np.asarray(v[k], dtype=np.float64) for k in ("W1", "b1", "W2", "b2"))
+    z1, a1, z2, a2 = forward(case)  # (15)–(18)
+    Rz1 = case.x @ V1.T + c1  # R{(15)}: x does not move with θ
+    Ra1 = s1.df(z1) * Rz1  # R{(16)}
+    Rz2 = Ra1 @ W2.T + a1 @ V2.T + c2  # R{(17)}
+    Ra2 = s2.df(z2) * Rz2  # R{(18)}
+    dC_da2, R_dC_da2 = 2.0 * (a2 - case.y), 2.0 * Ra2  # (19) differentiated, and its R
+    delta2 = s2.df(z2) * dC_da2  # (22)/(24)
+    Rdelta2 = s2.df(z2) * R_dC_da2 + s2.d2f(z2) * Rz2 * dC_da2
+    HW2 = Rdelta2.T @ a1 + delta2.T @ Ra1  # R{(21)–(22)}
+    Hb2 = Rdelta2.sum(axis=0)  # R{(23)–(24)}
+    R_dC_da1 = Rdelta2 @ W2 + delta2 @ V2  # R{(28)–(29)}, summed over m
+    dC_da1 = delta2 @ W2  # (28)–(29); δ1 = σ1′(z1)·dC_da1 (25)–(26) is not needed: Ra0 = 0
+    Rdelta1 = s1.df(z1) * R_dC_da1 + s1.d2f(z1) * Rz1 * dC_da1
+    HW1 = Rdelta1.T @ case.x  # R{(26)}: x does not move
+    Hb1 = Rdelta1.sum(axis=0)
+    return {"W1": HW1, "b1": Hb1, "W2": HW2, "b2": Hb2}
+
+
+def hvp_deep(case: Case, v: Params) -> Params:
+    """Return H·v for a network of any depth, layer by layer (module docstring)."""
     return _hvp(case, v)
 
 
@@ -80,9 +107,10 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
     V = (None, *(np.asarray(v[f"W{i}"], dtype=np.float64) for i in range(1, L + 1)))
     c = (None, *(np.asarray(v[f"b{i}"], dtype=np.float64) for i in range(1, L + 1)))
 
-    Rz, Ra = [None], [np.zeros_like(case.x)]  # Ra_0 = 0: the input does not move with θ
+    Rz, Ra = [None], [None]  # Ra_0 = 0: the input does not move with θ
     for i in range(1, L + 1):
-        Rz.append(Ra[i - 1] @ W[i].T + a[i - 1] @ V[i].T + c[i])  # R{(13)}
+        Rz.append(a[i - 1] @ V[i].T + c[i] if i == 1
+                  else Ra[i - 1] @ W[i].T + a[i - 1] @ V[i].T + c[i])  # R{(13)}
         Ra.append(s[i].df(z[i]) * Rz[i])  # R{σ(z)}
 
     out = {}
@@ -94,7 +122,9 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
             Rdelta = Rdelta + s[i].d2f(z[i]) * Rz[i] * g
         if frozen(i):
             Rdelta = np.zeros_like(Rdelta)
-        out[f"W{i}"] = Rdelta.T @ a[i - 1] + delta.T @ Ra[i - 1]  # R{(21)–(22)/(26)}
+        out[f"W{i}"] = Rdelta.T @ a[i - 1]  # R{(21)–(22)/(26)}
+        if i > 1:
+            out[f"W{i}"] = out[f"W{i}"] + delta.T @ Ra[i - 1]
         out[f"b{i}"] = Rdelta.sum(axis=0)  # R{(23)–(24)}
         if i > 1:
             Rg = Rdelta @ W[i] + delta @ V[i]  # R{(28)–(29)}
@@ -103,6 +133,18 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
 
 
 # The mistakes a second-order implementation makes, each as what it computes from (case, v).
+
+
+def _curved(case: Case) -> list[int]:
+    """Return the layers i whose σ″(z_i)·∂C/∂a_i is not zero at every sample and unit."""
+    z, a = forward_deep(case)
+    g, out = 2.0 * (a[-1] - case.y), []  # (19) differentiated
+    for i in range(case.depth, 0, -1):
+        s = activation(case.sigmas[i - 1])
+        if np.any(s.d2f(z[i]) * g != 0):
+            out.append(i)
+        g = (s.df(z[i]) * g) @ case.layers[i - 1].W  # (28)–(29)
+    return sorted(out)
 
 
 def _sigma2_missing(layer: int):
@@ -135,10 +177,10 @@ def _delta_detached(layer: int):
 
 def mistakes(case: Case) -> tuple[tuple[str, Callable[[Case, Params], Params], str], ...]:
     """Return the known second-order mistakes as (name, fn(case, v), why), for the case's depth;
-    σ″ missing only in layers where σ″ is not zero at every z of the case (relu, identity)."""
-    depth, z = case.depth, forward_deep(case).z
-    curved = [i for i in range(1, depth + 1)
-              if np.any(activation(case.sigmas[i - 1]).d2f(z[i]) != 0)]
+    σ″ missing only in layers where σ″(z)·∂C/∂a is not zero throughout (not relu, identity, or
+    a layer under a dead one), so that no mistake computes the right H·v."""
+    depth = case.depth
+    curved = _curved(case)
     out_zero = ("hvp zero", _zero,
                 "every entry of H·v is zero: the gradient was taken without create_graph (or "
                 "outside the outer transformation), so the second differentiation saw constants")
@@ -168,49 +210,61 @@ class _Dual:
 
     __slots__ = ("f", "f1", "f2", "f12")
 
-    def __init__(self, f: float, f1: float = 0.0, f2: float = 0.0, f12: float = 0.0):
+    def __init__(self, f, f1, f2, f12):
         self.f, self.f1, self.f2, self.f12 = f, f1, f2, f12
 
     def __add__(self, o):
-        o = o if isinstance(o, _Dual) else _Dual(o)
         return _Dual(self.f + o.f, self.f1 + o.f1, self.f2 + o.f2, self.f12 + o.f12)
 
-    __radd__ = __add__
-
     def __sub__(self, o):
-        return self + (o * -1.0)
+        if not isinstance(o, _Dual):
+            return _Dual(self.f - o, self.f1, self.f2, self.f12)
+        return _Dual(self.f - o.f, self.f1 - o.f1, self.f2 - o.f2, self.f12 - o.f12)
 
     def __mul__(self, o):
-        o = o if isinstance(o, _Dual) else _Dual(o)
         return _Dual(self.f * o.f, self.f1 * o.f + self.f * o.f1, self.f2 * o.f + self.f * o.f2,
                      self.f12 * o.f + self.f1 * o.f2 + self.f2 * o.f1 + self.f * o.f12)
 
-    __rmul__ = __mul__
-
-    def through(self, s) -> _Dual:
+    def through(self, f, df, d2f) -> _Dual:
         """Return σ(self) by the chain rule to second order: σ′·f12 + σ″·f1·f2."""
-        z = np.float64(self.f)
-        d, d2 = float(s.df(z)), float(s.d2f(z))
-        return _Dual(float(s.f(z)), d * self.f1, d * self.f2, d * self.f12 + d2 * self.f1 * self.f2)
+        d, d2 = df(self.f), d2f(self.f)
+        return _Dual(f(self.f), d * self.f1, d * self.f2, d * self.f12 + d2 * self.f1 * self.f2)
 
 
-def literal_hessian(case: Case) -> np.ndarray:
+Scalars = tuple[Callable, Callable, Callable]
+
+
+def _catalogue(name: str) -> Scalars:
+    """Return σ, σ′, σ″ of the catalogue entry `name` as float64 functions of one number."""
+    s = activation(name)
+    return tuple(lambda z, fn=fn: float(fn(np.float64(z))) for fn in (s.f, s.df, s.d2f))
+
+
+def literal_hessian(case: Case, number: Callable = float,
+                    derivatives: Callable[[str], Scalars] = _catalogue) -> np.ndarray:
     """Return the Hessian of (19) entry by entry: for each pair (p, q) of parameters (flattened in
-    the order W1, b1, …, WL, bL), the ε1ε2 part of C on hyper-dual numbers (tiny nets only)."""
+    the order W1, b1, …, WL, bL), the ε1ε2 part of C on hyper-dual numbers (tiny nets only).
+
+    The numbers are `number(value)` and σ, σ′, σ″ come from `derivatives(name)`: float64 and
+    the catalogue by default; a multiple-precision type and exact σs give a Hessian free of
+    rounding, to check the float64 R-pass against its bound.
+    """
     names = tensors(case.depth)
-    flat = np.concatenate([case.params[k].ravel() for k in names])
-    P = flat.size
-    H = np.zeros((P, P))
+    flat = [number(float(t)) for k in names for t in case.params[k].ravel()]
+    sig = [derivatives(name) for name in case.sigmas]
+    P = len(flat)
+    H = [[None] * P for _ in range(P)]
+    zero, one = number(0.0), number(1.0)
     for p in range(P):
         for q in range(p, P):
-            theta = [_Dual(t) for t in flat]
-            theta[p] = theta[p] + _Dual(0.0, 1.0)
-            theta[q] = theta[q] + _Dual(0.0, 0.0, 1.0)
-            H[p, q] = H[q, p] = _literal_cost(case, theta).f12
-    return H
+            theta = [_Dual(t, zero, zero, zero) for t in flat]
+            theta[p] = theta[p] + _Dual(zero, one, zero, zero)
+            theta[q] = theta[q] + _Dual(zero, zero, one, zero)
+            H[p][q] = H[q][p] = _literal_cost(case, theta, sig, number).f12
+    return np.array(H, dtype=object if number is not float else np.float64)
 
 
-def _literal_cost(case: Case, theta: list[_Dual]) -> _Dual:
+def _literal_cost(case: Case, theta: list[_Dual], sig: list[Scalars], number: Callable) -> _Dual:
     """Return (19) summed over the batch, the parameters read from the flat list theta."""
     n, k = case.sizes, 0
     W, b = [None], [None]  # index i is layer i
@@ -219,15 +273,15 @@ def _literal_cost(case: Case, theta: list[_Dual]) -> _Dual:
         k += n[i] * n[i - 1]
         b.append(theta[k:k + n[i]])
         k += n[i]
-    C = _Dual(0.0)
+    zero = number(0.0)
+    C = _Dual(zero, zero, zero, zero)
     for x, y in zip(case.x, case.y, strict=True):
-        a = [_Dual(float(t)) for t in x]
+        a = [_Dual(number(float(t)), zero, zero, zero) for t in x]
         for i in range(1, case.depth + 1):
-            s = activation(case.sigmas[i - 1])
             z = [sum((W[i][j][m] * a[m] for m in range(n[i - 1])), b[i][j]) for j in range(n[i])]
-            a = [zj.through(s) for zj in z]  # (13)
+            a = [zj.through(*sig[i - 1]) for zj in z]  # (13)
         for j in range(n[-1]):
-            e = a[j] - float(y[j])
+            e = a[j] - number(float(y[j]))
             C = C + e * e  # (19)
     return C
 
