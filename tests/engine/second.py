@@ -3,10 +3,11 @@ as (the nearest known second-order mistake, else a wrong gradient: k entries).
 
 An item of order 2 (`…-hvp-W1`) is judged as a first-order item is, with H·v in place of the
 gradient: the adapter's `hvp(case, v, dtype, device)` against `reference.hvp.hvp`, entry by
-entry, inside `reference.hvp.hvp_bounds`, the tier derived as the first-order one is. The
-group's field reading (tf32, bf16, a float32 leak) is the first-order diagnosis's: products
-simulated in reduced arithmetic exist for gradients only, so a second-order group reads a
-wrong gradient or a known mistake, never an arithmetic.
+entry, inside `reference.hvp_bounds.hvp_bounds`, the tier derived as the first-order one is;
+the group's field of errors is read by the first-order diagnosis (`reference.compare.diagnose`)
+against the R-pass's own products simulated in reduced arithmetic (`reference.hvp_simulate`:
+tf32 or bf16 per product, a float32 leak), and a wrong H·v is named by the nearest known
+second-order mistake (`reference.hvp.mistakes`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import functools
 
 import numpy as np
 
-from reference.compare import WRONG, Diagnosis, compare
+from reference.compare import Diagnosis, diagnose
 from reference.hvp import direction, hvp, mistakes
+from reference.hvp_bounds import hvp_bounds
+from reference.hvp_simulate import hvp_products, simulate_hvp
 from reference.mistakes import Mistake, Variant, named
 from tests.engine.matrix import Spec
 
@@ -49,9 +52,15 @@ def hvp_for(spec: Spec) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=256)
 def hvp_bounds_for(spec: Spec, dtype: str) -> dict[str, np.ndarray]:
     """Return the per-entry tier of H·v for one dtype."""
-    from reference.hvp import hvp_bounds
-
     return hvp_bounds(_case(spec), direction_for(spec), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def simulated_hvp_for(spec: Spec, arithmetic: str, reduced: tuple[str, ...] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Return the spec's H·v computed in one arithmetic, in the named R-pass products or in
+    every one."""
+    return simulate_hvp(_case(spec), direction_for(spec), arithmetic, reduced)
 
 
 @functools.lru_cache(maxsize=16)
@@ -68,10 +77,12 @@ def _variant(got: dict):
 
 
 def diagnose_hvp(spec: Spec, got: dict, dtype: str) -> Diagnosis:
-    """Return what a group's H·v reads as: its dtype when every entry is inside the tier, else
-    the known mistake it matches (`reference.mistakes.nearest` over `catalogue_for`), else a
-    wrong gradient with its count of entries outside the tier."""
-    ref, bound = hvp_for(spec), hvp_bounds_for(spec, dtype)
-    failing = sum(int(compare(k, got[k], ref[k], bound[k], dtype).failing.sum()) for k in ref)
-    diag = Diagnosis(WRONG if failing else dtype, failing)
-    return named(diag, _case(spec), got, ref, bound, catalogue_for(spec))
+    """Return what a group's H·v reads as: an arithmetic its field of errors matches (tf32 or
+    bf16 in the R-pass products named, a float32 leak), else the known mistake a wrong H·v
+    matches (`reference.mistakes.nearest` over `catalogue_for`), else a wrong gradient with its
+    count of entries outside the tier, else its dtype."""
+    ref = hvp_for(spec)
+    diag = diagnose(got, ref, dtype, functools.partial(hvp_bounds_for, spec),
+                    functools.partial(simulated_hvp_for, spec),
+                    names=hvp_products(_case(spec).depth))
+    return named(diag, _case(spec), got, ref, hvp_bounds_for(spec, dtype), catalogue_for(spec))
