@@ -8,8 +8,8 @@ import functools
 
 import numpy as np
 
-from adapters import keyed, layers
-from adapters.jax_scope import check_dtype, dtype_scope, jax_device
+from adapters import keyed
+from adapters.jax_scope import OneRun, check_dtype, dtype_scope, jax_device, network
 from reference.case import Case
 
 ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softplus": "softplus",
@@ -66,33 +66,26 @@ def _template(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
     return eqx.nn.Sequential(modules)
 
 
-class Equinox:
-    """eqx.nn.Linear (weight (out, in), as in the case) with the case's values, filter_grad."""
-
-    name = "equinox"
-    framework = "equinox"
-    distributions = ("equinox", "jax", "jaxlib")
-
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return Equinox's gradients of the summed cost (19)."""
-        return _run(case, None, dtype, device)
-
-    def hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return Equinox's H·v: filter_jvp of filter_grad along a model holding v."""
-        return _run(case, v, dtype, device)
-
-
 def _run(case: Case, v: dict | None, dtype: str, device: str) -> dict[str, np.ndarray]:
     """Return the gradients (v None) or H·v, read back from the Linear layers."""
     with dtype_scope(dtype) as jax:
         import equinox as eqx
 
-        dev, params = jax_device(jax, device), layers(case)
-        sizes = (params[0][0].shape[1], *(W.shape[0] for W, _, _ in params))
-        template = _template(sizes, tuple(s for _, _, s in params), dtype)
+        dev, (params, sizes, sigmas) = jax_device(jax, device), network(case)
+        template = _template(sizes, sigmas, dtype)
         put = lambda a: jax.device_put(np.asarray(a, dtype), dev)  # noqa: E731
         model = lambda values: eqx.tree_at(_arrays, template, [put(a) for a in values])  # noqa: E731
         m, x, y = model(a for W, b, _ in params for a in (W, b)), put(case.x), put(case.y)
         g = _arrays(_grad()(m, x, y)) if v is None else _hvp()(m, model(v.values()), x, y)
         out = keyed(zip(map(np.asarray, g[::2]), map(np.asarray, g[1::2]), strict=True))
     return check_dtype(out, dtype, "equinox")
+
+
+class Equinox(OneRun):
+    """eqx.nn.Linear (weight (out, in), as in the case) with the case's values, filter_grad;
+    H·v by filter_jvp of filter_grad along a model holding v."""
+
+    name = "equinox"
+    framework = "equinox"
+    distributions = ("equinox", "jax", "jaxlib")
+    run = staticmethod(_run)

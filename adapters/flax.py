@@ -8,8 +8,8 @@ import functools
 
 import numpy as np
 
-from adapters import keyed, layers
-from adapters.jax_scope import check_dtype, dtype_scope, jax_device
+from adapters import keyed
+from adapters.jax_scope import OneRun, check_dtype, dtype_scope, jax_device, network
 from reference.case import Case
 
 ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softplus": "softplus",
@@ -58,30 +58,12 @@ def _compiled(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
     return jax.jit(grads), jax.jit(hvp)
 
 
-class FlaxNNX:
-    """flax.nnx.Linear layers with the case's kernels (Wᵀ) and biases, nnx.grad under jax.jit."""
-
-    name = "flax"
-    framework = "flax"
-    distributions = ("flax", "jax", "jaxlib")
-
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return Flax's gradients of the summed cost (19)."""
-        return _run(case, None, dtype, device)
-
-    def hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return Flax's H·v: the jvp of its gradient function along v's state."""
-        return _run(case, v, dtype, device)
-
-
 def _run(case: Case, v: dict | None, dtype: str, device: str) -> dict[str, np.ndarray]:
     """Return the gradients (v None) or H·v, read back from the state as W and b."""
     with dtype_scope(dtype) as jax:
         from flax import nnx
 
-        dev, params = jax_device(jax, device), layers(case)
-        sizes = (params[0][0].shape[1], *(W.shape[0] for W, _, _ in params))
-        sigmas = tuple(s for _, _, s in params)
+        dev, (params, sizes, sigmas) = jax_device(jax, device), network(case)
         put = lambda a: jax.device_put(np.asarray(a, dtype), dev)  # noqa: E731
         state = lambda pairs: nnx.State({"linears": {  # noqa: E731
             i: {"kernel": nnx.Param(put(np.asarray(W).T)), "bias": nnx.Param(put(b))}
@@ -95,3 +77,13 @@ def _run(case: Case, v: dict | None, dtype: str, device: str) -> dict[str, np.nd
         out = keyed((np.asarray(g["linears"][i]["kernel"][...]).T.copy(),
                      np.asarray(g["linears"][i]["bias"][...])) for i in range(len(params)))
     return check_dtype(out, dtype, "flax")
+
+
+class FlaxNNX(OneRun):
+    """flax.nnx.Linear layers with the case's kernels (Wᵀ) and biases, nnx.grad under jax.jit;
+    H·v by jax.jvp of that function along a state holding v."""
+
+    name = "flax"
+    framework = "flax"
+    distributions = ("flax", "jax", "jaxlib")
+    run = staticmethod(_run)
