@@ -204,3 +204,27 @@ def test_planted_bugs_leave_first_order_exact_in_both_frameworks():
         for cls in family.values():
             got = cls().gradients(case, "float64", "cpu")
             assert all(np.array_equal(got[k], want[k]) for k in want), cls.name
+
+
+def test_entry_items_of_a_second_order_bug(pytester):
+    """--entries makes each entry of H·v an item (`…-hvp-W1[0,0]`); the planted σ″ bug fails
+    exactly the entries of the tensors it breaks."""
+    pytest.importorskip("torch")
+    _, outcomes, _ = run(pytester, "--adapter", "tests.fixtures.planted:TorchSigma2Missing",
+                         "--cases", "chain", "--dtypes", "float64", "--entries")
+    failing = {k for k, v in outcomes.items() if v == "failed"}
+    assert failing == {f"planted_torch_sigma2_missing-cpu-float64-sigmoid-sigmoid-1x1x1-b1-s0-"
+                       f"hvp-{t}" for t in ("W1[0,0]", "b1[0]")}
+    assert sum(v == "passed" for v in outcomes.values()) == 4 + 2  # first order, hvp W2, b2
+
+
+def test_study_rows_name_the_order():
+    """The study page keeps H·v configs apart from first-order ones, labelled `… H·v`."""
+    from reports import study_page
+
+    items = [{"config": {"adapter": "torch", "device": "cpu", "dtype": "float64",
+                         "precision": "default", "order": order}, "framework": "torch"}
+             for order in (1, 2)]
+    keys = [study_page.config_key(i, {}) for i in items]
+    assert keys[0] != keys[1]
+    assert [study_page._label(k) for k in keys] == ["torch-cpu-float64", "torch-cpu-float64 H·v"]
