@@ -145,6 +145,11 @@ class Writes(TorchSigma2Missing):
         return out
 
 
+class OwnProcess(TorchSigma2Missing):
+    name = "own_hvp"
+    layer, process = 0, "own"
+
+
 class Flaky(TorchSigma2Missing):
     name = "flaky_hvp"
     layer, calls = 0, 0
@@ -173,6 +178,15 @@ def test_hvp_calls_get_the_first_order_checks(pytester):
                                 "--dtypes", "float64")
     w2 = next(k for k in outcomes if k.endswith("-hvp-W2"))
     assert outcomes[w2] == "failed" and " H·v W2 nondeterministic: " in messages[w2]
+
+
+def test_hvp_in_an_own_process(pytester):
+    """An adapter that asks for a process of its own gets its hvp calls there too."""
+    pytest.importorskip("torch")
+    pytester.makepyfile(hostile_hvp=HOSTILE)
+    _, outcomes, _ = run(pytester, "--adapter", "hostile_hvp:OwnProcess", "--cases", "chain")
+    assert len([k for k in outcomes if "-hvp-" in k]) == 8
+    assert set(outcomes.values()) == {"passed"}
 
 
 def test_results_record_the_order_and_the_report_shows_it(pytester):
