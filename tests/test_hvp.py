@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,26 @@ def test_study_rows_name_the_order():
     keys = [study_page.config_key(i, {}) for i in items]
     assert keys[0] != keys[1]
     assert [study_page._label(k) for k in keys] == ["torch-cpu-float64", "torch-cpu-float64 H·v"]
+
+
+def test_a_second_order_failure_is_handed_over(pytester):
+    """--repro shrinks an H·v failure and writes a script that calls the adapter's hvp on the
+    shrunk case and the embedded direction: it exits 1 while the bug is there, naming the
+    known mistake; `python -m reports repro` exports the same item from the results."""
+    pytest.importorskip("torch")
+    _, outcomes, _ = run(pytester, "--adapter", "tests.fixtures.planted:TorchSigma2Missing",
+                         "--cases", "small", "--dtypes", "float64", "--repro", "out")
+    scripts = sorted((pytester.path / "out").glob("repro-*-hvp-*.py"))
+    item = next(k for k, v in outcomes.items() if v == "failed")
+    exported = pytester.path / "again.py"
+    done = subprocess.run([sys.executable, "-m", "reports", "repro",
+                           str(pytester.path / "hvp.json"), item, "-o", str(exported)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for script in (*scripts, exported):
+        ran = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        assert "the Hessian-vector product H·v along the embedded direction V is wrong" in (
+            ran.stdout) and "σ″ missing in layer 1" in ran.stdout
+    assert len(scripts) == 1 and "V = " in scripts[0].read_text()
