@@ -74,8 +74,12 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        """Say whether every entry is inside its bound (NaN and Inf never are)."""
-        return bool((self.ratio <= 1.0).all())
+        """Say whether every entry is inside its bound (NaN and Inf never are); one entry's
+        (an entry item's) without building an array for it."""
+        r = self.ratio
+        if r.size == 1:
+            return bool(r.reshape(-1)[0] <= 1.0)
+        return bool((r <= 1.0).all())
 
     @property
     def max_ratio(self) -> float:
@@ -437,7 +441,10 @@ def diagnose(
        residual, and fail the group, in bound or not. Operand rounding is reproducible; a
        summation order is not, and only adds noise to the fit.
     2. float64 asked: a median entry error within a factor 1/LEAK of a float32 computation's
-       is a float32 leak, read as float32, and fails the group.
+       is a float32 leak, read as float32, and fails the group, where the case can tell: the
+       float32 computation's median entry errs beyond the float64 tier (in saturation, where
+       1 − σ cancels, a correct float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32
+       arithmetic on z does, and both lie inside the activations' budgets).
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
@@ -477,7 +484,7 @@ def diagnose(
                              unsure=best.undetermined if joint else (), among=among)
         return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
     leak = leak_level(got, ref, base, norm)
-    if LEAK <= leak <= 1 / LEAK:
+    if LEAK <= leak <= 1 / LEAK and _median_level(base, ref, own) > 1:  # float32 is visible
         return Diagnosis("float32", failing, "float32", (), leak)
     return Diagnosis(dtype if not failing else WRONG, failing, None, (), leak)
 

@@ -35,6 +35,7 @@ class Variant(NamedTuple):
     fields: dict  # what the sentence's {placeholders} say: the layer, σ, the tensor, …
     factor: float | None = None  # every entry is factor × the reference
     bounds: Callable[[dict], dict] | None = None  # the tier moved as the entries were
+    grow: dict | None = None  # how much larger a tensor's magnitudes run than the reference's
 
 
 class Mistake(NamedTuple):
@@ -54,10 +55,11 @@ class Match(NamedTuple):
 
 class Backprop:
     """The reference's pass, in float64, kept layer by layer so that a mistake can redo it from
-    any layer down: z, a, ∂C/∂a and δ of every layer i = 1 … L (index 0 unused, a[0] = x)."""
+    any layer down: z, a, ∂C/∂a and δ of every layer i = 1 … L (index 0 unused, a[0] = x);
+    with the reference's gradients and the tier the adapter's are judged by."""
 
-    def __init__(self, case: Case, ref: dict[str, np.ndarray]):
-        self.case, self.ref, self.L = case, ref, case.depth
+    def __init__(self, case: Case, ref: dict[str, np.ndarray], bound: dict[str, np.ndarray]):
+        self.case, self.ref, self.bound, self.L = case, ref, bound, case.depth
         self.z, self.a = forward_deep(case)
         self.sigma = (None, *(activation(layer.sigma) for layer in case.layers))
         self.dC_da: list = [None] * (self.L + 1)
@@ -142,13 +144,18 @@ gradients only, or into its weight gradient only ((22) as the seed prints it).""
 
 
 def _wrong_delta(bp: Backprop, prime: Callable) -> Iterator[Variant]:
-    """Yield δ_l = prime(σ_l, z_l) ⊙ ∂C/∂a_l in every layer l and scope."""
+    """Yield δ_l = prime(σ_l, z_l) ⊙ ∂C/∂a_l in every layer l and scope; the tensors it reaches
+    round with δ_l's magnitudes, so their tier grows with its largest entry's."""
     for i in range(1, bp.L + 1):
         delta = prime(bp.sigma[i], bp.z[i]) * bp.dC_da[i]
         name = bp.case.layers[i - 1].sigma
+        top = float(np.abs(bp.deltas[i]).max(initial=0.0))
+        ratio = float(np.abs(delta).max(initial=0.0)) / top if top > 0 else 1.0
         for scope, where in SCOPES:
             g = bp.down(i, delta) if scope == "down" else bp.own(i, delta, scope)
-            yield Variant(g, {"l": i, "sigma": name, "where": where.format(l=i)})
+            below = range(1, i + 1) if scope == "down" else (i,)
+            yield Variant(g, {"l": i, "sigma": name, "where": where.format(l=i)},
+                          grow={f"{p}{j}": ratio for j in below for p in "Wb"})
 
 
 def _prime_missing(bp: Backprop, seen: dict) -> Iterator[Variant]:
@@ -197,12 +204,12 @@ def _moved(names: str | tuple[str, ...], move: Callable) -> Callable[[dict], dic
 
 def _rows_permuted(bp: Backprop, seen: dict) -> Iterator[Variant]:
     """A tensor's rows (a bias's entries) permuted, alone or with its layer's other tensor by
-    the same permutation: each row the adapter returned is matched to the reference row
-    nearest it."""
+    the same permutation: each row the adapter returned is matched to a reference row it lies
+    within the tier of."""
     for i in range(1, bp.L + 1):
-        perm = _permutation(bp.ref[f"W{i}"], seen.get(f"W{i}"))
+        perm = _permutation(bp.ref[f"W{i}"], seen.get(f"W{i}"), bp.bound[f"W{i}"])
         if perm is None:
-            perm = _permutation(bp.ref[f"b{i}"], seen.get(f"b{i}"))
+            perm = _permutation(bp.ref[f"b{i}"], seen.get(f"b{i}"), bp.bound[f"b{i}"])
         if perm is None:
             continue
         moved = int((perm != np.arange(perm.size)).sum())
@@ -213,17 +220,38 @@ def _rows_permuted(bp: Backprop, seen: dict) -> Iterator[Variant]:
                           bounds=_moved(names, lambda b, p=perm: b[p]))
 
 
-def _permutation(ref: np.ndarray, got) -> np.ndarray | None:
-    """Return, for each row of `got`, the reference row nearest it, if that is a permutation
-    other than the identity."""
+def _permutation(ref: np.ndarray, got, bound: np.ndarray) -> np.ndarray | None:
+    """Return, for each row of `got`, a reference row it lies within the tier of, each taken
+    once, if that is a permutation other than the identity; None if there is none."""
     if got is None or np.shape(got) != ref.shape or ref.shape[0] < 2:
         return None
     r = ref.reshape(ref.shape[0], -1)
     g = np.asarray(got, dtype=np.float64).reshape(r.shape)
-    scale = np.abs(r).max(axis=1, keepdims=True).T + np.finfo(float).tiny
-    perm = np.array([int(np.argmin((np.abs(r - row).max(axis=1)) / scale[0])) for row in g])
-    if len(set(perm.tolist())) != perm.size or (perm == np.arange(perm.size)).all():
+    t = _tolerance(ref, ref, bound).reshape(r.shape)
+    fits = [[int(j) for j in np.flatnonzero((np.abs(row - r) <= t).all(axis=1))] for row in g]
+    perm = _matching(fits)
+    return None if perm is None or (perm == np.arange(perm.size)).all() else perm
+
+
+def _matching(fits: list[list[int]]) -> np.ndarray | None:
+    """Return a perfect matching of rows to the columns each fits (Kuhn's augmenting paths),
+    None if there is none."""
+    owner: dict[int, int] = {}
+
+    def place(i: int, seen: set) -> bool:
+        for j in fits[i]:
+            if j not in seen:
+                seen.add(j)
+                if j not in owner or place(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    if not all(place(i, set()) for i in range(len(fits))):
         return None
+    perm = np.empty(len(fits), dtype=int)
+    for j, i in owner.items():
+        perm[i] = j
     return perm
 
 
@@ -272,29 +300,43 @@ MISTAKES: tuple[Mistake, ...] = (
 """The catalogue, in the order a reading lists matches."""
 
 
+RELATIVE_CAP = 2.0**-10
+"""The most a row's floor (`_tolerance`) may allow, relative to the row: catalogued mistakes lie
+O(1) apart, so three decimal digits in every row still tell each from the others."""
+
+
 def _tolerance(ref: np.ndarray, mine: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Return the tier for a mistake's entries: the reference's, times how much larger the
-    mistake's tensor is (its roundings scale with it), and at least the tensor's relative tier
-    of its row's size (a bias: of the tensor's). A mistake gives values where the reference's
-    bound is 0: the rows of a dead relu unit once relu′ is left out, whose sums cancel."""
-    top, own = float(np.abs(ref).max(initial=0.0)), float(np.abs(mine).max(initial=0.0))
-    if top == 0:
-        return bound
-    relative = float(bound.max(initial=0.0)) / top
-    rows = np.abs(mine).max(axis=-1, keepdims=True) if mine.ndim > 1 else own
-    return np.maximum(bound * max(1.0, own / top), relative * rows)
+    """Return how far the adapter's entries may lie from a mistake's: the reference's tier,
+    times how much larger the mistake's row is than the reference's (its roundings scale with
+    it; a bias's entries are rows of one), and at least the tier's typical share of an entry
+    (its median bound/|ref|, at most RELATIVE_CAP) of the row's largest entry. A mistake gives
+    values where the reference's bound is 0: the rows of a dead relu unit once relu′ is left
+    out, whose sums cancel."""
+    seen = (ref != 0) & (bound > 0)
+    relative = min(float(np.median(bound[seen] / np.abs(ref[seen]))), RELATIVE_CAP) \
+        if seen.any() else 0.0
+    mine_rows, ref_rows = _rows(mine), _rows(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grow = np.where(ref_rows > 0, np.maximum(1.0, mine_rows / ref_rows), 1.0)
+    return np.maximum(bound * grow, relative * mine_rows)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """Return each row's largest |entry| (a vector's entries are rows of one)."""
+    return np.abs(a).max(axis=-1, keepdims=True) if a.ndim > 1 else np.abs(a)
 
 
 def _matches(v: Variant, got: dict, ref: dict, bound: dict) -> bool:
-    """Say whether the adapter's tensors lie within the tier of the variant's on every entry,
-    and the variant leaves the tier of the reference somewhere (the case can tell them apart)."""
+    """Say whether the adapter's tensors lie within `_tolerance` of the variant's on every
+    entry, and the variant leaves the reference's tier somewhere (the case can tell them
+    apart)."""
     apart, moved = False, bound if v.bounds is None else v.bounds(bound)
     for k in reversed(list(ref)):  # the last layer's tensors first: the smallest, as a rule
         mine = np.asarray(v.gradients[k], dtype=np.float64)
-        tol = _tolerance(ref[k], mine, moved[k])
+        tol = _tolerance(ref[k], mine, moved[k]) * max(1.0, (v.grow or {}).get(k, 1.0))
         if not np.all(np.abs(np.asarray(got[k], dtype=np.float64) - mine) <= tol):
             return False
-        apart = apart or bool(np.any(np.abs(mine - ref[k]) > tol))
+        apart = apart or bool(np.any(np.abs(mine - ref[k]) > bound[k]))
     return apart
 
 
@@ -305,7 +347,7 @@ def nearest(case: Case, got: dict, ref: dict, bound: dict,
     or `W2, b2 match a known bug: …` when the mistake is not a factor."""
     if any(k not in got or np.shape(got[k]) != np.shape(ref[k]) for k in ref):
         return None
-    bp = Backprop(case, ref)
+    bp = Backprop(case, ref, bound)
     found: list[tuple[str, Variant]] = []
     for mistake in catalogue:
         for v in mistake.variants(bp, got):

@@ -5,13 +5,14 @@ documented to differ, tests/deviations.txt lists it."""
 from __future__ import annotations
 
 import functools
+import itertools
 
 import mpmath as mp
 import numpy as np
 import pytest
 
 from reference.activations import CATALOGUE
-from reference.network import forward_deep
+from reference.network import forward_deep, gradients
 from tests.engine import matrix
 
 DTYPES = {"float32": (np.float32, 2.0**-24), "float64": (np.float64, 2.0**-53)}
@@ -241,15 +242,37 @@ def test_drawn_cases_stay_clear_of_the_documented_deviations():
     its pre-activations where the frameworks follow the exact σ: softplus's z < 20, and no
     relu input subnormal in float32; so the deviations above never reach a conformance item."""
     tiny = np.finfo(np.float32).tiny
-    for sizes, batch, own, scale in matrix.named(list(matrix.CASES)):
+    for sizes, batch, own, transform in matrix.named(list(matrix.CASES)):
+        if transform.get("saturate"):
+            continue  # driven past them on purpose: test_the_saturated_case_reaches_them
         depth = len(sizes) - 1
         choices = matrix.ALL_PAIRS if depth == 2 else [*own, *((s,) * depth for s in CATALOGUE)]
         for sigmas in choices:
             for seed in range(201):
-                f = forward_deep(matrix.draw(matrix.Spec(sizes, batch, seed, sigmas, scale)))
+                f = forward_deep(matrix.draw(matrix.Spec(sizes, batch, seed, sigmas,
+                                                         **transform)))
                 for sigma, z in zip(sigmas, f.z[1:], strict=True):
                     where = f"{sigma} layer of {sizes} b{batch} seed {seed}"
                     if sigma == "softplus":
                         assert z.max() < 20, where
                     if sigma == "relu":
                         assert not np.any((z != 0) & (np.abs(z) < tiny)), where
+
+
+def test_the_saturated_case_reaches_them():
+    """The saturated case (its own pairs and every catalogue pair, 200 seeds) drives every layer
+    to |z| ≥ 25 in both signs, past torch's softplus threshold of 20, and no |z| past 28 (no exp
+    overflows float32); its values are float32 numbers, its gradients finite and not all 0."""
+    sizes, batch, own, transform = matrix.named(["saturated"])[0]
+    for sigmas in (*own, *itertools.product(CATALOGUE, repeat=len(sizes) - 1)):
+        for seed in range(200):
+            case = matrix.draw(matrix.Spec(sizes, batch, seed, tuple(sigmas), **transform))
+            where = f"{'-'.join(sigmas)} seed {seed}"
+            for z in forward_deep(case).z[1:]:
+                assert z.max() >= 25 and z.min() <= -25 and np.abs(z).max() < 28, where
+                assert np.abs(z).min() > 25, where
+            for v in case.params.values():
+                assert np.array_equal(v.astype(np.float32), v), where
+            g = gradients(case)
+            assert all(np.isfinite(v).all() for v in g.values()), where
+            assert any(np.any(v != 0) for v in g.values()), where
