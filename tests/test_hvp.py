@@ -267,3 +267,34 @@ def test_a_second_order_failure_is_handed_over(pytester):
         assert "the Hessian-vector product H·v along the embedded direction V is wrong" in (
             ran.stdout) and "σ″ missing in layer 1" in ran.stdout
     assert len(scripts) == 1 and "V = " in scripts[0].read_text()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_the_frameworks_own_scripts_compute_hvp(tmp_path, framework):
+    """The torch and JAX script templates compute H·v as their users write it (double backward;
+    jvp of grad): on the reference's own entries a correct framework reads `fixed` (exit 0),
+    and an entry moved past its bound reproduces (exit 1)."""
+    pytest.importorskip(framework)
+    from reports import repro as render
+    from tests.engine import second
+    from tests.engine.conformance import case_for
+    from tests.engine.matrix import Spec
+
+    spec = Spec((5, 4, 3), 3, 0, ("tanh", "softplus"))
+    case, v = case_for(spec), second.direction_for(spec)
+    ref, bound = second.hvp_for(spec)["W1"], second.hvp_bounds_for(spec, "float64")["W1"]
+    entries = [{"index": (j, k), "ref": float(ref[j, k]), "bound": float(bound[j, k]),
+                "sim": None} for j, k in ((0, 0), (3, 4))]
+    d = {"framework": framework, "item": "x", "tensor": "W1", "shape": ref.shape,
+         "direction": [(v[f"W{i}"], v[f"b{i}"]) for i in (1, 2)], "title": "t", "search": "s",
+         "diagnosis": "d", "found_with": "f", "sizes": spec.sizes, "batch": spec.batch,
+         "seed": 0, "sigmas": spec.sigmas, "layers": [(la.W, la.b) for la in case.layers],
+         "x": case.x, "labels": [int(i) for i in case.y.argmax(axis=1)], "dtype": "float64",
+         "device": "cpu", "precision": "default", "entries": entries, "sim_label": None}
+    for moved, status in ((0.0, 0), (1.0, 1)):
+        d["entries"][1] = {**entries[1], "ref": entries[1]["ref"] + moved}
+        script = tmp_path / f"repro-{framework}-{status}.py"
+        script.write_text(render.render(d))
+        ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=300)
+        assert ran.returncode == status, ran.stdout + ran.stderr

@@ -201,8 +201,7 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str, folder=None,
     for e in entries:
         e["sim"] = None if sim is None else float(sim[e["index"]])
     builtin = type(adapter).__module__ == f"adapters.{adapter.framework}"
-    # H·v runs through the adapter: the frameworks' own templates write gradients only
-    framework = adapter.framework if builtin and config.order == 1 else "adapter"
+    framework = adapter.framework if builtin else "adapter"
     worst, what = entries[0], f"dC/d{tensor}" if config.order == 1 else f"(H·v) {tensor}"
     v = None if config.order == 1 else second.direction_for(spec)
     return {
