@@ -14,6 +14,11 @@ with W, b and sigma, any depth L), inputs and targets in `dtype` ("float32", "fl
 as NumPy arrays shaped like the parameters. It holds no
 tolerances, compares nothing, prints nothing, and imports its framework only when called.
 
+Optional, for second order: `hvp(case, v, dtype, device)` returns the Hessian-vector product
+H·v of the same cost, v a dict keyed and shaped like the parameters (float64 arrays holding
+values exact in every dtype), keyed like `gradients`. An adapter without it runs first order
+only; one that has it runs both (`--order`).
+
 Optional, for a framework that cannot share a process (Keras 3 picks its backend once):
 `process = "own"`, and the suite calls the adapter in a child process that holds it alone
 (tests/engine/isolation.py).
@@ -137,6 +142,10 @@ def check(adapter, spec: str):
         raise AdapterError(f"adapter {spec!r}: framework must be a string")
     if not callable(_attribute(adapter, "gradients", spec)):
         raise AdapterError(f"adapter {spec!r}: has no gradients(case, dtype, device) method")
+    hvp = _attribute(adapter, "hvp", spec)
+    if hvp is not None and not callable(hvp):
+        raise AdapterError(f"adapter {spec!r}: hvp must be a method hvp(case, v, dtype, device) "
+                           f"or absent, got {repr(hvp)[:100]}")
     process = _attribute(adapter, "process", spec)
     if process not in (None, "own"):
         raise AdapterError(f"adapter {spec!r}: process must be \"own\" (call it in a process of "
@@ -146,6 +155,11 @@ def check(adapter, spec: str):
         raise AdapterError(f"adapter {spec!r}: precisions must be a tuple of setting names "
                            f"(e.g. ('highest', 'high')), got {repr(precisions)[:100]}")
     return adapter
+
+
+def has_hvp(adapter) -> bool:
+    """Say whether the adapter offers second order: a callable `hvp(case, v, dtype, device)`."""
+    return callable(getattr(adapter, "hvp", None))
 
 
 def _settings(precisions) -> bool:

@@ -1,5 +1,6 @@
 """Flax adapter: an NNX module of nnx.Linear layers; nnx.grad of the loss, split and merged
-inside one jax.jit compiled once per sizes, σs and dtype."""
+inside one jax.jit compiled once per sizes, σs and dtype; H·v as jax.jvp of that function of
+the state (forward over reverse)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import functools
 
 import numpy as np
 
-from adapters import keyed, layers
-from adapters.jax_scope import check_dtype, dtype_scope, jax_device
+from adapters import keyed
+from adapters.jax_scope import OneRun, check_dtype, dtype_scope, jax_device, network
 from reference.case import Case
 
 ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softplus": "softplus",
@@ -37,8 +38,8 @@ def _mlp(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
 
 @functools.cache
 def _compiled(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
-    """Return jit(grad) for one network, built once per sizes, σs and dtype (jax.jit then
-    compiles once per batch size)."""
+    """Return jit(grad) and jit(H·v) for one network, built once per sizes, σs and dtype (jax.jit
+    then compiles once per batch size)."""
     import jax
     from flax import nnx
 
@@ -47,34 +48,42 @@ def _compiled(sizes: tuple[int, ...], sigmas: tuple[str, ...], dtype: str):
     def loss(model, x, y):
         return ((model(x) - y) ** 2).sum()  # (19), summed over the batch
 
-    @jax.jit
     def grads(params, x, y):
         model = nnx.merge(graphdef, params)
         return nnx.state(nnx.grad(loss)(model, x, y))
 
-    return grads
+    def hvp(params, tangents, x, y):
+        return jax.jvp(lambda p: grads(p, x, y), (params,), (tangents,))[1]
+
+    return jax.jit(grads), jax.jit(hvp)
 
 
-class FlaxNNX:
-    """flax.nnx.Linear layers with the case's kernels (Wᵀ) and biases, nnx.grad under jax.jit."""
+def _run(case: Case, v: dict | None, dtype: str, device: str) -> dict[str, np.ndarray]:
+    """Return the gradients (v None) or H·v, read back from the state as W and b."""
+    with dtype_scope(dtype) as jax:
+        from flax import nnx
+
+        dev, (params, sizes, sigmas) = jax_device(jax, device), network(case)
+        put = lambda a: jax.device_put(np.asarray(a, dtype), dev)  # noqa: E731
+        state = lambda pairs: nnx.State({"linears": {  # noqa: E731
+            i: {"kernel": nnx.Param(put(np.asarray(W).T)), "bias": nnx.Param(put(b))}
+            for i, (W, b) in enumerate(pairs)}})
+        grads, hvp = _compiled(sizes, sigmas, dtype)
+        x, y, p = put(case.x), put(case.y), state((W, b) for W, b, _ in params)
+        if v is None:
+            g = grads(p, x, y)
+        else:
+            g = hvp(p, state((v[f"W{i}"], v[f"b{i}"]) for i in range(1, len(params) + 1)), x, y)
+        out = keyed((np.asarray(g["linears"][i]["kernel"][...]).T.copy(),
+                     np.asarray(g["linears"][i]["bias"][...])) for i in range(len(params)))
+    return check_dtype(out, dtype, "flax")
+
+
+class FlaxNNX(OneRun):
+    """flax.nnx.Linear layers with the case's kernels (Wᵀ) and biases, nnx.grad under jax.jit;
+    H·v by jax.jvp of that function along a state holding v."""
 
     name = "flax"
     framework = "flax"
     distributions = ("flax", "jax", "jaxlib")
-
-    def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
-        """Return Flax's gradients of the summed cost (19)."""
-        with dtype_scope(dtype) as jax:
-            from flax import nnx
-
-            dev, params = jax_device(jax, device), layers(case)
-            sizes = (params[0][0].shape[1], *(W.shape[0] for W, _, _ in params))
-            sigmas = tuple(s for _, _, s in params)
-            put = lambda a: jax.device_put(np.asarray(a, dtype), dev)  # noqa: E731
-            state = nnx.State({"linears": {i: {"kernel": nnx.Param(put(np.asarray(W).T)),
-                                               "bias": nnx.Param(put(b))}
-                                           for i, (W, b, _) in enumerate(params)}})
-            g = _compiled(sizes, sigmas, dtype)(state, put(case.x), put(case.y))
-            out = keyed((np.asarray(g["linears"][i]["kernel"][...]).T.copy(),
-                         np.asarray(g["linears"][i]["bias"][...])) for i in range(len(params)))
-        return check_dtype(out, dtype, "flax")
+    run = staticmethod(_run)

@@ -1,4 +1,5 @@
-"""JAX adapters: jax.grad run eagerly and under jax.jit; float64 turns x64 on explicitly."""
+"""JAX adapters: jax.grad run eagerly and under jax.jit, and H·v as jax.jvp of jax.grad (forward
+over reverse); float64 turns x64 on explicitly."""
 
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def _jitted_grad():
     return jax.jit(jax.grad(_cost), static_argnums=(3,))
 
 
+def _hvp(p: dict, t: dict, x, y, sigmas: tuple[str, ...]):
+    """Return H·v: the directional derivative of jax.grad along t (forward over reverse)."""
+    jax = _jax()
+    return jax.jvp(lambda q: jax.grad(_cost)(q, x, y, sigmas), (p,), (t,))[1]
+
+
+@functools.cache
+def _jitted_hvp():
+    return _jax().jit(_hvp, static_argnums=(4,))
+
+
 def _device(device: str):
     """Return the first JAX device of a platform, or raise DeviceUnavailable."""
     jax = _jax()
@@ -53,14 +65,15 @@ def _device(device: str):
         raise DeviceUnavailable(f"jax: no {device} device ({str(exc).splitlines()[0]})") from None
 
 
-def _run(grad_fn, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
+def _run(grad_fn, case: Case, dtype: str, device: str, v: dict | None = None
+         ) -> dict[str, np.ndarray]:
+    """Return grad_fn(p, x, y, σs), or grad_fn(p, t, x, y, σs) with the direction v as t."""
     jax = _jax()
     dev = _device(device)
     put = lambda a: jax.device_put(np.asarray(a, dtype=dtype), dev)  # noqa: E731
-    p = {}
-    for i, layer in enumerate(case.layers, 1):
-        p[f"W{i}"], p[f"b{i}"] = put(layer.W), put(layer.b)
-    g = grad_fn(p, put(case.x), put(case.y), tuple(layer.sigma for layer in case.layers))
+    p = {k: put(a) for k, a in case.params.items()}
+    t = () if v is None else ({k: put(v[k]) for k in p},)
+    g = grad_fn(p, *t, put(case.x), put(case.y), tuple(layer.sigma for layer in case.layers))
     out = {k: np.asarray(v) for k, v in g.items()}
     for k, v in out.items():
         if v.dtype != np.dtype(dtype):  # x64 off or a downcast would show here
@@ -85,11 +98,19 @@ class _Jax:
 
     def gradients(self, case: Case, dtype: str, device: str, precision: str = "default"):
         """Return the idiom's gradients of the summed cost (19) as NumPy arrays."""
-        jax = _jax()
-        if precision == "default":
-            return self._gradients(case, dtype, device)
-        with jax.default_matmul_precision(precision):
-            return self._gradients(case, dtype, device)
+        return _under(precision, self._gradients, case, dtype, device)
+
+    def hvp(self, case: Case, v: dict, dtype: str, device: str, precision: str = "default"):
+        """Return the idiom's Hessian-vector product H·v of the summed cost as NumPy arrays."""
+        return _under(precision, self._hvp, case, v, dtype, device)
+
+
+def _under(precision: str, fn, *args):
+    """Return fn(*args), under a matmul precision setting unless it is the default."""
+    if precision == "default":
+        return fn(*args)
+    with _jax().default_matmul_precision(precision):
+        return fn(*args)
 
 
 class JaxEager(_Jax):
@@ -102,6 +123,10 @@ class JaxEager(_Jax):
         with jax.disable_jit():
             return _run(jax.grad(_cost), case, dtype, device)
 
+    def _hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        with _jax().disable_jit():
+            return _run(_hvp, case, dtype, device, v)
+
 
 class JaxJit(_Jax):
     """jax.jit(jax.grad(cost)), compiled per shape, dtype, activations and precision setting."""
@@ -110,3 +135,6 @@ class JaxJit(_Jax):
 
     def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         return _run(_jitted_grad(), case, dtype, device)
+
+    def _hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        return _run(_jitted_hvp(), case, dtype, device, v)

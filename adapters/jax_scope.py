@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from adapters import DeviceUnavailable
+from adapters import DeviceUnavailable, layers
 
 
 @contextlib.contextmanager
@@ -16,6 +16,26 @@ def dtype_scope(dtype: str):
 
     with jax.enable_x64(dtype == "float64"):
         yield jax
+
+
+class OneRun:
+    """`gradients` and `hvp` of an adapter that computes both in one function of the case and
+    the direction (None for the gradients): its `run(case, v, dtype, device)`."""
+
+    def gradients(self, case, dtype: str, device: str) -> dict:
+        """Return the gradients of the summed cost (19)."""
+        return self.run(case, None, dtype, device)
+
+    def hvp(self, case, v: dict, dtype: str, device: str) -> dict:
+        """Return the Hessian-vector product H·v of the summed cost along v."""
+        return self.run(case, v, dtype, device)
+
+
+def network(case) -> tuple[tuple, tuple[int, ...], tuple[str, ...]]:
+    """Return what a JAX module is built from: the case's (W, b, σ) layers, sizes n0…nL, σs."""
+    params = layers(case)
+    sizes = (params[0][0].shape[1], *(W.shape[0] for W, _, _ in params))
+    return params, sizes, tuple(s for _, _, s in params)
 
 
 def jax_device(jax, device: str):

@@ -1,4 +1,6 @@
-"""tinygrad adapter: Tensors built from the case, the cost written out, `.backward()`."""
+"""tinygrad adapter: Tensors built from the case, the cost written out, `.backward()`; H·v by
+`Tensor.gradient` of ⟨∇C, v⟩, ∇C itself from `Tensor.gradient` (tinygrad differentiates its
+graph symbolically, so a gradient can be differentiated again)."""
 
 from __future__ import annotations
 
@@ -77,16 +79,39 @@ class Tinygrad:
 
     def gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return tinygrad's gradients of the summed cost (19)."""
-        from tinygrad import Tensor, dtypes
+        from tinygrad import Tensor
 
-        dev, dt = tinygrad_device(device), getattr(dtypes, dtype)
-        tensor = lambda a: Tensor(np.asarray(a, dtype), device=dev, dtype=dt)  # noqa: E731
-        params = [(tensor(W), tensor(b), ACTIVATIONS[s]) for W, b, s in layers(case)]
-        a = tensor(case.x)
-        for W, b, sigma in params:
-            z = a @ W.T + b  # (15), (17)
-            a = z if sigma is None else getattr(z, sigma)()  # (16), (18)
-        ((a - tensor(case.y)) ** 2).sum().backward()  # (19), summed over the batch
-        grads = [(W.grad, b.grad) for W, b, _ in params]
+        params, cost = _graph(case, dtype, device)
+        cost.backward()
+        grads = [(W.grad, b.grad) for W, b in params]
         Tensor.realize(*(g for pair in grads for g in pair))  # one schedule for all of them
         return keyed([(dW.numpy(), db.numpy()) for dW, db in grads])
+
+    def hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return H·v: the gradient of ⟨∇C, v⟩, both by Tensor.gradient."""
+        from tinygrad import Tensor
+
+        params, cost = _graph(case, dtype, device)
+        flat = [t for pair in params for t in pair]
+        tangents = [Tensor(np.asarray(v[k], dtype), device=t.device, dtype=t.dtype)
+                    for k, t in zip(case.params, flat, strict=True)]
+        grads = cost.gradient(*flat)
+        dot = sum((g * t).sum() for g, t in zip(grads, tangents, strict=True))
+        hv = dot.gradient(*flat)
+        Tensor.realize(*hv)
+        return keyed(zip((h.numpy() for h in hv[::2]), (h.numpy() for h in hv[1::2]),
+                         strict=True))
+
+
+def _graph(case: Case, dtype: str, device: str) -> tuple[list, object]:
+    """Return the case's (W, b) Tensors per layer and the summed cost (19) built from them."""
+    from tinygrad import Tensor, dtypes
+
+    dev, dt = tinygrad_device(device), getattr(dtypes, dtype)
+    tensor = lambda a: Tensor(np.asarray(a, dtype), device=dev, dtype=dt)  # noqa: E731
+    params = [(tensor(W), tensor(b), ACTIVATIONS[s]) for W, b, s in layers(case)]
+    a = tensor(case.x)
+    for W, b, sigma in params:
+        z = a @ W.T + b  # (15), (17)
+        a = z if sigma is None else getattr(z, sigma)()  # (16), (18)
+    return [(W, b) for W, b, _ in params], ((a - tensor(case.y)) ** 2).sum()  # (19), summed

@@ -1,4 +1,6 @@
-"""PyTorch adapters: raw tensors with autograd, nn.Sequential with MSELoss, and torch.func.grad."""
+"""PyTorch adapters: raw tensors with autograd, nn.Sequential with MSELoss, and torch.func.grad;
+their Hessian-vector products by double backward (`create_graph=True`) and by
+`torch.func.jvp` of `torch.func.grad`."""
 
 from __future__ import annotations
 
@@ -57,6 +59,11 @@ class _Torch:
         with _setting(device, precision):
             return self._gradients(case, dtype, device)
 
+    def hvp(self, case: Case, v: dict, dtype: str, device: str, precision: str = "default"):
+        """Return the idiom's Hessian-vector product H·v of the summed cost as NumPy arrays."""
+        with _setting(device, precision):
+            return self._hvp(case, v, dtype, device)
+
 
 def _functional(name: str):
     """Return the torch function for a catalogue activation."""
@@ -74,6 +81,20 @@ def _tensors(case: Case, dtype: str, device: str, grad: bool) -> tuple[dict, obj
     for i, layer in enumerate(case.layers, 1):
         p[f"W{i}"], p[f"b{i}"] = put(layer.W, grad), put(layer.b, grad)
     return p, put(case.x), put(case.y)
+
+
+def _like(v: dict, p: dict) -> dict:
+    """Return the direction v as tensors of the parameters' dtype and device."""
+    torch = _torch()
+    return {k: torch.tensor(v[k], dtype=t.dtype, device=t.device) for k, t in p.items()}
+
+
+def _double_backward(cost, params: list, tangents: list) -> tuple:
+    """Return H·v by differentiating ⟨∇C, v⟩ once more (∇C taken with create_graph=True)."""
+    torch = _torch()
+    grads = torch.autograd.grad(cost, params, create_graph=True)
+    dot = sum((g * t).sum() for g, t in zip(grads, tangents, strict=True))
+    return torch.autograd.grad(dot, params)
 
 
 def _numpy(grads: dict) -> dict[str, np.ndarray]:
@@ -102,6 +123,13 @@ class TorchAutograd(_Torch):
         _cost(p, x, y, _sigmas(case)).backward()
         return _numpy({k: v.grad for k, v in p.items()})
 
+    def _hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return H·v by double backward through the written-out cost."""
+        p, x, y = _tensors(case, dtype, device, grad=True)
+        hv = _double_backward(_cost(p, x, y, _sigmas(case)), list(p.values()),
+                              list(_like(v, p).values()))
+        return _numpy(dict(zip(p, hv, strict=True)))
+
 
 class TorchNN(_Torch):
     """nn.Sequential of nn.Linear and activation modules, nn.MSELoss(reduction="sum")."""
@@ -110,24 +138,41 @@ class TorchNN(_Torch):
 
     def _gradients(self, case: Case, dtype: str, device: str) -> dict[str, np.ndarray]:
         """Return the gradients of a Sequential model whose weights are copied from the case."""
-        torch = _torch()
-        nn, dt = torch.nn, getattr(torch, dtype)
-        modules = []
-        for layer in case.layers:
-            n_out, n_in = layer.W.shape
-            modules += [nn.Linear(n_in, n_out), getattr(nn, ACTIVATIONS[layer.sigma][1])()]
-        model = nn.Sequential(*modules).to(device=device, dtype=dt)
-        linears = list(model)[::2]
-        with torch.no_grad():
-            for linear, layer in zip(linears, case.layers, strict=True):
-                linear.weight.copy_(torch.tensor(layer.W, dtype=dt, device=device))
-                linear.bias.copy_(torch.tensor(layer.b, dtype=dt, device=device))
-        _, x, y = _tensors(case, dtype, device, grad=False)
-        nn.MSELoss(reduction="sum")(model(x), y).backward()
-        grads = {}
-        for i, linear in enumerate(linears, 1):
-            grads[f"W{i}"], grads[f"b{i}"] = linear.weight.grad, linear.bias.grad
-        return _numpy(grads)
+        loss, linears = _sequential_loss(case, dtype, device)
+        loss.backward()
+        return _numpy({k: t.grad for k, t in _named(linears).items()})
+
+    def _hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return H·v by double backward through the model's parameters."""
+        loss, linears = _sequential_loss(case, dtype, device)
+        p = _named(linears)
+        hv = _double_backward(loss, list(p.values()), list(_like(v, p).values()))
+        return _numpy(dict(zip(p, hv, strict=True)))
+
+
+def _sequential_loss(case: Case, dtype: str, device: str) -> tuple:
+    """Return MSELoss(reduction="sum") of a Sequential whose weights are copied from the case,
+    and its Linear layers."""
+    torch = _torch()
+    nn, dt = torch.nn, getattr(torch, dtype)
+    modules = []
+    for layer in case.layers:
+        n_out, n_in = layer.W.shape
+        modules += [nn.Linear(n_in, n_out), getattr(nn, ACTIVATIONS[layer.sigma][1])()]
+    model = nn.Sequential(*modules).to(device=device, dtype=dt)
+    linears = list(model)[::2]
+    with torch.no_grad():
+        for linear, layer in zip(linears, case.layers, strict=True):
+            linear.weight.copy_(torch.tensor(layer.W, dtype=dt, device=device))
+            linear.bias.copy_(torch.tensor(layer.b, dtype=dt, device=device))
+    _, x, y = _tensors(case, dtype, device, grad=False)
+    return nn.MSELoss(reduction="sum")(model(x), y), linears
+
+
+def _named(linears: list) -> dict:
+    """Return the Linear layers' parameters keyed W1, b1, …, WL, bL."""
+    return {f"{k}{i}": getattr(linear, attr) for i, linear in enumerate(linears, 1)
+            for k, attr in (("W", "weight"), ("b", "bias"))}
 
 
 class TorchFunc(_Torch):
@@ -140,3 +185,11 @@ class TorchFunc(_Torch):
         torch = _torch()
         p, x, y = _tensors(case, dtype, device, grad=False)
         return _numpy(torch.func.grad(_cost)(p, x, y, _sigmas(case)))
+
+    def _hvp(self, case: Case, v: dict, dtype: str, device: str) -> dict[str, np.ndarray]:
+        """Return H·v as torch.func.jvp of torch.func.grad (forward over reverse)."""
+        torch = _torch()
+        p, x, y = _tensors(case, dtype, device, grad=False)
+        sigmas = _sigmas(case)
+        grad = lambda q: torch.func.grad(_cost)(q, x, y, sigmas)  # noqa: E731
+        return _numpy(torch.func.jvp(grad, (p,), (_like(v, p),))[1])

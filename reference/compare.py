@@ -431,6 +431,7 @@ def diagnose(
     bounds_of: Callable[[str], dict[str, np.ndarray]],
     simulate_of: Callable[..., dict[str, np.ndarray]],
     arithmetics: tuple[str, ...] = tuple(REDUCED),
+    names: tuple[str, ...] | None = None,
 ) -> Diagnosis:
     """Return what a group's errors are consistent with, judged on the whole field of errors.
 
@@ -448,7 +449,9 @@ def diagnose(
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
     arithmetic a with the named products reduced (`reference.simulate.simulate`);
-    `arithmetics` the reduced ones tried (default: every one in REDUCED).
+    `arithmetics` the reduced ones tried (default: every one in REDUCED); `names` the products
+    simulate_of knows (default: the gradient's, `reference.simulate.products`; H·v has its own,
+    `reference.hvp_simulate.hvp_products`).
     """
     own = bounds_of(dtype)
     failing = sum(int(compare(k, got[k], ref[k], own[k], dtype).failing.sum()) for k in ref)
@@ -457,7 +460,7 @@ def diagnose(
     if dtype == "float32" and not _reaches(got, ref, own, VISIBLE):
         return Diagnosis(WRONG if failing else dtype, failing)  # no arithmetic's size: no fit
     if dtype == "float32":
-        names = products(_depth(ref))
+        names = names or products(_depth(ref))
         fits = tuple(fit(a, got, ref, {p: simulate_of(a, (p,)) for p in names}, base, norm)
                      for a in arithmetics)
         matching = [f for f in fits if f.matches]

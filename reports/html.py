@@ -596,7 +596,8 @@ def _labels(config: dict, spec: dict, config_id, spec_id, framework: str) -> dic
     return {"config": config, "spec": spec, "framework": framework,
             "dtype": str(config.get("dtype", "?")), "device": str(config.get("device", "?")),
             "row_key": _key(config, config_id), "col_key": _key(spec, spec_id),
-            "row_label": str(config_id or "-".join(map(str, config.values()))),
+            "row_label": str(config_id or "-".join(map(str, config.values())))
+            + ("" if config.get("order", 1) == 1 else " " + record.order_label(config["order"])),
             "col_label": str(spec_id or "-".join(map(str, spec.values())))}
 
 

@@ -216,6 +216,7 @@ def params(item, adapter=None) -> dict:
         item, "_asdict") else plain(item)
     out["id"], out["group"] = item.id, item.group
     out["config_id"], out["spec_id"] = _ids(item.config, item.spec)
+    out["order"] = getattr(item.config, "order", 1)
     if adapter is not None:
         try:
             about = _about_cached(adapter)
@@ -262,6 +263,11 @@ def import_path(adapter) -> str:
     if cls.__module__.startswith("_adapter_") and getattr(module, "__file__", None):
         return f"{module.__file__}:{cls.__qualname__}"
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def order_label(order) -> str:
+    """Return how a page names an order of derivative: `H·v` for 2 (Hessian-vector products)."""
+    return "H·v" if order == 2 or order == "2" else f"order {order}"
 
 
 def summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:

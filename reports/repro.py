@@ -92,9 +92,19 @@ def _data(d: dict) -> str:
         f"PRECISION = {None if precision == 'default' else str(precision)!r}  # the float32 "
         "matmul setting; None: the framework's default",
         f"TENSOR, SHAPE = {d['tensor']!r}, {shape!r}",
+        *_direction(d),
         f"LAYER, PART = {int(layer) - 1}, {int(part == 'b')}  # TENSOR is the gradient of "
         "W[LAYER] (PART 0) or b[LAYER] (PART 1)",
     ])
+
+
+def _direction(d: dict) -> list[str]:
+    """Return the embedded direction of a Hessian-vector product (V, Vb), or `V = None`."""
+    if d.get("direction") is None:
+        return ["V = Vb = None  # the script checks the gradient (no direction)"]
+    return [f"V = {_listed([Vl for Vl, _ in d['direction']])}  # the direction's W parts: "
+            "the script checks H·v along (V, Vb)",
+            f"Vb = {_listed([vb for _, vb in d['direction']])}"]
 
 
 def _entries(d: dict) -> str:

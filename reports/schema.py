@@ -151,6 +151,8 @@ class Item(Struct, forbid_unknown_fields=True):
     group: Text = None
     config_id: Text = None
     spec_id: Text = None
+    order: Annotated[Annotated[int, Meta(ge=1, le=2)] | None,
+                     expect("1 (gradients), 2 (Hessian-vector products) or null")] = None
     tensor: Text = None
     framework: Text = None
     framework_version: Text = None

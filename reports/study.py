@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "test_conformance.py"
 DEFAULT_OUT = ROOT / "reports" / "out" / "study"
 PASSED_THROUGH = ("frameworks", "adapter", "all_idioms", "require_frameworks", "devices", "dtypes",
-                  "precisions", "pairs", "activations", "cases", "sizes", "batches", "seeds",
-                  "timing", "deterministic", "adapter_timeout")
+                  "precisions", "order", "pairs", "activations", "cases", "sizes", "batches",
+                  "seeds", "timing", "deterministic", "adapter_timeout")
 """The conformance options (tests/engine/options.py) a study hands to pytest as given."""
 RAN = (0, 1, 5)
 """pytest exit statuses of a shard that ran: all passed, some failed, none in this shard."""
@@ -94,7 +94,8 @@ def study_parser() -> argparse.ArgumentParser:
     m.add_argument("--require-frameworks", action="store_true",
                    help="fail, not skip, items of a framework or device that is missing")
     for name, example in (("devices", "cpu,cuda"), ("dtypes", "float32,float64"),
-                          ("precisions", "default,highest,high"), ("pairs", "all"),
+                          ("precisions", "default,highest,high"), ("order", "1,2"),
+                          ("pairs", "all"),
                           ("activations", "relu-relu-sigmoid"), ("cases", "seed,small"),
                           ("sizes", "784x16x10,784x64x32x10"), ("batches", "1,8,32")):
         m.add_argument(f"--{name}", help=f"e.g. {example}")

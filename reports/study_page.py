@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 from reports import labels
 from reports.encoding import jsonable
 from reports.html import csp_hash, num
+from reports.record import order_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 FAILED = ("failed", "error", "crashed")
@@ -132,12 +133,13 @@ def hardware_of(device: str, provenance: dict) -> str:
 
 
 def config_key(item: dict, provenance: dict) -> tuple[str, ...]:
-    """Return what makes one config: adapter, framework version, device, dtype, setting."""
+    """Return what makes one config: adapter, framework version, device, dtype, setting, and
+    the order of derivative (H·v's configs are rows of their own)."""
     c = item.get("config") if isinstance(item.get("config"), dict) else {}
     device = str(c.get("device", "?"))
     return (str(c.get("adapter", "?")), str(item.get("framework") or "?"),
             str(item.get("framework_version") or "?"), device, hardware_of(device, provenance),
-            str(c.get("dtype", "?")), str(c.get("precision", "default")))
+            str(c.get("dtype", "?")), str(c.get("precision", "default")), str(c.get("order", 1)))
 
 
 def group_configs(items: list[dict], provenance: dict) -> list[dict]:
@@ -152,10 +154,11 @@ def group_configs(items: list[dict], provenance: dict) -> list[dict]:
 
 
 def _label(key: tuple) -> str:
-    """Return `torch-cpu-float32`, `.high` added under a precision setting."""
-    adapter, _, _, device, _, dtype, precision = key
+    """Return `torch-cpu-float32`, `.high` added under a precision setting, ` H·v` for order 2."""
+    adapter, _, _, device, _, dtype, precision, order = key
     base = f"{adapter}-{device}-{dtype}"
-    return base if precision == "default" else f"{base}.{precision}"
+    base = base if precision == "default" else f"{base}.{precision}"
+    return base if order == "1" else f"{base} {order_label(order)}"
 
 
 def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:

@@ -69,3 +69,17 @@ def test_entries_bench_prints_the_rate_and_the_floor():
     assert found and int(found.group(1)) > 0, lines
     assert lines[1].startswith(f"trivial items, pytest's usual protocol: {found.group(1)} items; "
                                "wall "), lines
+
+
+def test_hvp_peers_reads_every_planted_second_order_bug():
+    """hvp_peers.py: a row per planted second-order bug and per control; the suite reads every
+    bug in both dtypes and passes the controls."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    done = script("hvp_peers.py", "--size", "3x2x2-b2")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    rows = [ln.split(" | ") for ln in lines[2:-1]]
+    assert len(rows) == 10 and lines[-1].startswith("hvp_peers: suite caught 8 of 8 ")
+    assert all(r[2:4] == ["passed", "passed"] for r in rows if r[0].startswith("control"))
+    assert all(r[1] == "passed" for r in rows)  # first order exact, bugs and controls alike

@@ -21,7 +21,7 @@ import traceback
 import numpy as np
 import pytest
 
-from adapters import DeviceUnavailable
+from adapters import DeviceUnavailable, has_hvp
 from reference.bounds import bounds
 from reference.case import Case, TwoLayerField
 from reference.compare import REDUCED, Comparison, Diagnosis, compare, diagnose
@@ -29,10 +29,19 @@ from reference.mistakes import named
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
 from reports.record import COMPARED, recording
-from tests.engine import isolation
-from tests.engine.copies import CaseWritten, arrays, bits, changes, fresh, layout
+from tests.engine import isolation, second
+from tests.engine.copies import (
+    CaseWritten,
+    arrays,
+    bits,
+    changes,
+    direction_changes,
+    fresh,
+    fresh_direction,
+    layout,
+)
 from tests.engine.isolation import ChildFailed
-from tests.engine.matrix import Item, Spec, draw
+from tests.engine.matrix import Config, Item, Spec, draw
 
 MAX_LISTED = 5  # worst entries a failure message lists
 
@@ -48,6 +57,11 @@ class FrameworkMissing(Exception):
 class ContractV1(Exception):
     """The adapter read a 2-layer field (contract v1) on a case of another depth: its items are
     skipped, never failed; the text is the skip's one reason."""
+
+
+class OrderMissing(Exception):
+    """The adapter has no `hvp` and its second-order items were asked for (`--order 2`): they
+    are skipped with this reason, never failed (the adapter does not claim second order)."""
 
 
 class GroupFailed(Exception):
@@ -100,6 +114,38 @@ def reference_for(spec: Spec) -> dict:
 def bounds_for(spec: Spec, arithmetic: str) -> dict:
     """Return the per-entry bounds of one case for one arithmetic."""
     return bounds(case_for(spec), arithmetic, forward_for(spec))
+
+
+def expected_for(item: Item) -> dict:
+    """Return what the item's group is checked against: the reference gradients, or H·v along
+    the spec's direction for a second-order item."""
+    return expected_of(item.config, item.spec)
+
+
+def tier_for(item: Item) -> dict:
+    """Return the per-entry bounds of the item's group in its dtype, of its order."""
+    return tier_of(item.config, item.spec)
+
+
+def expected_of(config: Config, spec: Spec) -> dict:
+    """Return the reference of a config's order on a spec: gradients, or H·v."""
+    return reference_for(spec) if config.order == 1 else second.hvp_for(spec)
+
+
+def tier_of(config: Config, spec: Spec) -> dict:
+    """Return the bounds of a config's order and dtype on a spec."""
+    if config.order == 1:
+        return bounds_for(spec, config.dtype)
+    return second.hvp_bounds_for(spec, config.dtype)
+
+
+def call_of(adapter, config: Config, spec: Spec):
+    """Call the adapter once as the config asks (gradients, or hvp along the spec's direction)
+    on fresh read-only copies of the case and direction; return what it gave."""
+    setting = {} if config.precision == "default" else {"precision": config.precision}
+    v = None if config.order == 1 else fresh_direction(second.direction_for(spec))
+    return isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device, v=v,
+                          **setting)
 
 
 @functools.lru_cache(maxsize=256)
@@ -162,11 +208,7 @@ class Runner:
             try:
                 if not _well_formed(got, ref):
                     raise ValueError("a tensor is missing, misshapen or not finite")
-                diag = diagnose(got, ref, item.config.dtype,
-                                functools.partial(bounds_for, item.spec),
-                                functools.partial(simulated_for, item.spec))
-                diag = named(diag, case_for(item.spec), got, ref,
-                             bounds_for(item.spec, item.config.dtype))
+                diag = diagnosed(item.config, item.spec, got, ref)
             except (KeyError, ValueError, TypeError, AttributeError):
                 diag = None
             self._diagnoses = {item.group: diag}
@@ -174,8 +216,12 @@ class Runner:
 
     def _call(self, item: Item) -> Outcome:
         """Call the adapter once, then once or --timing times more; return what came back."""
-        reference_for(item.spec), bounds_for(item.spec, item.config.dtype)  # before any call
+        expected_for(item), tier_for(item)  # before any call
         name = item.config.adapter
+        if item.config.order == second.SECOND and not has_hvp(self.adapters[name]):
+            return Outcome(OrderMissing(
+                f"adapter {name!r} has no hvp(case, v, dtype, device): its second-order items "
+                "are skipped (adapters/README.md)"))
         n, call = 1 + max(1, self.repeats), 1
         try:
             got, seconds = self._once(item)
@@ -200,14 +246,28 @@ class Runner:
         setting = {} if c.precision == "default" else {"precision": c.precision}
         pristine = case_for(item.spec)
         case = fresh(pristine)
+        v = None if c.order == 1 else fresh_direction(second.direction_for(item.spec))
         start = time.perf_counter()
         with _deadline(self.timeout):
-            got = isolation.call(self.adapters[c.adapter], case, c.dtype, c.device, **setting)
+            got = isolation.call(self.adapters[c.adapter], case, c.dtype, c.device, v=v,
+                                 **setting)
         elapsed = time.perf_counter() - start
-        changed = changes(case, pristine)
+        changed = changes(case, pristine) or (v is not None and direction_changes(
+            v, second.direction_for(item.spec)))
         if changed:
             raise CaseWritten(changed)
         return got, elapsed
+
+
+def diagnosed(config: Config, spec: Spec, got: dict, ref: dict) -> Diagnosis:
+    """Return a group's diagnosis: the field of errors read against simulated arithmetics and
+    named by the nearest known bug (first order), or by the second-order mistakes."""
+    dtype = config.dtype
+    if config.order == second.SECOND:
+        return second.diagnose_hvp(spec, got, dtype)
+    diag = diagnose(got, ref, dtype, functools.partial(bounds_for, spec),
+                    functools.partial(simulated_for, spec))
+    return named(diag, case_for(spec), got, ref, bounds_for(spec, dtype))
 
 
 def _well_formed(got, ref: dict) -> bool:
@@ -368,7 +428,7 @@ def check_group(runner: Runner, item: Item, node: pytest.Item) -> None:
     if spread is None or item.tensor not in spread.differ:
         return
     differ, diff = spread.differ[item.tensor], spread.diff[item.tensor]
-    bound = bounds_for(item.spec, item.config.dtype)[item.tensor]
+    bound = tier_for(item)[item.tensor]
     if item.entry is not None:
         _entry_spread(runner, item, node, spread, differ, diff, bound)
         return
@@ -402,7 +462,7 @@ def _nondeterministic(item: Item, n: int, ratio: np.ndarray, worst: int, calls: 
     """Say how a tensor's calls differed, in one line."""
     index = item.entry or np.unravel_index(worst, shape)
     at = f"{item.tensor}[{', '.join(map(str, index))}]"
-    head = (f"{item.config.id} {item.tensor} nondeterministic: {n} of {ratio.size} entries "
+    head = (f"{item.config.id} {item.quantity} nondeterministic: {n} of {ratio.size} entries "
             f"differ between {calls} calls")
     if ratio.max() > 1:
         return f"{head}; greatest difference {ratio.max():.3g} × its bound, at {at}"
@@ -428,13 +488,13 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     got = runner.result(item)
     if isinstance(got, FrameworkMissing):
         (pytest.fail if require else pytest.skip)(f"adapter {name!r}: {got}", **_quiet(require))
-    if isinstance(got, ContractV1):
+    if isinstance(got, ContractV1 | OrderMissing):
         pytest.skip(str(got))
     if isinstance(got, AdapterFailed):
         pytest.fail(f"adapter {name!r} raised while computing {tensor}: {got}", pytrace=False)
     if isinstance(got, GroupFailed):
         pytest.fail(str(got), pytrace=False)
-    ref, bound = reference_for(item.spec), bounds_for(item.spec, item.config.dtype)
+    ref, bound = expected_for(item), tier_for(item)
     g = _checked_once(got, name, tensor, ref[tensor].shape, item.config.dtype)
     if item.entry is not None:  # entry-granular mode: compare this one entry, not the tensor
         cmp = _compared_once(g, tensor, ref[tensor], bound[tensor], item.config.dtype).at(
@@ -445,8 +505,8 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     seen["comparison"] = cmp
     seen["fingerprint"] = None if diag is None else str(diag)
     if recording(node.config):  # what only results and reports read: computed for them
-        seen["sensitivity"] = sensitivity(
-            cmp, caught_for(item.spec) if item.config.dtype == "float32" else {})
+        seen["sensitivity"] = sensitivity(cmp, caught_for(item.spec) if (
+            item.config.dtype, item.config.order) == ("float32", 1) else {})
     seen["precision_resolved"] = _resolved_once(adapter, item)
     if item.group in runner.timing:
         seen["timing"] = runner.timing[item.group]
@@ -581,11 +641,11 @@ def _message(item: Item, cmp: Comparison, diag: Diagnosis | None, reproduce: str
     """Say which entries are out of bound, by how much, what arithmetic fits, how to rerun."""
     bad = int(cmp.failing.sum())
     lines = [
-        f"{item.config.id} {cmp.tensor}: {bad} of {cmp.ref.size} entries "
+        f"{item.config.id} {item.quantity}: {bad} of {cmp.ref.size} entries "
         f"({100 * bad / cmp.ref.size:.3g}%) outside their bound; greatest ratio {cmp.max_ratio:.3g}"
     ]
     if not bad and diag is not None and diag.field is not None:
-        lines[0] = (f"{item.config.id} {cmp.tensor}: every entry inside its bound (greatest "
+        lines[0] = (f"{item.config.id} {item.quantity}: every entry inside its bound (greatest "
                     f"ratio {cmp.max_ratio:.3g}), but the group's {diag.evidence()}")
     worst = cmp.worst(MAX_LISTED)
     if item.entry is not None:  # the narrowed comparison indexes its one entry as (0,)

@@ -65,16 +65,32 @@ def changes(case: Case, pristine: Case) -> str:
     if not isinstance(case.layers, tuple) or len(case.layers) != len(pristine.layers):
         return f"layers changed (now {_count(case.layers)}, was {len(pristine.layers)})"
     now = _values(case)
-    for k, b in _values(pristine).items():
-        a = now[k]
-        if not isinstance(b, np.ndarray):
-            if a != b:
-                return f"{k} changed ({b!r} → {a!r})"
-        elif not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
-            return f"{k} changed (now {layout(a)}, was {layout(b)})"
-        elif (n := int((bits(a) != bits(b)).sum())):
-            return f"{k} changed ({n} of {b.size} entries)"
-    return ""
+    return next((said for k, b in _values(pristine).items() if (said := _changed(k, now[k], b))),
+                "")
+
+
+def _changed(k: str, a, b) -> str:
+    """Say how value k differs from its pristine b, bitwise; '' if it does not."""
+    if not isinstance(b, np.ndarray):
+        return f"{k} changed ({b!r} → {a!r})" if a != b else ""
+    if not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
+        return f"{k} changed (now {layout(a)}, was {layout(b)})"
+    n = int((bits(a) != bits(b)).sum())
+    return f"{k} changed ({n} of {b.size} entries)" if n else ""
+
+
+def fresh_direction(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return a copy of a second-order direction v whose arrays are fresh and read-only."""
+    return {k: _read_only_copy(a) for k, a in v.items()}
+
+
+def direction_changes(v, pristine: dict[str, np.ndarray]) -> str:
+    """Say which part of the direction v differs from the pristine one, bitwise; '' if none."""
+    if not isinstance(v, dict) or set(v) != set(pristine):
+        now = sorted(v) if isinstance(v, dict) else type(v).__name__
+        return f"the direction changed (now {now}, was {sorted(pristine)})"
+    return next((f"the direction's {said}" for k, b in pristine.items()
+                 if (said := _changed(k, v[k], b))), "")
 
 
 def _count(layers) -> str:

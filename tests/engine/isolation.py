@@ -25,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from tests.engine.copies import CaseWritten, changes, fresh
+from tests.engine.copies import CaseWritten, changes, direction_changes, fresh, fresh_direction
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = "own"
@@ -53,14 +53,15 @@ def register(adapter, spec: str) -> None:
     _SPECS[id(adapter)] = spec
 
 
-def call(adapter, case, dtype: str, device: str, **setting):
-    """Return the adapter's gradients: from its own process when it asked for one."""
+def call(adapter, case, dtype: str, device: str, v: dict | None = None, **setting):
+    """Return the adapter's gradients, or its H·v along v when v is given: from its own process
+    when it asked for one."""
     if not own_process(adapter) or id(adapter) not in _SPECS:
-        return adapter.gradients(case, dtype, device, **setting)
+        return _run(adapter, case, dtype, device, v, setting)
     child = _child(adapter)
     answered = False
     try:
-        pickle.dump((case, dtype, device, setting), child.stdin)
+        pickle.dump((case, dtype, device, setting, v), child.stdin)
         child.stdin.flush()
         kind, value = pickle.load(child.stdout)
         answered = True
@@ -76,6 +77,13 @@ def call(adapter, case, dtype: str, device: str, **setting):
     if isinstance(value, BaseException):
         raise value
     raise ChildFailed(value)
+
+
+def _run(adapter, case, dtype: str, device: str, v: dict | None, setting: dict):
+    """Call `gradients`, or `hvp` along v when v is given."""
+    if v is None:
+        return adapter.gradients(case, dtype, device, **setting)
+    return adapter.hvp(case, v, dtype, device, **setting)
 
 
 def _child(adapter) -> subprocess.Popen:
@@ -142,11 +150,11 @@ def serve(spec: str) -> None:
         failure = ("raised", f"cannot load it: {exc}")
     while True:
         try:
-            case, dtype, device, setting = pickle.load(requests)
+            case, dtype, device, setting, v = pickle.load(requests)
         except EOFError:
             return
         answer = failure if loaded is None else _answer(loaded, case, dtype, device, setting,
-                                                        fresh, changes)
+                                                        v)
         try:
             pickle.dump(answer, answers)
         except Exception as exc:  # noqa: BLE001 - gradients that cannot be pickled
@@ -154,14 +162,15 @@ def serve(spec: str) -> None:
         answers.flush()
 
 
-def _answer(adapter, case, dtype, device, setting, fresh, changes) -> tuple[str, object]:
-    """Call the adapter on a fresh read-only copy of the case; say what came of it."""
-    given = fresh(case)
+def _answer(adapter, case, dtype, device, setting, v) -> tuple[str, object]:
+    """Call the adapter on a fresh read-only copy of the case (and of the direction v, for
+    H·v); say what came of it."""
+    given, along = fresh(case), None if v is None else fresh_direction(v)
     try:
-        got = adapter.gradients(given, dtype, device, **setting)
+        got = _run(adapter, given, dtype, device, along, setting)
     except Exception as exc:  # noqa: BLE001 - the adapter's failure is sent back whole
         return "raised", _portable(exc)
-    changed = changes(given, case)
+    changed = changes(given, case) or (v is not None and direction_changes(along, v))
     return ("written", changed) if changed else ("ok", got)
 
 

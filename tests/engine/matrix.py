@@ -116,12 +116,14 @@ def _power(peak: float) -> float:
 
 
 class Config(NamedTuple):
-    """How one adapter is run: device, dtype and float32 matmul precision setting."""
+    """How one adapter is run: device, dtype, float32 matmul precision setting, and the order of
+    derivative it is asked for (1: `gradients`; 2: `hvp`, the Hessian-vector product)."""
 
     adapter: str
     device: str
     dtype: str
     precision: str = "default"  # "default": the framework's setting left untouched
+    order: int = 1
 
     @property
     def id(self) -> str:
@@ -150,8 +152,14 @@ class Item(NamedTuple):
         return name
 
     @property
+    def quantity(self) -> str:
+        """Return what the item checks, as a failure names it: `W1`, or `H·v W1` (order 2)."""
+        return self.tensor if self.config.order == 1 else f"H·v {self.tensor}"
+
+    @property
     def id(self) -> str:
-        """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
+        """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`, and
+        `…-b1-s0-hvp-W1` for the tensor's part of a Hessian-vector product (order 2)."""
         tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
         return f"{self.group}-{self.tensor}{tail}"
 
@@ -165,7 +173,7 @@ the same objects (compared by identity, never equal-but-other ones) skip hashing
 @functools.lru_cache(maxsize=4096)
 def _group(config: Config, spec: Spec) -> str:
     """Return a group's name (asked many times for each of an entry run's 76,000 items)."""
-    return f"{config.id}-{spec.id}"
+    return f"{config.id}-{spec.id}" + ("" if config.order == 1 else "-hvp")
 
 
 MEMORY_FALLBACK = 16 * 2**30

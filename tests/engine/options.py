@@ -59,6 +59,9 @@ def add(parser: pytest.Parser) -> None:
     g.addoption("--precisions", default="default",
                 help="float32 matmul settings: 'default' (untouched), 'all' (each adapter's "
                      "own), or names, e.g. highest,high (each adapter runs those it offers)")
+    g.addoption("--order", default=None, metavar="1,2",
+                help="orders of derivative: 1 (gradients), 2 (Hessian-vector products, items "
+                     "…-hvp-W1); default: both where the adapter has hvp, first order elsewhere")
     g.addoption("--cases", default=",".join(matrix.CASES),
                 help=f"comma-separated cases (known: {', '.join(matrix.CASES)}; not with "
                      "--sizes or --batches)")
@@ -234,6 +237,24 @@ def _check_precisions(value: str, chosen: dict) -> None:
                                 f"it ({known or 'no adapters'}; or 'all')")
 
 
+def _orders(value: str | None, adapter) -> list[int]:
+    """Return the orders one adapter runs: those asked for (each adapter asked for order 2
+    without `hvp` has its items skipped, saying so), or by default 1 and, where it has `hvp`, 2."""
+    if value is None:
+        return [1, 2] if adapters.has_hvp(adapter) else [1]
+    return [int(o) for o in _split(value)]
+
+
+def _check_orders(value: str | None) -> None:
+    """Stop with a usage error on an order other than 1 and 2."""
+    if value is None:
+        return
+    orders = _split(value)
+    if not orders or any(o not in ("1", "2") for o in orders):
+        raise pytest.UsageError(f"--order {value!r}: expected 1, 2 or 1,2 (1: gradients, 2: "
+                                "Hessian-vector products)")
+
+
 def adapters_of(config: pytest.Config) -> dict:
     """Return the adapters to test by name, or stop the run with a one-line usage error."""
     specs = config.getoption("adapter")
@@ -277,8 +298,10 @@ def matrix_of(config: pytest.Config, chosen: dict) -> tuple[list, list]:
     dtypes = _choose(config, "dtypes", KNOWN_DTYPES)
     devices = _choose(config, "devices", matrix.KNOWN_DEVICES)
     _check_precisions(config.getoption("precisions"), chosen)
-    configs = [matrix.Config(name, dev, dt, p)
+    _check_orders(config.getoption("order"))
+    configs = [matrix.Config(name, dev, dt, p, order)
                for name, adapter in chosen.items()
+               for order in _orders(config.getoption("order"), adapter)
                for dev in devices for dt in dtypes
                for p in _precisions(config.getoption("precisions"), adapter)]
     shapes = _shapes(config)

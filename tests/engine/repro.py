@@ -29,7 +29,8 @@ from reference.compare import WRONG, Diagnosis
 from reference.simulate import MATMUL_BITS, TRUNCATED
 from reports import provenance, record
 from reports import repro as render
-from tests.engine.conformance import case_for, reference_for, simulated_for
+from tests.engine import second
+from tests.engine.conformance import case_for, expected_of, simulated_for
 from tests.engine.matrix import Config, Spec
 from tests.engine.shrink import BUDGET, Shrunk, failing_entries, shrink, sigmas_of, size_text
 
@@ -42,6 +43,9 @@ class NotExported(Exception):
 
 def sentence(diag: Diagnosis, config: Config, adapter) -> str:
     """Return the diagnosis as one sentence a maintainer can act on."""
+    if config.order == second.SECOND:
+        return (f"the Hessian-vector product H·v along the embedded direction V is wrong: "
+                f"{diag}.")
     if diag.field in ("tf32", "bfloat16"):
         how = "truncated" if (diag.matched or "").endswith(TRUNCATED) else "rounded"
         setting = getattr(adapter, "float32_setting", None)
@@ -198,11 +202,14 @@ def data(adapter, config: Config, shrunk: Shrunk, item_id: str, folder=None,
         e["sim"] = None if sim is None else float(sim[e["index"]])
     builtin = type(adapter).__module__ == f"adapters.{adapter.framework}"
     framework = adapter.framework if builtin else "adapter"
-    worst = entries[0]
+    worst, what = entries[0], f"dC/d{tensor}" if config.order == 1 else f"(H·v) {tensor}"
+    v = None if config.order == 1 else second.direction_for(spec)
     return {
         "framework": framework, "item": item_id, "tensor": tensor,
-        "shape": reference_for(spec)[tensor].shape,
-        "title": (f"{adapter.name}: {config.dtype} dC/d{tensor} off by {worst['ratio']:.3g}× its "
+        "shape": expected_of(config, spec)[tensor].shape,
+        "direction": None if v is None else [(v[f"W{i}"], v[f"b{i}"])
+                                             for i in range(1, len(spec.sizes))],
+        "title": (f"{adapter.name}: {config.dtype} {what} off by {worst['ratio']:.3g}× its "
                   f"bound on a {size_text(spec)} net; reads {diag.reads}."),
         "search": _searched(shrunk), "diagnosis": sentence(diag, config, adapter),
         "found_with": found if found is not None else found_with(adapter, config),
@@ -249,7 +256,8 @@ def export(adapter, config: Config, spec, tensor: str, item_id: str, budget: flo
 def script_name(config: Config, shrunk: Shrunk) -> str:
     """Return a script's file name: the shrunk case's, so that groups which shrink to one case
     share one script (`repro-numpy-cpu-float64-identity-1x1-b1-s0-W1.py`)."""
-    return f"repro-{config.id}-{shrunk.spec.id}-{shrunk.shrunk_tensor}.py"
+    hvp = "" if config.order == 1 else "-hvp"
+    return f"repro-{config.id}-{shrunk.spec.id}{hvp}-{shrunk.shrunk_tensor}.py"
 
 
 def info(path: Path, shrunk: Shrunk, base: Path | None = None) -> dict:
@@ -392,7 +400,8 @@ def _checked(item: dict) -> tuple[Config, Spec]:
     c, s, tensor = item.get("config"), item.get("spec"), item.get("tensor")
     what = f"{item.get('id')!r}"
     try:
-        config = Config(c["adapter"], c["device"], c["dtype"], c.get("precision", "default"))
+        config = Config(c["adapter"], c["device"], c["dtype"], c.get("precision", "default"),
+                        c.get("order", 1))
         sigmas = tuple(s.get("sigmas") or (s["sigma1"], s["sigma2"]))
         spec = Spec(tuple(s["sizes"]), s["batch"], s["seed"], sigmas, s.get("scale", 0),
                     s.get("saturate", 0))
@@ -403,6 +412,7 @@ def _checked(item: dict) -> tuple[Config, Spec]:
         (config.dtype in ("float32", "float64"), "dtype"),
         (isinstance(config.device, str) and _DEVICE.fullmatch(config.device), "device"),
         (isinstance(config.precision, str) and _SETTING.fullmatch(config.precision), "precision"),
+        (config.order in (1, 2) and not isinstance(config.order, bool), "order"),
         (len(spec.sizes) >= 2 and all(_count(n) and n > 0 for n in spec.sizes), "sizes"),
         (_count(spec.batch) and spec.batch > 0, "batch"),
         (_count(spec.seed), "seed"), (_count(spec.scale), "scale"),

@@ -17,21 +17,12 @@ the result, and the smallest case wins (ties: the lower seed). A time budget cut
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import numpy as np
 
-from reference.compare import Diagnosis, compare, diagnose
-from tests.engine import isolation
-from tests.engine.conformance import (
-    _well_formed,
-    bounds_for,
-    case_for,
-    reference_for,
-    simulated_for,
-)
-from tests.engine.copies import fresh
+from reference.compare import Diagnosis, compare
+from tests.engine.conformance import _well_formed, call_of, diagnosed, expected_of, tier_of
 from tests.engine.matrix import Config, Spec
 
 SEEDS = (0, 1, 2)
@@ -80,19 +71,17 @@ class Verdict:
 
 
 def verdict(adapter, config: Config, spec, tensor: str) -> Verdict:
-    """Call the adapter once on the spec's case and judge it as the suite does."""
-    setting = {} if config.precision == "default" else {"precision": config.precision}
+    """Call the adapter once on the spec's case (gradients, or H·v for a second-order config)
+    and judge it as the suite does."""
     try:
-        got = isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device,
-                         **setting)
+        got = call_of(adapter, config, spec)
     except Exception:  # noqa: BLE001 - a candidate the adapter cannot run does not reproduce
         return Verdict(False, 0, None)
-    ref = reference_for(spec)
+    ref = expected_of(config, spec)
     if not _well_formed(got, ref) or tensor not in ref:
         return Verdict(False, 0, None)
-    diag = diagnose(got, ref, config.dtype, functools.partial(bounds_for, spec),
-                    functools.partial(simulated_for, spec))
-    own = bounds_for(spec, config.dtype)
+    diag = diagnosed(config, spec, got, ref)
+    own = tier_of(config, spec)
     bad = int(compare(tensor, got[tensor], ref[tensor], own[tensor], config.dtype).failing.sum())
     return Verdict(bool(bad) or diag.field is not None, bad, diag)
 
@@ -221,10 +210,8 @@ def shrink(adapter, config: Config, spec, tensor: str, budget: float = BUDGET) -
 
 def failing_entries(adapter, config: Config, spec, tensor: str, most: int = 8) -> list[dict]:
     """Return the tensor's entries outside their bound, greatest ratio first, at most `most`."""
-    setting = {} if config.precision == "default" else {"precision": config.precision}
-    got = isolation.call(adapter, fresh(case_for(spec)), config.dtype, config.device,
-                         **setting)
-    ref, bound = reference_for(spec)[tensor], bounds_for(spec, config.dtype)[tensor]
+    got = call_of(adapter, config, spec)
+    ref, bound = expected_of(config, spec)[tensor], tier_of(config, spec)[tensor]
     cmp = compare(tensor, np.asarray(got[tensor]), ref, bound, config.dtype)
     return [{"index": e.index, "got": e.got, "ref": e.ref, "bound": e.bound, "ratio": e.ratio}
             for e in cmp.worst(most)]
