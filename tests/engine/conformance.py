@@ -163,7 +163,8 @@ class Runner:
                     raise ValueError("a tensor is missing, misshapen or not finite")
                 diag = diagnose(got, ref, item.config.dtype,
                                 functools.partial(bounds_for, item.spec),
-                                functools.partial(simulated_for, item.spec))
+                                functools.partial(simulated_for, item.spec),
+                                case=case_for(item.spec))
             except (KeyError, ValueError, TypeError, AttributeError):
                 diag = None
             self._diagnoses = {item.group: diag}
@@ -533,6 +534,8 @@ def _resolved(adapter, item: Item) -> str:
 def _advice(item: Item, diag: Diagnosis, adapter) -> str:
     """Say which setting restores float32 when the field matched lower-precision products."""
     if diag.field == "float32" and item.config.dtype == "float64":
+        if diag.operations is not None:
+            return " (float64 was asked: the operations named ran in float32)"
         return " (float64 was asked: it was computed in float32)"
     if item.config.dtype != "float32" or diag.field not in ("tf32", "bfloat16"):
         return ""
