@@ -417,8 +417,8 @@ class Diagnosis:
         if self.operations is not None:
             r = self.operations
             return (f"the errors lie in the span of the float32 errors of the operations named "
-                    f"(residual {r.residual:.2g} of their norm, {r.left} numbers left over; "
-                    f"RMS {r.level:.2g}× a float32 computation's)"
+                    f"(residual {r.residual:.2g} of their norm, {r.left} numbers left over, "
+                    f"each element's fitted error within {r.ulps:.2g} float32 ulps)"
                     + ("; W1's errors off the inputs' span have ∂W1's float32 size"
                        if r.products else ""))
         if self.leak is not None and self.field == "float32":
@@ -451,8 +451,11 @@ def diagnose(
     2. float64 asked, some entries outside their bound: the operations whose float32 errors
        span the group's errors are named (`reference.operations`, given the `case`): `σ of
        layer 1 (sigmoid) is float32-accurate; everything else is float64`, or the matrix
-       products; the group fails. Without the case, a median entry error within a factor
-       1/LEAK of a float32 computation's reads float32 (a leak), given MIN_DF + 1 rows.
+       products; the group fails. Only failing entries in more than MIN_DF rows can be an
+       operation's (it errs in every element it computes). Without the case, or past
+       `operations.COLUMNS`, a median
+       entry error within a factor 1/LEAK of a float32 computation's reads float32 (a leak).
+       A group of MIN_DF rows or fewer (the 1-1-1 chain) names no arithmetic.
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
@@ -488,19 +491,19 @@ def diagnose(
             return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
                              products=best.matched if joint else (), of=len(names),
                              unsure=best.undetermined if joint else (), among=among)
-        thin = bool(failing) and not any(np.isfinite(f.threshold) for f in fits)
+        thin = failing > 1 and not any(np.isfinite(f.threshold) for f in fits)
         return Diagnosis(dtype if not failing else WRONG, failing, None, fits, thin=thin)
     if not failing:
         return Diagnosis(dtype, 0)
-    if case is not None:
+    if _rows(ref) <= MIN_DF:  # the 1-1-1 chain's 2 rows: too few to name anything
+        return Diagnosis(WRONG, failing, None, (), thin=failing > 1)
+    if case is not None and operations.readable(case) and _failing_rows(got, ref, own) > MIN_DF:
         reading = operations.read(case, got, ref, norm, MIN_DF)
         sigmas = tuple(layer.sigma for layer in case.layers)
         if reading.explained:
             return Diagnosis("float32", failing, "float32", operations=reading, sigmas=sigmas)
-        return Diagnosis(WRONG, failing, thin=not reading.evidence)
+        return Diagnosis(WRONG, failing, thin=failing > 1 and not reading.evidence)
     leak = leak_level(got, ref, base, norm)
-    if _rows(ref) <= MIN_DF:
-        return Diagnosis(WRONG, failing, None, (), leak, thin=LEAK <= leak <= 1 / LEAK)
     if LEAK <= leak <= 1 / LEAK:
         return Diagnosis("float32", failing, "float32", (), leak)
     return Diagnosis(WRONG, failing, None, (), leak)
@@ -530,6 +533,16 @@ def _reaches(got: dict, ref: dict, bound: dict, share: float) -> bool:
     """Say whether some entry errs by at least `share` of its bound."""
     return any(bool(np.any(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])
                            >= share * bound[k])) for k in ref)
+
+
+def _failing_rows(got: dict, ref: dict, bound: dict) -> int:
+    """Return how many rows (a row of W with its bias entry) hold an entry outside its bound."""
+    rows: dict[str, np.ndarray] = {}
+    for k in ref:
+        bad = ~(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]) <= bound[k])
+        bad = bad.reshape(bad.shape[0], -1).any(axis=1) if bad.ndim else bad.reshape(1)
+        rows[k[1:]] = rows.get(k[1:], False) | bad
+    return int(sum(int(v.sum()) for v in rows.values()))
 
 
 def _rows(ref: dict) -> int:
