@@ -566,11 +566,12 @@ def describe(reading: operations.Reading, sigmas: tuple[str, ...]) -> str:
     for i in sorted(per):
         ops = ("σ or σ′" if i == L else "σ and σ′" if len(per[i]) == 2 else next(iter(per[i])))
         parts.append(f"{ops} of layer {i} ({sigmas[i - 1]})")
+    if reading.products and not per:  # only ∂W1's evidence: the rest is not established
+        return ("float32: the matrix products were computed in float32 (the element-wise "
+                "operations cannot be told apart at this size)")
     many = len(parts) > 1 or reading.products or (parts and " and " in parts[0])
-    rest = ("; the element-wise operations cannot be told apart at this size"
-            if reading.products and not per and not reading.named else "")
     return (f"{', '.join(parts)} {'are' if many else 'is'} float32-accurate; everything else "
-            f"is float64{rest}")
+            f"is float64")
 
 
 def _depth(ref: dict) -> int:
