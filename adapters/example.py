@@ -56,7 +56,7 @@ class NumpyAdapter:
             a.append(sigma[i][0](z[i]))  # (16), (18)
         g, dC_da = {}, self.dC_daL(a[L], y)  # (19) differentiated
         for i in range(L, 0, -1):
-            delta = sigma[i][1](z[i], a[i]) * dC_da  # (24), (26)
+            delta = self.prime(i, sigma[i], z[i], a[i]) * dC_da  # (24), (26)
             g[f"W{i}"] = self.dW(i, delta, a[i - 1], z[i], dC_da)  # (22), (26)
             g[f"b{i}"] = self.db(i, delta, z[i], dC_da)  # (24)
             dC_da = self.matmul(delta, W[i])  # (28)–(29): ∂C/∂a⁽ⁱ⁻¹⁾, summed over m
@@ -69,6 +69,10 @@ class NumpyAdapter:
     def dC_daL(self, aL: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Differentiate (19) at the output layer, summed over the batch."""
         return 2 * (aL - y)
+
+    def prime(self, i: int, sigma, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Return σ′(z⁽ˡ⁾) of layer i, from z or from the layer's output a."""
+        return sigma[1](z, a)
 
     def dW(self, i: int, delta, a_prev, z, dC_da) -> np.ndarray:
         """Return ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾, (22) and (26) summed over the batch."""

@@ -313,7 +313,39 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
     across the batch). Through a product with W both travel in quadrature (W's signs are drawn
     independently of everything the errors depend on); over the batch r adds in quadrature
     (samples are independent computations) and m adds as magnitudes.
+
+    The pass is carried in units of u and multiplied by u at the end; u enters it otherwise
+    only where a sum stagnates (`_stagnates`) or an activation has a kink. Where neither does
+    (`_free_of_u`), the pass in units is the same at every u, and the last case's is kept
+    (`_UNITS`): a float64 group's own tier and its float32 tier (the diagnosis's scale) then
+    cost one pass, and each is the same u times the same numbers as when computed alone.
     """
+    if not _free_of_u(case, u):
+        return {k: u * v for k, v in _typical_units(case, u, fwd).items()}
+    kept = _UNITS[0]
+    if kept[0] is not case or kept[1] is not fwd:
+        kept = _UNITS[0] = (case, fwd, _typical_units(case, u, fwd))
+    return {k: u * v for k, v in kept[2].items()}
+
+
+_UNITS: list[tuple] = [(None, None, {})]
+"""The last (case, forward pass, `_typical_units`) that was free of u, compared by identity
+(cases are immutable: adapters get copies; one tuple, read once)."""
+
+
+def _free_of_u(case: Case, u: float) -> bool:
+    """Say whether `_typical_units` reads u nowhere: no activation with a kink and no sum that
+    stagnates (`_stagnates`) at u: the batch sums and each layer's forward and backward ones."""
+    if any(activation(layer.sigma).kink for layer in case.layers):
+        return False
+    n, L = case.sizes, case.depth
+    lengths = {case.batch, *(n[i - 1] + 1 for i in range(1, L + 1)), *n[2:L + 1]}
+    return not any(_stagnates(m, u) for m in lengths)
+
+
+def _typical_units(case: Case, u: float, fwd: Forward | Layers | None
+                   ) -> dict[str, np.ndarray]:
+    """Return `typical_pass` in units of u (float64), computed (u read as it says)."""
     L, B, n = case.depth, case.batch, case.sizes
     if fwd is None:
         fwd = forward_deep(case)
@@ -388,4 +420,4 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
             q = dd2 @ W2[i]
             rg2 = _sum_own(n[i], g, q) + rd2 @ W2[i]
             mg = np.sqrt(m_d ** 2 @ W2[i]) + _biased(n[i], u, lambda ad=ad, w=aW[i]: ad @ w)
-    return {k: u * out[k].astype(np.float64) for k in tensors(L)}
+    return {k: out[k].astype(np.float64) for k in tensors(L)}

@@ -76,8 +76,12 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        """Say whether every entry is inside its bound (NaN and Inf never are)."""
-        return bool((self.ratio <= 1.0).all())
+        """Say whether every entry is inside its bound (NaN and Inf never are); one entry's
+        (an entry item's) without building an array for it."""
+        r = self.ratio
+        if r.size == 1:
+            return bool(r.reshape(-1)[0] <= 1.0)
+        return bool((r <= 1.0).all())
 
     @property
     def max_ratio(self) -> float:
@@ -384,11 +388,13 @@ class Diagnosis:
     operations: operations.Reading | None = None  # a float64 run's float32-accurate operations
     sigmas: tuple[str, ...] = ()  # the case's activations, to name an operation's layer
     thin: bool = False  # too few independent numbers to name an arithmetic
+    mistake: str | None = None  # the known bug a wrong gradient matches (reference.mistakes)
 
     def __str__(self) -> str:
         if self.reads == WRONG:
+            n = self.failing
             thin = "; not enough evidence to name an arithmetic" if self.thin else ""
-            return f"{WRONG}: {self.failing} {'entry' if self.failing == 1 else 'entries'}{thin}"
+            return self.mistake or f"{WRONG}: {n} {'entry' if n == 1 else 'entries'}{thin}"
         if self.operations is not None:
             return describe(self.operations, self.sigmas)
         how = " (outputs rounded too, as under autocast)" if self.matched == OUTPUTS else ""
@@ -448,14 +454,17 @@ def diagnose(
        P_FALSE, share in BETA) are read, from the arithmetic whose fit leaves the least
        residual, and fail the group, in bound or not. Operand rounding is reproducible; a
        summation order is not, and only adds noise to the fit.
-    2. float64 asked, some entries outside their bound: the operations whose float32 errors
-       span the group's errors are named (`reference.operations`, given the `case`): `σ of
-       layer 1 (sigmoid) is float32-accurate; everything else is float64`, or the matrix
-       products; the group fails. Only failing entries in more than MIN_DF rows can be an
-       operation's (it errs in every element it computes). Without the case, or past
-       `operations.COLUMNS`, a median
-       entry error within a factor 1/LEAK of a float32 computation's reads float32 (a leak).
-       A group of MIN_DF rows or fewer (the 1-1-1 chain) names no arithmetic.
+    2. float64 asked, some entries outside their bound, where the case can tell (the float32
+       computation's median entry errs beyond the float64 tier: in saturation, where 1 − σ
+       cancels, a correct float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32
+       arithmetic on z does, and both lie inside the activations' budgets): the operations
+       whose float32 errors span the group's errors are named (`reference.operations`, given
+       the `case`): `σ of layer 1 (sigmoid) is float32-accurate; everything else is float64`,
+       or the matrix products; the group fails. Only failing entries in more than MIN_DF rows
+       can be an operation's (it errs in every element it computes). Without the case, or
+       past `operations.COLUMNS`, a median entry error within a factor 1/LEAK of a float32
+       computation's reads float32 (a leak). A group of MIN_DF rows or fewer (the 1-1-1
+       chain) names no arithmetic.
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
@@ -498,14 +507,16 @@ def diagnose(
     if _rows(ref) <= MIN_DF:  # the 1-1-1 chain's 2 rows: too few to name anything
         return Diagnosis(WRONG, failing, None, (), thin=failing > 1)
     leak = leak_level(got, ref, base, norm)
-    if (case is not None and operations.readable(case) and leak <= 1 / LEAK
+    visible = _median_level(base, ref, own) > 1  # float32's errors show beside float64's
+    if (case is not None and operations.readable(case) and visible and leak <= 1 / LEAK
             and _failing_rows(got, ref, own) > MIN_DF):  # no operation errs past float32's size
         reading = operations.read(case, got, ref, norm, MIN_DF)
         sigmas = tuple(layer.sigma for layer in case.layers)
         if reading.explained:
             return Diagnosis("float32", failing, "float32", operations=reading, sigmas=sigmas)
         return Diagnosis(WRONG, failing, thin=failing > 1 and not reading.evidence)
-    if LEAK <= leak <= 1 / LEAK and not (case is not None and operations.readable(case)):
+    if LEAK <= leak <= 1 / LEAK and visible and not (case is not None
+                                                      and operations.readable(case)):
         return Diagnosis("float32", failing, "float32", (), leak)
     return Diagnosis(WRONG, failing, None, (), leak)
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from reports import encoding, merging, reading, record
+from reports import encoding, labels, merging, reading, record
 from reports.encoding import jsonable
 from reports.schema import OUTCOMES
 
@@ -59,7 +58,8 @@ def render_items(runs: list[dict], items: Iterable[dict], links: tuple | None = 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief)
+    env.filters.update(num=num, exact=exact, where=where, token=token, brief=brief,
+                       margin=labels.margin)
     page = Page(runs, links)
     with _no_gc():
         for k, item in enumerate(items):
@@ -168,6 +168,9 @@ class Page:
     def __init__(self, runs: list[dict], links: tuple | None = None):
         self.links = links
         self.runs = [_run_view(n, r) for n, r in enumerate(runs)]
+        names = labels.run_names([labels.flatten(r["provenance"]) for r in self.runs])
+        for r, name in zip(self.runs, names, strict=True):
+            r["label"] = name
         self.run_of = {r["id"]: r for r in self.runs}
         self.rows: dict[str, dict] = {}
         self.cols: dict[str, dict] = {}  # cases (specs), each a column of the calls' tables
@@ -338,7 +341,8 @@ class Page:
     def _col(self, i: dict) -> dict:
         col = self.cols.get(i["col_key"])
         if col is None:
-            col = self.cols[i["col_key"]] = {"label": i["col_label"], "n": len(self.cols)}
+            col = self.cols[i["col_key"]] = {"label": i["col_label"], "n": len(self.cols),
+                                             "case": labels.case_label(i["spec"], i["col_label"])}
         return col
 
     def _cell(self, row: dict, i: dict) -> dict:
@@ -350,7 +354,8 @@ class Page:
         column = self.columns.get(key)
         if column is None:
             column = self.columns[key] = {"n": len(self.columns), "label": i["col_label"],
-                                          "seeds": {}}
+                                          "seeds": {}, "case": labels.case_label(
+                                              spec, i["col_label"])}
         column["seeds"][str(spec.get("seed"))] = True
         cell = row["matrix"].get(column["n"])
         if cell is None:
@@ -389,6 +394,9 @@ class Page:
                     _finish_cell(pr)
             row["fingerprints"] = " / ".join(dict.fromkeys(
                 f for c in present for pr in c["per_run"] for f in pr["fingerprints"])) or "–"
+            row["reading"] = labels.split_readings(
+                [f for c in present for pr in c["per_run"] for f in pr["fingerprints"]],
+                row["dtype"])
             row["statuses"] = sorted({token(o) for c in present for pr in c["per_run"]
                                       for o in pr["counts"]})
         for g in self.groups:
@@ -399,6 +407,7 @@ class Page:
             for pr in g["per_run"]:
                 pr["cards"] = [_lite_card(c) if type(c) is tuple else c for c in pr["cards"]]
                 pr["repro"] = _repro(pr["cards"], self.links)
+                pr["verdict"] = _verdict(pr, g["row"]["dtype"])
                 for c in pr["cards"]:
                     if c.get("cmp") and _detailed(c):
                         blob[str(c["k"])] = _heat(c)
@@ -406,7 +415,8 @@ class Page:
         return {
             "runs": self.runs, "multi": len(self.runs) > 1, "rows": rows, "cols": columns,
             "groups": detailed, "totals": self._totals(), "filters": self._filters(),
-            "failures": self.failures, "n_failures": self.n_failures,
+            "failures": _failure_groups(self.failures), "n_failures": self.n_failures,
+            "listed": LISTED_FAILURES, "diagnosed": any(r["reading"]["diagnosis"] for r in rows),
             "provenance": _provenance(self.runs),
             "blob": {"items": blob, "cases": [c["label"] for c in cols],
                      "runs": [r["label"] for r in self.runs],
@@ -455,7 +465,7 @@ class Summary:
         self._add(run_n, (tensor, tuple(cmp.get("shape") or ()), heat["layout"], heat["rows"],
                           heat["cols"], tuple(heat["block"])), heat, record.codes_of(heat),
                   cmp.get("shape") or [], cmp.get("entries"), cmp.get("max_ratio"),
-                  bits.get("min"), bits.get("of"), details, cmp.get("worst"),
+                  bits.get("min"), (bits.get("of"), bits.get("below")), details, cmp.get("worst"),
                   encoding.first_entry, case)
 
     def add_typed(self, run_n: int, tensor: str, details: dict, cmp, case: str) -> None:
@@ -464,17 +474,20 @@ class Summary:
         heat, bits = cmp.heatmap, cmp.bits
         self._add(run_n, (tensor, tuple(cmp.shape), heat.layout, heat.rows, heat.cols,
                           tuple(heat.block)), heat, np.frombuffer(heat.codes, dtype=np.uint8),
-                  cmp.shape, cmp.entries, cmp.max_ratio, bits.min, bits.of, details, cmp.worst,
+                  cmp.shape, cmp.entries, cmp.max_ratio, bits.min, (bits.of, bits.below), details,
+                  cmp.worst,
                   _first_typed, case)
 
     def _add(self, run_n: int, key: tuple, heat, codes: np.ndarray, shape: list, entries,
-             ratio, bits_min, bits_of, details: dict, worst, first_of, case: str) -> None:
+             ratio, bits_min, bits_of: tuple, details: dict, worst, first_of, case: str) -> None:
+        bits_of, below = bits_of
         s = self.parts[run_n].get(key)
         if s is None:
             s = self.parts[run_n][key] = {
                 "tensor": key[0], "shape": list(shape), "heat": _heat_fields(heat),
                 "codes": codes.copy(), "items": 0, "cases": {}, "entries": 0, "max_ratio": None,
-                "bits": None, "of": bits_of, "worst": [], "change": None, "seen": Counter()}
+                "bits": None, "of": bits_of, "below": 0, "worst": [], "change": None,
+                "seen": Counter()}
         else:
             np.maximum(s["codes"], codes, out=s["codes"])
         s["items"] += 1
@@ -482,6 +495,7 @@ class Summary:
         s["entries"] += entries or 0
         s["max_ratio"] = _worse(s["max_ratio"], ratio)
         s["bits"] = _least(s["bits"], bits_min)
+        s["below"] += below if isinstance(below, int) else 0
         _sensitivity(s, details.get("sensitivity"))
         # one entry an item, its worst: the summary's worst entries come from ten tensors
         kept = s["worst"]
@@ -506,7 +520,8 @@ class Summary:
                               "count": s["items"], "cases": len(s["cases"]),
                               "entries": s["entries"], "max_ratio": s["max_ratio"],
                               "max": s["worst"][0] if s["worst"] else None,
-                              "bits": s["bits"], "of": s["of"], "change": s["change"],
+                              "bits": s["bits"], "of": s["of"], "below": s["below"],
+                              "change": s["change"],
                               "seen": dict(s["seen"])})
             out.append(cards)
         return out
@@ -743,7 +758,41 @@ def _column(column: dict) -> dict:
     if len(seeds) == 1:
         return column
     label = SEEDLESS.sub("", column["label"])
-    return {**column, "label": f"{label} · {len(seeds)} seeds"}
+    case = column["case"]
+    return {**column, "label": f"{label} · {len(seeds)} seeds",
+            "case": {**case, "sub": f"{case['sub']} · {len(seeds)} seeds".lstrip(" ·"),
+                     "full": f"{label} · {len(seeds)} seeds"}}
+
+
+def _verdict(pr: dict, dtype: str) -> dict | None:
+    """Return a failing call's verdict in plain words (`labels.verdict`) from its first card
+    that read the field of errors."""
+    for c in pr["cards"]:
+        if c.get("fingerprint") and c["outcome"] in RED:
+            return labels.verdict(str(c["fingerprint"]), dtype, c.get("message"))
+    return None
+
+
+def _failure_groups(failures: list[dict]) -> list[dict]:
+    """Return the listed failures grouped by adapter call and run: one line per call, its
+    failing tensors each with how many entries failed and by how much."""
+    out: dict[tuple, dict] = {}
+    for i in failures:
+        g = out.get((i["anchor"], i["run"]["n"]))
+        if g is None:
+            g = out[(i["anchor"], i["run"]["n"])] = {
+                "anchor": i["anchor"], "run": i["run"], "row_label": i["row_label"],
+                "case": labels.case_label(i["spec"], i["col_label"]), "tensors": [],
+                "framework": i["framework"], "dtype": i["dtype"], "device": i["device"],
+                "outcomes": []}
+        cmp = i["cmp"] or {}
+        entry = where(i["entry"]) if i["entry"] is not None else ""
+        g["tensors"].append({"tensor": i["tensor"] + entry, "outcome": i["outcome"],
+                             "failing": cmp.get("failing"), "entries": cmp.get("entries"),
+                             "max_ratio": cmp.get("max_ratio"),
+                             "reason": None if cmp else i["reason"], "id": i["id"]})
+        g["outcomes"].append(token(i["outcome"]))
+    return list(out.values())
 
 
 def _finish_cell(pr: dict) -> None:
@@ -786,23 +835,10 @@ def _status(counts: Counter) -> str:
 
 def _provenance(runs: list[dict]) -> list[tuple[str, list[str]]]:
     """Return provenance as (key, one value per run) rows, nested keys dotted."""
-    flat = [_flatten(r["provenance"]) for r in runs]
+    flat = [labels.flatten(r["provenance"]) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    return [(k, [f.get(k, "") for f in flat]) for k in keys]
-
-
-def _flatten(value, prefix: str = "") -> dict[str, str]:
-    """Return a nested dict as {dotted.key: text}; lists of words are joined like a shell."""
-    if isinstance(value, dict) and value:
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        text = shlex.join(map(str, value)) if prefix.endswith(("argv", "args")) else \
-            ", ".join(map(str, value))
-        return {prefix: text}
-    return {prefix: "" if value is None or value == {} else str(value)}
+    rows = [(k, [f.get(k, "") for f in flat]) for k in keys]
+    return [(k, values) for k, values in rows if any(values)]
 
 
 def _heat(i: dict) -> dict:

@@ -69,7 +69,7 @@ def check_outputs(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    if recording(item.config) and call.when in ("setup", "call"):
+    if call.when in ("setup", "call") and recording(item.config):
         data = capture(item, call.when)
         if data is not None:
             report.user_properties.append((PROPERTY, data))

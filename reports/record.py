@@ -215,8 +215,7 @@ def params(item, adapter=None) -> dict:
     out = {k: _plain_hashable(v) for k, v in item._asdict().items()} if hasattr(
         item, "_asdict") else plain(item)
     out["id"], out["group"] = item.id, item.group
-    out["config_id"] = getattr(item.config, "id", None)
-    out["spec_id"] = getattr(item.spec, "id", None)
+    out["config_id"], out["spec_id"] = _ids(item.config, item.spec)
     if adapter is not None:
         try:
             about = _about_cached(adapter)
@@ -224,6 +223,23 @@ def params(item, adapter=None) -> dict:
             about = _about(adapter)
         out.update(about, distributions=dict(about["distributions"]))
     return out
+
+
+_LAST_IDS: list[tuple] = [(None, None, (None, None))]
+"""The last config and spec `_ids` was asked of, with its answer (compared by identity: a
+group's items share their config and spec objects, tuples here, so never changed; one tuple,
+read once)."""
+
+
+def _ids(config, spec) -> tuple:
+    """Return the ids of an item's config and spec (None where one has none)."""
+    last = _LAST_IDS[0]
+    if last[0] is config and last[1] is spec:
+        return last[2]
+    ids = (getattr(config, "id", None), getattr(spec, "id", None))
+    if isinstance(config, tuple) and isinstance(spec, tuple):
+        _LAST_IDS[0] = (config, spec, ids)
+    return ids
 
 
 def _about(adapter) -> dict:
@@ -270,12 +286,19 @@ def _summarize_entry(cmp: Comparison, entry: tuple[int, ...]) -> dict:
     return {
         "shape": [], "dtype": cmp.dtype, "entries": 1, "failing": int(not ratio <= 1.0),
         "max_ratio": ratio, "max": e,
-        "bits": {"min": bits, "median": bits, "of": MANTISSA_BITS.get(cmp.dtype, 53)},
+        "bits": _one_agreement(bits, ref, bound, cmp.dtype),
         "worst": [e], "heatmap": {"layout": "1d", "block": [1], "rows": 1, "cols": 1,
                                   "cells": 1, "codes": _ONE_CODE[code]},
         "values": {k: base64.b64encode(struct.pack("<d", v)).decode("ascii")
                    for k, v in (("got", got), ("ref", ref), ("bound", bound))},
     }
+
+
+def _one_agreement(bits: float, ref: float, bound: float, dtype: str) -> dict:
+    """Return `agreement` of a one-entry comparison."""
+    below = not abs(ref) > bound
+    return {"min": None if below else bits, "median": None if below else bits,
+            "of": MANTISSA_BITS.get(dtype, 53), "below": int(below)}
 
 
 _ONE_CODE = [base64.b64encode(bytes((c,))).decode("ascii") for c in range(256)]
@@ -295,7 +318,7 @@ def _entry_table(cmp: Comparison) -> tuple[list, ...]:
 
 def _summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
     """Return one tensor's summary, any size."""
-    ratio, bits = cmp.ratio, cmp.bits
+    ratio = cmp.ratio
     worst = [_entry(cmp, e, entry) for e in cmp.worst(WORST, failing_only=False)]
     return {
         "shape": list(cmp.ref.shape) if entry is None else [],
@@ -304,13 +327,24 @@ def _summarize(cmp: Comparison, entry: tuple[int, ...] | None = None) -> dict:
         "failing": int(cmp.failing.sum()),
         "max_ratio": cmp.max_ratio,
         "max": worst[0] if worst else None,
-        "bits": {"min": float(bits.min()) if bits.size else None,
-                 "median": float(np.median(bits)) if bits.size else None,
-                 "of": MANTISSA_BITS.get(cmp.dtype, 53)},
+        "bits": agreement(cmp),
         "worst": worst,
         "heatmap": heatmap(ratio),
         "values": exact_values(cmp) if ratio.size <= EXACT_ENTRIES else None,
     }
+
+
+def agreement(cmp: Comparison) -> dict:
+    """Return the bits of agreement, least and median, of the entries whose reference lies
+    above their bound, and how many lie below it (`below`): there the reference is ~0 at the
+    precision asked, any rounding changes its leading bits, and "0 of 24 bits" says nothing of
+    the gradient (a passing tensor's entry of 1e-12 beside a bound of 1e-9)."""
+    bits = cmp.bits
+    below = ~(np.abs(np.asarray(cmp.ref, dtype=np.float64)) > cmp.bound)
+    kept = bits[~below] if below.any() else bits.ravel()
+    return {"min": float(kept.min()) if kept.size else None,
+            "median": float(np.median(kept)) if kept.size else None,
+            "of": MANTISSA_BITS.get(cmp.dtype, 53), "below": int(below.sum())}
 
 
 def _entry(cmp: Comparison, e, entry: tuple[int, ...] | None) -> dict:
@@ -425,6 +459,15 @@ def repooled(heat: dict, codes: np.ndarray, rows: int, cols: int, cells_1d: int)
             "cols": cols_, "cells": cells, "codes": _b64(grid)}
 
 
+RECORDING = pytest.StashKey[bool]()
+"""`recording`'s answer, in the config's stash: asked several times for each item, of options
+that are fixed once the run is configured."""
+
+
 def recording(config) -> bool:
     """Say whether this run writes results or a report (a pytest config's options)."""
-    return bool(config.getoption("results", None) or config.getoption("report", None))
+    known = config.stash.get(RECORDING, None)
+    if known is None:
+        known = config.stash[RECORDING] = bool(config.getoption("results", None) or
+                                               config.getoption("report", None))
+    return known

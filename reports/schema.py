@@ -84,6 +84,7 @@ class Bits(Struct, forbid_unknown_fields=True):
     min: NumberOrNull
     median: NumberOrNull
     of: NumberOrNull
+    below: NumberOrNull = None  # entries left out: |ref| at most their bound (absent: older)
 
 
 class Packed(Struct, forbid_unknown_fields=True):

@@ -251,7 +251,7 @@ def run_shards(args: argparse.Namespace, extra: list[str], scratch: Path) -> int
         cmd = pytest_command(args, extra, shard, path)
         name = "study" if shard is None else f"shard {shard[0]}/{shard[1]}"
         start = time.perf_counter()
-        status = run_streamed(cmd, name)
+        status = run_streamed(cmd, name, {str(scratch): str(args.output)})
         walls.append(time.perf_counter() - start)
         if status == INTERRUPTED and path.is_file():  # pytest alone got the Ctrl-C
             return keep_partial(args, scratch)
@@ -315,10 +315,13 @@ def _loads(path: Path) -> bool:
     return True
 
 
-def run_streamed(cmd: list[str], name: str) -> int:
-    """Run one pytest command, streaming its output line by line under a header. On Ctrl-C
-    (which pytest gets too) let pytest write what it finished, then raise KeyboardInterrupt."""
-    print(f"== {name}: {shlex.join(['python', *cmd[1:]])}", flush=True)
+def run_streamed(cmd: list[str], name: str, shown: dict[str, str] | None = None) -> int:
+    """Run one pytest command, streaming its output line by line under a header that names
+    the folders as the user knows them (`shown`: the scratch folder, removed at the end, as the
+    output folder its files move to). On Ctrl-C (which pytest gets too) let pytest write what
+    it finished, then raise KeyboardInterrupt."""
+    shown = shown or {}
+    print(f"== {name}: {_as_shown(shlex.join(['python', *cmd[1:]]), shown)}", flush=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     env["PYTHONUNBUFFERED"] = "1"
@@ -328,18 +331,25 @@ def run_streamed(cmd: list[str], name: str) -> int:
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         try:
-            _stream(proc)
+            _stream(proc, shown)
         except KeyboardInterrupt:
-            _stream(proc)  # pytest is writing its results; a second Ctrl-C abandons them
+            _stream(proc, shown)  # pytest is writing its results; a second Ctrl-C abandons them
             proc.wait()
             raise
     return proc.returncode
 
 
-def _stream(proc: subprocess.Popen) -> None:
+def _stream(proc: subprocess.Popen, shown: dict[str, str]) -> None:
     for line in proc.stdout:
-        sys.stdout.write(line)
+        sys.stdout.write(_as_shown(line, shown))
         sys.stdout.flush()
+
+
+def _as_shown(text: str, shown: dict[str, str]) -> str:
+    """Return text with each scratch folder named as the folder its files end up in."""
+    for scratch, output in shown.items():
+        text = text.replace(scratch, output)
+    return text
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -399,8 +409,11 @@ def summary(doc: dict) -> str:
     for c in view(encoding.jsonable(doc))["configs"]:
         ratio = "–" if c["max_ratio"] is None else f"{c['max_ratio']:.3g}"
         other = "".join(f", {k} {o}" for o, k in sorted(c["other"].items()))
+        reading = c["dtype"] if c["asked"] else c["arithmetic"]
+        if c["diagnosis"]:
+            reading = c["diagnosis"] if reading == "–" else f"{reading}, {c['diagnosis']}"
         lines.append(f"  {c['label']:<36} {c['passed']:>5} passed {c['failed']:>5} failed  "
-                     f"{c['fingerprints']:<16} greatest ratio {ratio}{other}")
+                     f"{reading:<16} greatest ratio {ratio}{other}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from reports import labels
 from reports.encoding import jsonable
 from reports.html import csp_hash, num
 
@@ -19,9 +21,14 @@ FAILED = ("failed", "error", "crashed")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 DASHES = ("", "6 3", "2 3", "9 3 2 3")
-"""Line styles: ten colours, then the same colours dashed, so 40 configs stay apart."""
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 62, 14, 12, 42
-"""A plot's size in pixels and its margins for the axes' labels."""
+"""Line styles: a colour per framework, a dash per dtype (float32 solid, float64 dashed), a
+marker per precision setting, so that what a line is reads from how it is drawn."""
+MARKERS = ("circle", "square", "triangle", "diamond")
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 660, 300, 62, 190, 12, 42
+"""A plot's size in pixels and its margins for the axes' labels (on the right: each line's own
+label, at its last point)."""
+LABEL_GAP = 14.0
+"""The least vertical distance between two lines' labels, in pixels (an 11 px font's box)."""
 FLOOR = 1e-6
 """Plotted in place of an exact (zero) ratio, the bottom of the log scale."""
 CSS = """
@@ -33,14 +40,13 @@ th, td { border: 1px solid #ddd; padding: 0.15em 0.5em; text-align: left; vertic
 thead th { background: #f4f4f4; white-space: normal; } table { font-size: 13px; }
 td.num { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; }
 td.mono, th.mono { font-family: ui-monospace, monospace; white-space: nowrap; }
-td.mono.wrap { white-space: normal; min-width: 12em; }
-.bad { color: #b30000; font-weight: bold; } .good { color: #1a7f37; }
+td.wrap { white-space: normal; min-width: 6em; max-width: 16em; }
+.bad { color: #b30000; font-weight: bold; } .good { color: #1a7f37; } .bad-text { color: #b30000; }
 .note { color: #555; font-size: 0.9em; max-width: 70em; }
 .plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
 figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; max-width: 640px; }
 svg.plot { border: 1px solid #ccc; background: #fff; }
-ul.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.2em 1.2em;
-  font: 12px ui-monospace, monospace; }
+p.legend { font-size: 0.9em; } svg.plot text.end { font: 11px ui-monospace, monospace; }
 ul.runs { font-size: 0.9em; } code { font-size: 0.9em; } .scroll { overflow-x: auto; }
 """
 
@@ -50,7 +56,7 @@ def render(doc: dict) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(num=num, ms=ms)
+    env.filters.update(num=num, ms=ms, margin=labels.margin)
     return env.get_template("study.html.j2").render(
         **view(jsonable(doc)), css=Markup(CSS), style_hash=csp_hash(CSS))
 
@@ -59,14 +65,23 @@ def view(doc: dict) -> dict:
     """Return what the template shows: runs, config rows, timing cells and the plots."""
     provenance = {r.get("id"): r.get("provenance") or {} for r in doc.get("runs", [])}
     configs = group_configs(doc.get("items", []), provenance)
+    _styles(configs)
     cases = sorted({g["case"] for c in configs for g in c["groups"].values()}, key=_case_order)
     return {
         "hardware": _hardware(configs),
-        "runs": [_run(r) for r in doc.get("runs", [])], "configs": configs, "cases": cases,
+        "runs": _runs(doc.get("runs", [])), "configs": configs, "cases": cases,
         "items": sum(c["total"] for c in configs), "timed": any(c["timing"] for c in configs),
         "timing": [_timing_row(c, cases) for c in configs],
-        "plots": _plots(configs),
+        "plots": _plots(configs), "keys": _keys(configs),
     }
+
+
+def _keys(configs: list[dict]) -> dict:
+    """Return what each colour, dash and marker stands for, in the order first seen."""
+    out = {}
+    for attr, key in (("color", "colour_key"), ("dash", "dtype"), ("marker", "precision")):
+        out[key] = list(dict.fromkeys((c[key], c[attr]) for c in configs))
+    return out
 
 
 def _hardware(configs: list[dict]) -> dict[str, str]:
@@ -77,6 +92,12 @@ def _hardware(configs: list[dict]) -> dict[str, str]:
     for c in configs:
         c["show_hardware"] = len(names[c["device"]]) > 1
     return {d: " / ".join(h for h in hw if h) for d, hw in names.items()}
+
+
+def _runs(runs: list[dict]) -> list[dict]:
+    """Return each run's view, named by what differs between the runs (`labels.run_names`)."""
+    names = labels.run_names([labels.flatten(r.get("provenance") or {}) for r in runs])
+    return [{**_run(r), "name": name} for r, name in zip(runs, names, strict=True)]
 
 
 def _run(run: dict) -> dict:
@@ -159,7 +180,26 @@ def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:
         "max_ratio": max(ratios, default=None), "groups": groups,
         "timing": [g for g in groups.values() if g["timing"]],
         "color": PALETTE[n % len(PALETTE)], "dash": DASHES[n // len(PALETTE) % len(DASHES)],
+        "marker": MARKERS[0], **labels.split_readings(
+            [str(i["fingerprint"]) for i in items if i.get("fingerprint")], dtype),
     }
+
+
+def _styles(configs: list[dict]) -> None:
+    """Colour each config by its framework (by its framework and version where a framework
+    comes in several: two versions compared never share a colour), dash it by its dtype, mark
+    it by its precision setting (each in the order first seen)."""
+    versions: dict[str, set] = {}
+    for c in configs:
+        versions.setdefault(c["framework"], set()).add(c["version"])
+    for c in configs:
+        several = len(versions[c["framework"]]) > 1
+        c["colour_key"] = f"{c['framework']} {c['version']}" if several else c["framework"]
+    for attr, key, styles in (("color", "colour_key", PALETTE), ("dash", "dtype", DASHES),
+                              ("marker", "precision", MARKERS)):
+        order = list(dict.fromkeys(c[key] for c in configs))
+        for c in configs:
+            c[attr] = styles[order.index(c[key]) % len(styles)]
 
 
 def _extreme(pick, values: list[float | None]) -> float | None:
@@ -247,32 +287,72 @@ def _timing_row(config: dict, cases: list[tuple]) -> dict:
     return {"config": config, "cells": cells}
 
 
-def _plots(configs: list[dict]) -> list[dict]:
-    """Return the figures: greatest ratio against batch, width and depth; bits of agreement
-    against depth; time against batch."""
+def _plots(configs: list[dict]) -> dict:
+    """Return the figures (greatest ratio against batch, width and depth; bits of agreement
+    against depth; time against batch), one per network where networks differ: only calls of
+    the same network share a batch axis, of the same other sizes a width or depth axis; and
+    one line saying what had a single x value, so nothing to draw."""
     batch, width, depth = (lambda g: g["case"][2]), (lambda g: g["case"][1]), (lambda g:
                                                                                 g["case"][3])
-    figures = [  # title, x label, x, y, line through each x, y label, log y
-        ("error against batch size", "batch size", batch, _ratio_of, max, RATIO, True),
-        ("error against width n1", "width n1 (hidden units)", width, _ratio_of, max, RATIO, True),
-        ("error against depth", "depth L (layers)", depth, _ratio_of, max, RATIO, True),
+    figures = [  # title, x label, x, y, line through each x, y label, log y, what else is fixed
+        ("error against batch size", "batch size", batch, _ratio_of, max, RATIO, True, _net),
+        ("error against width n1", "width n1 (hidden units)", width, _ratio_of, max, RATIO, True,
+         _ends),
+        ("error against depth", "depth L (layers)", depth, _ratio_of, max, RATIO, True, _stack),
         ("bits of agreement against depth", "depth L (layers)", depth, _bits_of, min,
-         "least bits of agreement", False),
+         "least bits of agreement", False, _stack),
         ("gradient time against batch size", "batch size", batch, _time_of, statistics.median,
-         "median time per call (ms)", True),
+         "median time per call (ms)", True, _net),
     ]
-    out = []
-    for title, xlabel, x_of, y_of, line, ylabel, log_y in figures:
-        series = [_series(c, x_of, y_of, line) for c in configs]
-        xs = {x for s in series for x, _, _ in s["points"]}
-        if len(xs) == 1:
-            out.append({"title": title, "svg": None, "line": "",
-                        "only": f"one {xlabel.split(' (')[0]} only: {num(xs.pop())}"})
-        elif xs:
-            out.append({"title": title, "line": LINES[line],
-                        "svg": plot(series, xlabel, ylabel, bound=y_of is _ratio_of,
-                                    log_y=log_y)})
-    return out
+    out, single = [], {}
+    for title, xlabel, x_of, y_of, line, ylabel, log_y, fixed in figures:
+        keys = dict.fromkeys(fixed(g) for c in configs for g in c["groups"].values()
+                             if x_of(g) > 0)
+        nets = [k for k in keys if not any(_joins(k, other) for other in keys)]
+        for net in nets:
+            series = [_series(c, x_of, y_of, line, lambda g, net=net, fixed=fixed: _joins(
+                fixed(g), net) or fixed(g) == net) for c in configs]
+            series = [s for s in series if s["points"]]
+            xs = {x for s in series for x, _, _ in s["points"]}
+            name = f"{title}, {net}" if net else title
+            if len(xs) == 1:
+                single.setdefault((title, xlabel.split(" (")[0]), {})[num(xs.pop())] = True
+            elif xs:
+                out.append({"title": name, "line": LINES[line],
+                            "svg": plot(series, xlabel, ylabel, bound=y_of is _ratio_of,
+                                        log_y=log_y)})
+    return {"figures": out, "single": [
+        f"{title}: one {x} {'only' if len(values) == 1 else 'per network'} ({', '.join(values)})"
+        for (title, x), values in single.items()]}
+
+
+def _net(group: dict) -> str:
+    """Return the network a batch axis holds fixed: its sizes."""
+    return group["case"][0]
+
+
+def _ends(group: dict) -> str:
+    """Return what a width axis holds fixed: n0, n2 and the batch of a 2-layer net."""
+    sizes = group["case"][0].split("x")
+    return f"{sizes[0]}-n1-{sizes[-1]} b{group['case'][2]}" if len(sizes) == 3 else ""
+
+
+def _stack(group: dict) -> str:
+    """Return what a depth axis holds fixed: the input and output widths, the batch and the
+    one hidden width (`784-…-10 b8, width 64`); a net of one layer has none and joins every
+    depth axis of its ends (`_joins`), one of mixed widths is its own network."""
+    sizes = group["case"][0].split("x")
+    hidden = dict.fromkeys(sizes[1:-1])
+    base = f"{sizes[0]}-…-{sizes[-1]} b{group['case'][2]}"
+    if len(hidden) > 1:
+        return f"{group['case'][0]} b{group['case'][2]}"
+    return f"{base}, width {next(iter(hidden))}" if hidden else base
+
+
+def _joins(key: str, net: str) -> bool:
+    """Say whether a call keyed `key` belongs on the axis of `net` without being it: a
+    one-layer net on the depth axis of its ends (`784-…-10 b8` on `784-…-10 b8, width 64`)."""
+    return net.startswith(f"{key}, width ")
 
 
 RATIO = "greatest |g − ref| / bound"
@@ -294,16 +374,20 @@ def _time_of(group: dict) -> float | None:
     return None if value is None else value * 1e3
 
 
-def _series(config: dict, x_of, y_of, line) -> dict:
-    """Return one config's points (one per group) and its line through line(ys) at each x."""
+def _series(config: dict, x_of, y_of, line, keep=None) -> dict:
+    """Return one config's points (one per group, those `keep` keeps) and its line through
+    line(ys) at each x."""
     points, at = [], {}
     for g in config["groups"].values():
+        if keep is not None and not keep(g):
+            continue
         x, y = x_of(g), y_of(g)
         if isinstance(x, int) and x > 0 and y is not None and not math.isnan(y):
             points.append((x, y, f"{config['label']} · {g['spec']}: {num(y)}"))
             at.setdefault(x, []).append(y)
     return {"label": config["label"], "color": config["color"], "dash": config["dash"],
-            "points": points, "line": [(x, line(ys)) for x, ys in sorted(at.items())]}
+            "marker": config.get("marker", MARKERS[0]), "points": points,
+            "line": [(x, line(ys)) for x, ys in sorted(at.items())]}
 
 
 def log_range(values: list[float], pad: float = 0.0) -> tuple[float, float]:
@@ -315,16 +399,39 @@ def log_range(values: list[float], pad: float = 0.0) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 1, hi + 1)
 
 
+def fitted_range(values: list[float]) -> tuple[float, float]:
+    """Return log10 of a range fitted to the positive values, a tenth of their span (at least
+    a tenth of a decade) beyond each end: lines between 2e-4 and 2e-3 fill the plot."""
+    logs = [math.log10(v) for v in values if v > 0 and math.isfinite(v)]
+    if not logs:
+        return -1.0, 1.0
+    lo, hi = min(logs), max(logs)
+    pad = max(0.1, 0.1 * (hi - lo))
+    return lo - pad, hi + pad
+
+
+def log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    """Return the y ticks of a log axis from lo to hi (log10): 1, 2 and 5 times each decade
+    where the range is short, whole decades (every k-th) where it is long."""
+    for mantissas in ((1, 2, 5), (1,)):
+        ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1)
+                 for m in mantissas if lo <= math.log10(m * 10.0 ** e) <= hi]
+        if 2 <= len(ticks) <= 9:
+            return [(t, f"{t:.0e}".replace("e+0", "e").replace("e-0", "e-")) for t in ticks]
+    step = max(1, math.ceil((hi - lo) / 8))
+    return [(10.0 ** e, f"1e{e}") for e in range(math.ceil(lo), math.floor(hi) + 1, step)]
+
+
 def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False,
          log_y: bool = True) -> Markup:
-    """Return a line plot, x logarithmic, y logarithmic or linear from 0, as an inline SVG;
-    every text in it is escaped."""
+    """Return a line plot, x logarithmic, y logarithmic and fitted to the data or linear from
+    0, as an inline SVG, each line labelled at its end; every text in it is escaped. The bound
+    (ratio 1) is drawn where it falls inside the fitted range, else said in the corner."""
     xs = sorted({x for s in series for x, _, _ in s["points"]})
     ys = [y for s in series for _, y, _ in s["points"]]
-    finite = [max(y, FLOOR) for y in ys if math.isfinite(y)] + ([1.0] if bound else [])
     if not log_y:
         return _linear_plot(series, xs, ys, xlabel, ylabel)
-    ylo, yhi = log_range(finite)
+    ylo, yhi = fitted_range([max(y, FLOOR) for y in ys if math.isfinite(y)])
     xlo, xhi = _x_range(xs)
     px = lambda x: LEFT + (math.log10(x) - xlo) / (xhi - xlo) * (WIDTH - LEFT - RIGHT)  # noqa: E731
 
@@ -332,17 +439,18 @@ def plot(series: list[dict], xlabel: str, ylabel: str, bound: bool = False,
         y = 10.0 ** yhi if not math.isfinite(y) else max(y, FLOOR)
         return TOP + (yhi - math.log10(y)) / (yhi - ylo) * (HEIGHT - TOP - BOTTOM)
 
-    step = max(1, math.ceil((yhi - ylo) / 8))
-    ticks = [(10.0 ** e, f"1e{e}") for e in range(int(ylo), int(yhi) + 1, step)]
-    parts = _axes(xs, px, ticks, py, xlabel, ylabel)
-    if bound:
+    parts = _axes(xs, px, log_ticks(ylo, yhi), py, xlabel, ylabel)
+    if bound and ylo <= 0 <= yhi:
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(1.0):.1f}" '
                      f'y2="{py(1.0):.1f}" stroke="#b30000" stroke-dasharray="4 3"/>'
                      f'<text x="{WIDTH - RIGHT - 4}" y="{py(1.0) - 4:.1f}" text-anchor="end" '
                      f'fill="#b30000">bound</text>')
-    for s in series:
-        parts += _draw(s, px, py)
-    return _svg("".join(parts))
+    elif bound:
+        where = f"bound (1) is {10.0 ** -yhi:.2g}× above the top" if yhi < 0 else \
+            "bound (1) is below the bottom"
+        parts.append(f'<text x="{WIDTH - RIGHT - 4}" y="{TOP + 12}" text-anchor="end" '
+                     f'fill="#b30000">{escape(where)}</text>')
+    return _svg("".join(parts + _lines(series, px, py)))
 
 
 def _linear_plot(series: list[dict], xs: list[float], ys: list[float], xlabel: str,
@@ -358,10 +466,42 @@ def _linear_plot(series: list[dict], xs: list[float], ys: list[float], xlabel: s
         return TOP + (yhi - y) / yhi * (HEIGHT - TOP - BOTTOM)
 
     ticks = [(float(v), str(v)) for v in range(0, int(yhi) + 1, 8 if yhi <= 64 else 16)]
-    parts = _axes(xs, px, ticks, py, xlabel, ylabel)
-    for s in series:
-        parts += _draw(s, px, py)
-    return _svg("".join(parts))
+    return _svg("".join(_axes(xs, px, ticks, py, xlabel, ylabel) + _lines(series, px, py)))
+
+
+def _lines(series: list[dict], px, py) -> list[str]:
+    """Return every series drawn, each shifted a pixel or two sideways from the others (two
+    identical series, two versions of one framework, never hide each other), and labelled at
+    its end."""
+    parts, ends = [], []
+    for k, s in enumerate(series):
+        dx = (k - (len(series) - 1) / 2) * 1.5
+        parts += _draw(s, lambda x, dx=dx: px(x) + dx, py)
+        last = s["line"][-1] if s["line"] else max(s["points"])[:2]
+        ends.append([py(last[1]), px(last[0]) + dx, s])
+    return parts + _end_labels(ends)
+
+
+def _end_labels(ends: list[list]) -> list[str]:
+    """Return each line's label right of the plot, beside its last point's height, pushed
+    apart so no two overlap, with a thin leader from the point."""
+    ends.sort(key=lambda e: e[0])
+    y = [min(max(e[0], TOP + 4), HEIGHT - BOTTOM) for e in ends]
+    for k in range(1, len(y)):
+        y[k] = max(y[k], y[k - 1] + LABEL_GAP)
+    overflow = y[-1] - (HEIGHT - BOTTOM) if y else 0
+    if overflow > 0:  # move them up as far as the top allows; more labels make the plot taller
+        room = y[0] - (TOP + 4)
+        y = [v - min(overflow, room) for v in y]
+    x = WIDTH - RIGHT + 8
+    out = []
+    for (py0, px0, s), ly in zip(ends, y, strict=True):
+        color = escape(s["color"])
+        out.append(f'<line x1="{px0:.1f}" y1="{py0:.1f}" x2="{x - 2}" y2="{ly:.1f}" '
+                   f'stroke="{color}" stroke-width="0.6" stroke-opacity="0.6"/>'
+                   f'<text class="end" x="{x}" y="{ly + 4:.1f}" fill="{color}">'
+                   f'{escape(s["label"])}</text>')
+    return out
 
 
 def _x_range(xs: list[float]) -> tuple[float, float]:
@@ -372,8 +512,11 @@ def _x_range(xs: list[float]) -> tuple[float, float]:
 
 
 def _svg(body: str) -> Markup:
-    return Markup(f'<svg class="plot" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} '
-                  f'{HEIGHT}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
+    """Return the plot's SVG, taller than HEIGHT where its lines' labels need more room."""
+    labels = [float(y) for y in re.findall(r'<text class="end" x="[\d.]+" y="([\d.]+)"', body)]
+    height = max([HEIGHT, *(math.ceil(y) + 6 for y in labels)])
+    return Markup(f'<svg class="plot" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} '
+                  f'{height}" role="img" font-family="sans-serif" font-size="11">{body}</svg>')
 
 
 def _axes(xs: list[float], px, yticks: list[tuple[float, str]], py, xlabel: str,
@@ -422,7 +565,8 @@ def ticks(xs: list[float], px) -> list[float]:
 
 
 def _draw(series: dict, px, py) -> list[str]:
-    """Return one config's line (through each x's greatest value) and its points."""
+    """Return one config's line (through each x's greatest value) and its points, each drawn
+    with the config's marker."""
     color, dash = escape(series["color"]), escape(series["dash"])
     parts = []
     if len(series["line"]) > 1:
@@ -431,6 +575,20 @@ def _draw(series: dict, px, py) -> list[str]:
                      f'stroke-dasharray="{dash}"><title>{escape(series["label"])}</title>'
                      f'</polyline>')
     for x, y, title in series["points"]:
-        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}" '
-                     f'fill-opacity="0.45"><title>{escape(title)}</title></circle>')
+        parts.append(_marker(series.get("marker", MARKERS[0]), px(x), py(y), color,
+                             escape(title)))
     return parts
+
+
+def _marker(kind: str, x: float, y: float, color: str, title: str) -> str:
+    """Return one point as a circle, square, triangle or diamond (titled: hover says what)."""
+    fill = f'fill="{color}" fill-opacity="0.45"'
+    if kind == "square":
+        return (f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" {fill}>'
+                f'<title>{title}</title></rect>')
+    if kind in ("triangle", "diamond"):
+        pts = ((x, y - 4), (x + 4, y + 3), (x - 4, y + 3)) if kind == "triangle" else (
+            (x, y - 4), (x + 4, y), (x, y + 4), (x - 4, y))
+        return (f'<polygon points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}" {fill}>'
+                f'<title>{title}</title></polygon>')
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" {fill}><title>{title}</title></circle>'

@@ -14,8 +14,8 @@ from tests.engine.matrix import Spec
 from tests.fixtures import orders
 from tests.fixtures.orders import ORDERS, fma_chain
 
-LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),), 0),
-         ((784, 16, 10), 1024, (("relu", "sigmoid"),), 0))
+LARGE = (((5, 4, 3), 65536, (("tanh", "softplus"),), {}),
+         ((784, 16, 10), 1024, (("relu", "sigmoid"),), {}))
 """Long sums at a test's cost: the batch sums of a small net and n0 = 784 at batch 1024."""
 SPECS = (matrix.specs(matrix.named(list(matrix.CASES)), None, range(1))
          + matrix.specs(list(LARGE), None, range(1)))
@@ -35,7 +35,9 @@ def check_order(name: str, dtype: str, spec: Spec) -> None:
     ratios = {t: compare(t, got[t], ref[t], bound[t], dtype) for t in ref}
     failed = {t: f"{c.max_ratio:.3g}" for t, c in ratios.items() if not c.passed}
     assert not failed, f"{name} {dtype} {spec.id}: greatest |g − ref| / bound {failed}"
-    if dtype == "float64":  # a correct sum: agrees to float64 noise, whatever the bound says
+    # a correct sum: agrees to float64 noise, whatever the bound says (not where σ′ = σ(1 − σ)
+    # cancels, the saturated case: there σ′ errs by u absolutely, 10⁻⁴ of itself)
+    if dtype == "float64" and not spec.saturate:
         for t in ref:
             assert np.abs(got[t] - ref[t]).max() <= 1e-13 * np.abs(ref[t]).max(), t
 

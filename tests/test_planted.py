@@ -47,6 +47,11 @@ def test_sums_in_the_least_accurate_order_pass(pytester):
                                        "tests.fixtures.planted:SequentialSums", *matrix_args)
         assert outcomes and set(outcomes.values()) == {"passed"}, messages
 
+def groups(items, marker: str) -> set[str]:
+    """Return the groups (an item id less its tensor) of the items whose id holds `marker`."""
+    return {k.rsplit("-", 1)[0] for k in items if marker in k}
+
+
 def last_weights(item_id: str) -> str:
     """Return the name of an item's last-layer weights: W2 on 784x16x10, W4 on 784x64x32x16x10."""
     sizes = re.search(r"-(\d+(?:x\d+)+)-b\d+-s\d+-", item_id).group(1)
@@ -112,22 +117,38 @@ def test_a_two_layer_only_adapter_skips_deeper_cases_with_one_reason(pytester):
 
 
 def test_mean_loss_breaks_every_tensor_where_mean_differs_from_sum(pytester):
-    """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum)."""
-    outcomes, _ = run_suite(pytester, "--adapter", "tests.fixtures.planted:MeanLoss")
-    assert failed(outcomes) == {k for k in outcomes if "-1x1x1-b1-" not in k}
+    """A mean-reduced cost fails every item except the 1-1-1 chain at batch 1 (mean = sum), and
+    each failure names it with its factor (reference/mistakes.py); on the saturated case every
+    group fails, though a tensor whose entries lie below the tier's floor may not (a float32
+    σ′ of a saturated sigmoid ≈ 10⁻¹¹, under its budget of 8u: 1 − σ rounds to 0 there)."""
+    outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:MeanLoss")
+    broken = {k for k in outcomes if "-1x1x1-b1-" not in k}
+    assert {k for k in broken if "-z25-" not in k} <= failed(outcomes) <= broken
+    assert groups(outcomes, "-z25-") == groups(failed(outcomes), "-z25-") != set()
+    for k, message in messages.items():
+        B, n = re.search(r"x(\d+)-b(\d+)-s\d+-", k).group(2, 1)
+        mean = "the batch and the outputs" if B != "1" else f"the {n} outputs"
+        assert (f"errors consistent with: every entry is {1 / (int(B) * int(n)):.4g}× the "
+                f"reference: the cost is averaged over {mean}") in message, k
 
 
 def test_float32_leak_breaks_float64(pytester):
-    """float32 arithmetic where float64 was asked fails every float64 item, no float32 one."""
+    """float32 arithmetic where float64 was asked fails every float64 item, no float32 one;
+    on the saturated case every float64 group fails, though a tensor below the tier's floor
+    (entries under the activations' budgets) may not tell float32 from float64."""
     outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:Float32Leak")
-    assert failed(outcomes) == {k for k in outcomes if "-float64-" in k}
+    float64 = {k for k in outcomes if "-float64-" in k}
+    assert {k for k in float64 if "-z25-" not in k} <= failed(outcomes) <= float64
+    assert groups(float64, "-z25-") == groups(failed(outcomes), "-z25-") != set()
     assert "errors consistent with: float32" in next(iter(messages.values()))
 
 
 def test_one_entry_off_by_1e9_is_named(pytester):
     """A relative 1e-9 on one float64 entry of W1 fails exactly the float64 W1 items, by index."""
     outcomes, messages = run_suite(pytester, "--adapter", "tests.fixtures.planted:OffByOneEntry")
-    assert failed(outcomes) == {k for k in outcomes if "-float64-" in k and k.endswith("-W1")}
+    w1 = {k for k in outcomes if "-float64-" in k and k.endswith("-W1")}
+    # on the saturated case W1 may lie below the tier's floor: 1e-9 of it is invisible there
+    assert {k for k in w1 if "-z25-" not in k} <= failed(outcomes) <= w1
     for message in messages.values():
         assert re.search(r"1 of \d+ entries .* outside their bound", message)
         assert re.search(r"W1\[\d+, \d+\]: got .* ref .* bound .* ratio", message)
@@ -149,8 +170,12 @@ def test_reduced_operands_fail_every_float32_item_and_say_so(pytester, planted, 
     wide = {k for k in bad if "-784x" in k and "-b1-" not in k}
     assert wide and all(re.search(f"errors consistent with: {reads} .*float32 was asked",
                                   messages[k]) for k in wide)
+    # the saturated case fails every float32 item, but its reading is not claimed: where the
+    # output layer's σ′ is e^−|z|, the errors lie in the few dimensions of Δz, where another
+    # arithmetic's rounding fits too (tf32 has read bfloat16 there)
+    assert {k for k in float32 if "-z25-" in k} <= bad
     assert all(re.search(f"errors consistent with: ({reads} |wrong gradient)", messages[k])
-               for k in bad)
+               for k in bad if "-z25-" not in k)
 
 
 @pytest.mark.parametrize("planted,tensor,reason", [

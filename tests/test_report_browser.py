@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -184,12 +185,15 @@ def test_a_50000_item_page_opens_without_console_errors(browser, big_report):
 def test_a_failing_item_of_50000_shows_its_heatmap_and_worst_entries(browser, big_report):
     """A failed item's canvas is drawn when scrolled to, and its worst entries are listed."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     open_page(browser, big_report["url"])
     k = big_report["failed"][0]
     item = big_report["doc"]["items"][k]
     canvas = browser.find_element(By.CSS_SELECTOR, f'canvas.heat[data-k="{k}"]')
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    WebDriverWait(browser, 30).until(  # drawn when it comes near: later on a busy machine
+        lambda b: b.execute_script("return 'rings' in arguments[0].dataset", canvas))
     assert browser.execute_script("return arguments[0].width", canvas) >= \
         item["comparison"]["heatmap"]["cols"]
     card = canvas.find_element(By.XPATH, "./ancestor::div[contains(@class, 'item')]")
@@ -228,3 +232,161 @@ def test_filters_and_summaries_of_50000_items_stay_usable(browser, big_report):
     browser.execute_script("arguments[0].open = true", calls)
     assert len(calls.find_elements(By.CSS_SELECTOR, "tbody tr")) > 100
     assert browser.get_log("browser") == []
+
+
+SHOTS = Path(__file__).resolve().parents[1] / "reports" / "out" / "browser"
+"""Where the screenshots at 1,400 px go (git-ignored), for a person to look at."""
+MARGIN = r"(exact|\d\.\de[-+]\d\d × bound|inf × bound|nan × bound|–)"
+
+
+def screenshot(browser, name: str) -> None:
+    """Save what the 1,400 px window shows as reports/out/browser/NAME.png."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert browser.get_window_size()["width"] == 1400
+    browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> dict:
+    """Run the seed's case with planted tf32 operands, a mean-reduced loss and one entry off,
+    beside a correct adapter; return the page."""
+    chromium()
+    where = tmp_path_factory.mktemp("planted")
+    proc = run_suite(where, "run", "--adapter", "adapters.example:adapter", *(
+        a for bug in ("RoundedOperands", "MeanLoss", "OffByOneEntry")
+        for a in ("--adapter", f"tests.fixtures.planted:{bug}")), "--cases", "seed,small")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    return {"url": (where / "run.html").resolve().as_uri(), "doc": reading.load(where / "run.json")}
+
+
+def _drawn(browser) -> list[dict]:
+    """Scroll each failing call's heatmap into view (they are drawn lazily); return its rings,
+    worst cell, and whether its axes and key were put beside it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    keys = browser.execute_script("return [...document.querySelectorAll("
+                                  "'article.group canvas.heat')].map((c) => c.dataset.k)")
+    out = []
+    for k in keys:
+        canvas = browser.find_element("css selector", f'canvas.heat[data-k="{k}"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        WebDriverWait(browser, 30).until(  # drawn when it comes near: later on a busy machine
+            lambda b, c=canvas: b.execute_script("return 'rings' in arguments[0].dataset", c))
+        out.append(browser.execute_script("""
+            const c = arguments[0], wrap = c.parentElement;
+            return {k: c.dataset.k, rings: JSON.parse(c.dataset.rings || 'null'),
+                    worst: c.dataset.worst, framed: wrap.classList.contains('framed'),
+                    axes: wrap.querySelectorAll('.ax-x span').length,
+                    key: wrap.querySelectorAll('.key canvas').length}""", canvas))
+    return out
+
+
+def test_heatmaps_have_axes_a_key_and_markers_that_never_stack(browser, planted):
+    """Every drawn heatmap sits between its axes with a key beside it; its rings (failing cells
+    too small to see) never overlap, and are left off where failing cells are many; a failing
+    tensor's worst entry is marked."""
+    open_page(browser, planted["url"])
+    heatmaps = _drawn(browser)
+    items = planted["doc"]["items"]
+    failing = {str(k) for k, i in enumerate(items) if i["outcome"] == "failed"
+               and i["comparison"]}
+    assert failing <= {h["k"] for h in heatmaps}
+    for h in heatmaps:
+        assert h["framed"] and h["axes"] == 3 and h["key"] == 1, h
+        rings = h["rings"]
+        assert rings is not None and len(rings) <= 32, h
+        for n, (x0, y0) in enumerate(rings):
+            for x1, y1 in rings[n + 1:]:
+                assert (x1 - x0) ** 2 + (y1 - y0) ** 2 >= 12 ** 2, h  # two radii apart
+        if h["k"] in failing:
+            assert h["worst"] is not None, h
+    tf32 = next(k for k, i in enumerate(items) if i["config"]["adapter"] == "planted_tf32"
+                and i["tensor"] == "W1" and i["spec"]["sizes"] == [784, 16, 10])
+    assert items[tf32]["comparison"]["failing"] > 1000  # many failing cells: no rings at all
+    assert next(h for h in heatmaps if h["k"] == str(tf32))["rings"] == []
+    canvas = browser.find_element("css selector", f'canvas.heat[data-k="{tf32}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    screenshot(browser, "tf32-heatmap")
+
+
+def test_summary_cells_are_labelled_and_cases_named_short(browser, planted):
+    """Each matrix cell shows passed/total over its margin in one format (`5.2e-04 × bound`),
+    each case column a short name with the full id on hover; the matrix fits 1,400 px."""
+    import re
+
+    open_page(browser, planted["url"])
+    screenshot(browser, "matrix")
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('td.cell:not(.empty)')].map((c) => c.innerText)")
+    assert cells
+    for text in cells:
+        count, margin = text.split("\n")
+        assert re.fullmatch(r"\d+/\d+( ✗)?", count) and re.fullmatch(MARGIN, margin), text
+    heads = browser.execute_script("return [...document.querySelectorAll('th.case')].map("
+                                   "(h) => [h.innerText, h.title])")
+    for text, title in heads:
+        assert len(text.split("\n")[0]) <= 16 and title.startswith(text.split("\n")[1].split(
+            " · ")[0]), (text, title)
+    assert browser.execute_script(
+        "const t = document.querySelector('table.matrix').getBoundingClientRect();"
+        "return t.right <= document.documentElement.clientWidth")
+
+
+def test_a_clicked_cell_lands_its_call_below_the_sticky_bar(browser, planted):
+    """Clicking a failing cell scrolls its adapter call's title into view, under the sticky
+    filter bar, not behind it."""
+    open_page(browser, planted["url"])
+    link = browser.find_element("css selector", "td.cell.fail a")
+    target = link.get_attribute("href").split("#")[1]
+    link.click()
+    top, bar = browser.execute_script(
+        "return [document.getElementById(arguments[0]).getBoundingClientRect().top,"
+        " document.getElementById('filters').getBoundingClientRect().bottom]", target)
+    assert bar <= top < bar + 60, (bar, top)
+    screenshot(browser, "failing-call")
+
+
+def test_a_failing_call_reads_in_plain_words_with_its_numbers_folded(browser, planted):
+    """A failing call's verdict is one plain sentence (the arithmetic, or a wrong gradient);
+    the statistics behind it and each tensor's details stay folded until asked for; the
+    failures are listed one line per adapter call."""
+    open_page(browser, planted["url"])
+    verdicts = [e.text for e in shown(browser, "article.group .verdict > p")]
+    assert any(v.startswith("The errors are those of tf32") for v in verdicts)
+    assert any(v.startswith("A wrong gradient: 1 entry is outside its bound") for v in verdicts)
+    assert not shown(browser, ".verdict pre") and not shown(browser, "details.details dl")
+    assert "share" not in " ".join(verdicts)
+    groups = {i["group"] for i in planted["doc"]["items"] if i["outcome"] == "failed"}
+    assert len(shown(browser, "#failures li.item-link")) == len(groups)
+
+
+@pytest.fixture(scope="module")
+def study_page_url(tmp_path_factory) -> str:
+    """Render the study page of the synthetic 40-config results, failures included."""
+    chromium()
+    from reports import encoding, study_page
+    from tests.bench import synthetic
+
+    page = tmp_path_factory.mktemp("study") / "study.html"
+    page.write_text(study_page.render(encoding.jsonable(synthetic.build(4_000, 2, 40, 6))),
+                    encoding="utf-8")
+    return page.resolve().as_uri()
+
+
+def test_the_study_configs_table_fits_1400_px_and_lines_are_labelled(browser, study_page_url):
+    """At 1,400 px the configs table shows every column without scrolling sideways; each plot
+    labels its lines at their ends without two labels overlapping."""
+    open_page(browser, study_page_url)
+    screenshot(browser, "study")
+    wide = browser.execute_script(
+        "const t = document.querySelector('table.configs');"
+        "return [t.scrollWidth, t.parentElement.clientWidth, t.getBoundingClientRect().right,"
+        " document.documentElement.clientWidth]")
+    assert wide[0] <= wide[1] and wide[2] <= wide[3], wide
+    plots = browser.execute_script(
+        "return [...document.querySelectorAll('svg.plot')].map((s) => [...s.querySelectorAll("
+        "'text.end')].map((t) => { const b = t.getBBox(); return [b.y, b.y + b.height]; }))")
+    assert plots and all(plots)
+    for labels in plots:
+        spans = sorted(labels)
+        assert all(b[0] >= a[1] - 1 for a, b in zip(spans, spans[1:], strict=False)), spans

@@ -107,7 +107,7 @@ def test_every_item_is_recorded_with_its_parameters(runs):
     item = items["numpy-cpu-float64-tanh-softplus-5x4x3-b3-s0-W2"]
     assert item["config"] == matrix.Config("numpy", "cpu", "float64")._asdict()
     assert item["spec"] == {"sizes": [5, 4, 3], "batch": 3, "seed": 0,
-                            "sigmas": ["tanh", "softplus"], "scale": 0}
+                            "sigmas": ["tanh", "softplus"], "scale": 0, "saturate": 0}
     assert (item["tensor"], item["entry"], item["outcome"]) == ("W2", None, "passed")
     assert (item["framework"], item["framework_version"]) == ("numpy", np.__version__)
     assert item["fingerprint"] == "float64" and item["run"] == doc["runs"][0]["id"]
@@ -546,11 +546,11 @@ def synthetic_doc(sizes: list[tuple], configs: int, rng) -> dict:
 
 
 def test_the_default_matrix_report_stays_under_1_2_mb():
-    """Eight configs × the default eight cases (272 tensors, the deep case's 64×784 W1
-    among them): page under 1.2 MB, results under 3 MB."""
+    """Eight configs × the default matrix's cases (each case once per activation tuple; the
+    deep case's 64×784 W1 among them): page under 1.2 MB, results under 3 MB."""
     sizes = [matrix.CASES[name] for name in matrix.CASES for _ in matrix.PAIRS[name]]
     doc = synthetic_doc(sizes, 8, np.random.default_rng(1))
-    assert len(doc["items"]) == 8 * (7 * 4 + 8)
+    assert len(doc["items"]) == 8 * sum(2 * (len(size) - 1) for size, _ in sizes)
     assert len(html.render(doc).encode()) <= 1_200_000
     assert len(encoding.dumps(doc).encode()) <= 3_000_000
 
@@ -576,14 +576,18 @@ def test_a_1440_item_study_report_stays_under_2_mb():
 
 
 def test_the_matrix_shows_each_cells_margin_and_summaries_keep_the_worst_cell():
-    """A passing cell reads `8/8` and its greatest ratio; a config's summary heatmap is the
-    greatest code of its passing tensors cell by cell, and its worst entry is theirs."""
+    """A passing cell reads `8/8` and its greatest ratio labelled in the one format of margins
+    (`5.2e-04 × bound`); a config's summary heatmap is the greatest code of its passing
+    tensors cell by cell, and its worst entry is theirs."""
     from tests.bench import synthetic
 
     doc = synthetic.build(96, 1, 2, 0)  # the second config's items are skipped
     page = html.render(doc)
-    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small>([^<]+)</small>', page)
-    assert len(cells) == 6 and all(float(c) < 1 for c in cells)  # 2 seeds × 4 tensors each
+    cells = re.findall(r'<td class="cell pass"[^>]*><a href="#r0">8/8<small class="margin">'
+                       r'([^<]+)<span class="unit"> × bound</span></small>', page)
+    assert len(cells) == 6  # 2 seeds × 4 tensors each
+    for c in cells:
+        assert re.fullmatch(r"\d\.\de[-+]\d\d", c) and float(c) < 1, c
     assert re.search(r'<span class="note">8 passing tensors over 8 cases</span>', page)
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>")[0])
     w1 = [i["comparison"] for i in doc["items"] if i["tensor"] == "W1"
@@ -601,8 +605,10 @@ def test_seeds_share_a_matrix_column():
 
     doc = synthetic.build(4 * 6 * 3, 1, 1, 0)
     page = html.render(doc)
-    heads = re.findall(r'<th colspan="1" class="case">([^<]+)</th>', page)
-    assert heads[0] == "sigmoid-sigmoid-784x16x10-b1 · 3 seeds" and len(heads) == 6
+    heads = re.findall(r'<th colspan="1" class="case" title="([^"]+)">([^<]+)<small>([^<]+)'
+                       r'</small></th>', page)
+    assert heads[0] == ("sigmoid-sigmoid-784x16x10-b1 · 3 seeds", "784-16-10 b1",
+                        "sigmoid · sigmoid · 3 seeds") and len(heads) == 6
 
 
 def test_a_results_file_in_another_key_order_reads_the_same(tmp_path):
@@ -891,11 +897,15 @@ def test_the_hostile_document_reads_back_and_renders(tmp_path):
 
 
 def test_a_huge_reason_is_capped_on_the_page():
-    """A 5 MB one-line reason (an older or foreign writer's) is cut with a marker."""
+    """A 5 MB one-line reason and message (an older or foreign writer's) are cut with a
+    marker (the page shows a compared tensor's message, its reason only where nothing was
+    compared)."""
     doc = hostile_doc()
     doc["items"][0].update(reason="x" * 5_000_000, message="y" * 5_000_000)
+    doc["items"].append({**doc["items"][0], "reason": "x" * 5_000_000, "comparison": None})
     page = html.render(doc)
     assert len(page) < 200_000
+    assert f"… [{5_000_000 - record.MESSAGE_CHARS} more characters cut]" in page
     assert f"… [{5_000_000 - record.REASON_CHARS} more characters cut]" in page
 
 
@@ -912,3 +922,85 @@ def test_a_passing_tensor_without_worst_entries_renders(tmp_path, layout):
                     json.dumps({**doc, "version": 1}))
     assert reports_cli(["html", str(path), "-o", str(tmp_path / "e.html")]) == 0
     assert "passed" in (tmp_path / "e.html").read_text()
+
+
+def test_merged_runs_are_named_by_what_differs_between_them():
+    """Two runs that differ in a framework's version are named by it (versions first, then
+    devices, then the rest); runs that differ in nothing that names them are R1, R2; the
+    names head the run columns and the run filter of the merged page."""
+    from reports import labels
+    from tests.bench import synthetic
+
+    doc = synthetic.build(96, 2, 2, 0)
+    for r, version in zip(doc["runs"], ("2.12.0", "2.13.0"), strict=True):
+        r["provenance"]["versions"]["torch"] = version
+        r["provenance"]["started"] = f"2026-11-29T0{version[-3]}:00:00Z"  # differs, names none
+    page = html.render(doc)
+    for name in ("torch 2.12.0, hostname host1", "torch 2.13.0, hostname host2"):
+        assert f'<input type="checkbox" checked value="{name}" data-dim="run">' in page
+        assert f">{name}</span>" in page
+    assert labels.run_names([{"started": "a", "versions.torch": "1"},
+                             {"started": "b", "versions.torch": "1"}]) == ["R1", "R2"]
+    assert labels.run_names([{"devices.cuda": "H100"}, {}]) == ["cuda H100", "no cuda"]
+
+
+def test_bits_of_agreement_leave_out_entries_whose_reference_is_below_their_bound():
+    """An entry whose reference is ~0 (below its bound) agrees to 0 bits under any rounding:
+    it is left out of the least and median bits, and counted as such; the page says so."""
+    ref = np.array([[1.0, 1e-12], [2.0, -3.0]])
+    got = ref + np.array([[1e-16, 1e-12], [0.0, 0.0]])
+    bound = np.full((2, 2), 1e-9)
+    cmp = compare("W1", got, ref, bound, "float64")
+    bits = record.summarize(cmp)["bits"]
+    assert bits["below"] == 1 and bits["min"] > 40 and float(cmp.bits.min()) < 1
+    one = compare("W1", got[:1, 1:], ref[:1, 1:], bound[:1, 1:], "float64")
+    assert record.summarize(one, entry=(0, 1))["bits"] == {"min": None, "median": None,
+                                                          "of": 53, "below": 1}
+
+
+@pytest.mark.parametrize("reading,arithmetic", [
+    ("float32", "float32"), ("tf32 in 1 of 5 products: backward layer 2", "tf32"),
+    ("bfloat16 (outputs rounded too, as under autocast) in 2 of 5 products: ∂W1, ∂W2",
+     "bfloat16"),
+    ("wrong gradient: 3 entries", None), ("float64, σ of layer 1 in float32", None),
+    ("every entry is 0.1× the reference: the cost is averaged over the 10 outputs (C/n_L)",
+     None)])
+def test_a_reading_is_an_arithmetic_or_a_diagnosis(reading, arithmetic):
+    """Only an arithmetic and where it ran is an arithmetic; anything more names a cause, and
+    a config's row puts it under diagnosis, never under arithmetic."""
+    from reports import labels
+
+    assert labels.arithmetic_of(reading) == arithmetic
+    row = labels.split_readings([reading, "float64"], "float64")
+    assert (row["diagnosis"] == "") == (arithmetic is not None)
+
+
+def test_a_case_is_named_short_and_says_what_its_id_abbreviates():
+    """`784-16-10 b32` over its activations; `w2e-12` reads `params × 2⁻¹²` and `z25`
+    `|z| in (25, 28)`; the full id is kept for hovering."""
+    from reports import labels
+
+    for spec, short, sub in [
+        (matrix.Spec((784, 16, 10), 32, 0, ("relu", "sigmoid")), "784-16-10 b32",
+         "relu · sigmoid"),
+        (matrix.Spec((16, 8, 4), 4, 0, ("tanh", "tanh"), scale=12), "16-8-4 b4",
+         "tanh · tanh · params × 2⁻¹²"),
+        (matrix.Spec((16, 8, 4), 4, 0, ("sigmoid", "softplus"), saturate=25), "16-8-4 b4",
+         "sigmoid · softplus · |z| in (25, 28)")]:
+        label = labels.case_label(record.plain(spec), spec.id)
+        assert label == {"short": short, "sub": sub, "full": spec.id}
+
+
+def test_a_known_bug_is_named_by_its_cause_in_the_row_and_the_verdict():
+    """A config's diagnosis names the known bug, not the factor that led to it; the failing
+    call's verdict says it in a sentence, the factor after it."""
+    from reports import labels
+
+    reading = ("every entry is 0.1× the reference: the cost is averaged over the 10 outputs "
+               "(C/n_L)")
+    row = labels.split_readings([reading, reading, "wrong gradient: 2 entries"], "float32")
+    assert row["diagnosis"] == "the cost is averaged over the 10 outputs in 2 calls; wrong gradient"
+    assert reading in row["full"]  # the formula on hover
+    assert labels.verdict(reading, "float32", None)["text"] == (
+        "A known bug: the cost is averaged over the 10 outputs (C/n_L) (every entry is 0.1× "
+        "the reference).")

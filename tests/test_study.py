@@ -104,7 +104,7 @@ def test_compare_merges_existing_results_files(studies, tmp_path):
     assert study.main(["compare", *files, "-o", str(tmp_path)]) == 0
     merged = reading.load(tmp_path / "results.json")
     assert study.content(merged) == study.content(studies["doc"]["one"])
-    assert (tmp_path / "study.html").read_text().count("<svg class=\"plot\"") == 3
+    assert (tmp_path / "study.html").read_text().count("<svg class=\"plot\"") == 6
 
 
 def test_compare_stops_on_an_unusable_file(tmp_path, capsys):
@@ -116,16 +116,23 @@ def test_compare_stops_on_an_unusable_file(tmp_path, capsys):
 
 
 def test_the_page_has_a_row_per_config_plots_and_timing(studies):
-    """The page shows each config's row and the error and timing plots."""
+    """The page shows each config's row and the error and timing plots, one network to an
+    axis: the batch plots one per net (5-4-3, 5-8-3), the width plots one per batch; each line
+    labelled at its end, coloured by framework and dashed by dtype."""
     page = (studies["where"] / "one" / "study.html").read_text()
-    rows = re.findall(r'<tr class="config">\s*<th class="mono">([^<]+)</th>', page)
+    rows = re.findall(r'<tr class="config">\s*<th class="mono" title="[^"]*">([^<]+)</th>', page)
     assert rows == ["numpy-cpu-float32", "numpy-cpu-float64"]
-    assert page.count('<svg class="plot"') == 3 and page.count("<polyline") == 6
-    for title in ("error against batch size", "error against width n1",
-                  "gradient time against batch size"):
-        assert title in page
-    assert page.count("<circle") == 3 * 16  # one dot per adapter call, in each plot
-    assert "<b>float32</b>" in page and "<b>float64</b>" in page
+    assert page.count('<svg class="plot"') == 6 and page.count("<polyline") == 12
+    for title in ("error against batch size, 5x4x3", "error against batch size, 5x8x3",
+                  "error against width n1, 5-n1-3 b1", "error against width n1, 5-n1-3 b3",
+                  "gradient time against batch size, 5x4x3"):
+        assert f"<b>{title}</b>" in page
+    assert page.count("<circle") == 3 * 16  # one dot per adapter call, in each kind of plot
+    assert page.count('<text class="end"') == 12  # each line's label
+    colours = set(re.findall(r'<polyline points="[^"]+" fill="none" stroke="([^"]+)"', page))
+    dashes = set(re.findall(r'stroke-width="1.8" stroke-dasharray="([^"]*)"', page))
+    assert len(colours) == 1 and dashes == {"", "6 3"}  # one framework, two dtypes
+    assert page.count('<span class="note">as asked</span>') == 2
     assert re.search(r"5x8x3 b3</th>", page) and "ms <span" in page
     assert "CUDA times are synchronised" in page
 
@@ -184,7 +191,7 @@ def test_the_page_escapes_every_string():
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert not {t for t, _ in tags_of(page).tags} & {"img", "script"}
     rows = re.findall(r'<tr class="config">', page)
-    assert len(rows) == 2 and page.count('<svg class="plot"') == 3
+    assert len(rows) == 2 and page.count('<svg class="plot"') == 6  # nets 784-16-10, 784-64-10
     assert '<td class="num bad">inf</td>' in page  # a non-finite ratio fails, shown as such
     assert "1 skipped" in page
 
@@ -212,7 +219,8 @@ def test_a_single_width_is_said_not_drawn():
     """A study of one width gets a sentence in place of an error-against-width plot."""
     items = [item("a", "float32", b, 16, 0) for b in (1, 8)]
     page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
-    assert page.count('<svg class="plot"') == 2 and "one width n1 only: 16" in page
+    assert page.count('<svg class="plot"') == 2
+    assert "error against width n1: one width n1 only (16)" in page
 
 
 def test_many_batches_and_frameworks_keep_their_tick_labels_apart():
@@ -403,9 +411,10 @@ def test_the_page_plots_error_and_bits_against_depth():
              for s in (0, 1)]
     page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
     for title in ("error against depth", "bits of agreement against depth"):
-        assert f"<b>{title}</b>" in page
+        assert f"<b>{title}, 784-…-10 b8, width 64</b>" in page
     assert "least bits of agreement" in page and "depth L (layers)" in page
-    assert "one width n1 only: 64" in page and "one batch size only: 8" in page
+    assert "error against width n1: one width n1 only (64)" in page
+    assert "error against batch size: one batch size only (8)" in page
     configs = study_page.view(encoding.jsonable(encoding.document([{"id": "r1"}], items)))
     a32 = next(c for c in configs["configs"] if c["label"] == "a-cpu-float32")
     depth = lambda g: g["case"][3]  # noqa: E731
@@ -444,7 +453,8 @@ def test_a_depth_study_runs_through_pytest_and_plots_depth(tmp_path):
         i["id"] for i in doc["items"]}
     page = (tmp_path / "study.html").read_text()
     assert page.count('<svg class="plot"') == 2  # error and bits against depth
-    assert "<b>error against depth</b>" in page and "<b>bits of agreement against depth</b>" in page
+    for title in ("error against depth", "bits of agreement against depth"):
+        assert f"<b>{title}, 784-…-10 b2, width 4</b>" in page  # the 784-10 net joins them
 
 
 def test_a_study_reads_adapters_from_where_it_was_started(tmp_path):
@@ -463,3 +473,22 @@ def test_a_study_reads_adapters_from_where_it_was_started(tmp_path):
     items = reading.load(tmp_path / "out" / "results.json")["items"]
     assert {(i["config"]["adapter"], i["outcome"]) for i in items} == {("numpy", "passed"),
                                                                         ("other", "passed")}
+
+
+def test_two_versions_of_a_framework_get_two_colours_and_networks_never_share_an_axis():
+    """A merge of two runs that differ in torch's version, each on its own default network:
+    each version has its colour (in the key and on its lines), and each network its own batch
+    plot, so no line zig-zags between nets."""
+    items = [{**item("a", dt, b, n1, 0), "framework": "torch",
+              "framework_version": version}
+             for version, n1 in (("2.12.0", 16), ("2.13.0", 32)) for dt in ("float32", "float64")
+             for b in (1, 8)]
+    page = study_page.render(encoding.document([{"id": "r1", "provenance": {}}], items))
+    assert "torch 2.12.0" in page and "torch 2.13.0" in page
+    plots = re.findall(r'<b>(error against batch size, [^<]+)</b>', page)
+    assert plots == ["error against batch size, 784x16x10", "error against batch size, 784x32x10"]
+    for svg in page.split('<svg class="plot"')[1:3]:
+        assert len(set(re.findall(r'<polyline points="[^"]+" fill="none" stroke="([^"]+)"',
+                                  svg))) == 1  # one version, one network per plot
+    colours = set(re.findall(r'<polyline points="[^"]+" fill="none" stroke="([^"]+)"', page))
+    assert len(colours) == 2

@@ -68,7 +68,8 @@
   }
 
   // Draw one pixel per cell, scaled up to whole pixels per cell; ring the cells outside their
-  // bound where they are too small to see (a single failing entry of 3 million must show).
+  // bound where they are too small to see (a single failing entry of 3 million must show),
+  // never two rings on top of each other; mark the worst cell; put axes and a key beside it.
   function drawHeat(canvas) {
     const h = decoded(canvas.dataset.k), m = h.heatmap;
     const sx = Math.max(1, Math.min(24, Math.floor(800 / m.cols)));
@@ -77,11 +78,13 @@
     small.width = m.cols;
     small.height = m.rows;
     const img = small.getContext("2d").createImageData(m.cols, m.rows), bad = [];
+    let worst = 0;
     for (let c = 0; c < m.cells; c++) {
-      const rgb = PALETTE[h._codes[c]];
+      const code = h._codes[c], rgb = PALETTE[code];
       img.data[4 * c] = rgb[0]; img.data[4 * c + 1] = rgb[1]; img.data[4 * c + 2] = rgb[2];
       img.data[4 * c + 3] = 255;
-      if (h._codes[c] > PASS_MAX) bad.push([((c % m.cols) + 0.5) * sx, (Math.floor(c / m.cols) + 0.5) * sy]);
+      if (code > h._codes[worst]) worst = c;
+      if (code > PASS_MAX) bad.push([((c % m.cols) + 0.5) * sx, (Math.floor(c / m.cols) + 0.5) * sy]);
     }
     small.getContext("2d").putImageData(img, 0, 0);
     canvas.width = m.cols * sx;
@@ -89,7 +92,14 @@
     const ctx = canvas.getContext("2d");
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
-    if (sx < 6 || sy < 6) ring(ctx, bad.slice(0, 64));
+    // a few failing cells too small to see are ringed; many show by their colour
+    const rings = (sx < 6 || sy < 6) && bad.length <= MAX_RINGS ? apart(bad, RING_GAP) : [];
+    ring(ctx, rings);
+    worst = worstCell(h, worst);
+    if (h._codes[worst] > 0) mark(ctx, ((worst % m.cols) + 0.5) * sx, (Math.floor(worst / m.cols) + 0.5) * sy, sx, sy);
+    canvas.dataset.rings = JSON.stringify(rings.map((p) => p.map(Math.round)));
+    canvas.dataset.worst = String(worst);
+    axes(canvas, h, bad.length, rings.length);
     canvas.addEventListener("mousemove", (ev) => hover(canvas, ev));
     canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
   }
@@ -105,12 +115,88 @@
     canvases.forEach((c) => seen.observe(c));
   }
 
+  const RING = 6, RING_GAP = 2 * RING + 2, MAX_RINGS = 32;
+
+  // Return the points each at least `gap` pixels from every one kept before
+  // (a run of failing cells would otherwise draw one thick red bar of rings).
+  function apart(points, gap) {
+    const kept = [];
+    for (const p of points) {
+      if (kept.every((q) => Math.hypot(p[0] - q[0], p[1] - q[1]) >= gap)) kept.push(p);
+    }
+    return kept;
+  }
+
+  // Return the cell of the tensor's worst entry (the first of its listed worst), else the
+  // first cell of the greatest code.
+  function worstCell(h, fallback) {
+    const m = h.heatmap, w = h.worst && h.worst[0];
+    if (!w || h.entry || !w.index || !w.index.length) return fallback;
+    const shape = h.shape.length ? h.shape : [1];
+    if (m.layout === "1d") {
+      const flat = w.index.reduce((a, x, d) => a * shape[d] + x, 0);
+      return Math.min(m.cells - 1, Math.floor(flat / m.block[0]));
+    }
+    const C = shape.slice(1).reduce((a, x) => a * x, 1);
+    const j = w.index.slice(1).reduce((a, x, d) => a * shape[d + 1] + x, 0);
+    return Math.floor(w.index[0] / m.block[0]) * m.cols + Math.floor(j / m.block[1]);
+  }
+
+  // Mark the worst cell with a black square around it (white inside, seen on any colour).
+  function mark(ctx, x, y, sx, sy) {
+    const r = Math.min(sx, sy) >= 12 ? Math.min(sx, sy) / 2 - 1.5 : 5;
+    ctx.lineWidth = 3; ctx.strokeStyle = "#fff";
+    ctx.strokeRect(x - r, y - r, 2 * r, 2 * r);
+    ctx.lineWidth = 1.5; ctx.strokeStyle = "#000";
+    ctx.strokeRect(x - r, y - r, 2 * r, 2 * r);
+  }
+
+  // Put the heatmap between its axes (first and last row and column, what a cell pools) and
+  // a key of its colours beside it; built when the heatmap is drawn, so a page of thousands
+  // carries none of it until it is scrolled to.
+  function axes(canvas, h, nBad, nRings) {
+    const wrap = canvas.parentElement, m = h.heatmap, shape = h.shape.length ? h.shape : [1];
+    if (wrap.classList.contains("framed")) return;
+    wrap.classList.add("framed");
+    const two = m.layout !== "1d" && shape.length > 1;
+    const rows = two ? shape[0] : 1, cols = two ? shape.slice(1).reduce((a, x) => a * x, 1) :
+      shape.reduce((a, x) => a * x, 1);
+    const y = make("div", "ax-y", ""), x = make("div", "ax-x", ""), key = make("div", "key", "");
+    if (two) {
+      y.append(make("span", "", "0"), make("span", "ax-name", "row"), make("span", "", String(rows - 1)));
+    }
+    x.append(make("span", "", "0"), make("span", "ax-name", (two ? "column" : "entry") +
+      (m.block && m.block.some((b) => b > 1) ? " · a cell pools " + m.block.join("×") +
+        " entries, shows their worst" : "")), make("span", "", String(cols - 1)));
+    const bar = document.createElement("canvas");
+    bar.width = 10; bar.height = 256;
+    const bctx = bar.getContext("2d");
+    for (let c = 0; c < 256; c++) {
+      bctx.fillStyle = "rgb(" + PALETTE[255 - c].join(",") + ")";
+      bctx.fillRect(0, c, 10, 1);
+    }
+    const labels = make("div", "key-labels", "");
+    labels.append(make("span", "", "≥1e6"), make("span", "", "1 = bound"), make("span", "", "exact"));
+    key.append(bar, labels);
+    key.style.height = Math.max(canvas.height, 48) + "px";
+    const note = make("div", "ax-note", "□ the worst entry" + (nRings ? " · ○ failing cells" +
+      " too small to see" : ""));
+    wrap.replaceChildren(y, canvas, key, x, note);
+  }
+
+  function make(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text) e.textContent = text;
+    return e;
+  }
+
   function ring(ctx, points) {
     ctx.strokeStyle = "rgb(200, 0, 0)";
     ctx.lineWidth = 1.5;
     for (const [x, y] of points) {
       ctx.beginPath();
-      ctx.arc(x, y, 6, 0, 2 * Math.PI);
+      ctx.arc(x, y, RING, 0, 2 * Math.PI);
       ctx.stroke();
     }
   }
@@ -274,7 +360,9 @@
   }
 
   function statusOk(el, sets) {
-    return !sets.status || sets.status.has(el.dataset.status);
+    if (!sets.status) return true;
+    if (el.dataset.statuses) return el.dataset.statuses.split(" ").some((s) => sets.status.has(s));
+    return sets.status.has(el.dataset.status);
   }
 
   function applyFilters() {
@@ -315,6 +403,12 @@
     document.getElementById("shown").textContent = "showing " + shown + " of " + total + " configs";
   }
 
+  // Keep a link's target clear of the sticky filter bar (its height depends on the filters).
+  function clearOfBar() {
+    const bar = document.getElementById("filters");
+    document.documentElement.style.setProperty("--bar", bar.offsetHeight + "px");
+  }
+
   // A link to a config's summary opens it.
   function openTarget() {
     const el = location.hash && document.getElementById(location.hash.slice(1));
@@ -328,6 +422,8 @@
   for (const box of document.querySelectorAll("#filters input")) {
     box.addEventListener(box.type === "search" ? "input" : "change", applyFilters);
   }
+  clearOfBar();
+  window.addEventListener("resize", clearOfBar);
   window.addEventListener("hashchange", openTarget);
   openTarget();
   // Everything is shown as the page opens; a reload that kept ticks or text applies them.

@@ -25,6 +25,7 @@ from adapters import DeviceUnavailable
 from reference.bounds import bounds
 from reference.case import Case, TwoLayerField
 from reference.compare import REDUCED, Comparison, Diagnosis, compare, diagnose
+from reference.mistakes import named
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
 from reports.record import COMPARED, recording
@@ -165,6 +166,8 @@ class Runner:
                                 functools.partial(bounds_for, item.spec),
                                 functools.partial(simulated_for, item.spec),
                                 case=case_for(item.spec))
+                diag = named(diag, case_for(item.spec), got, ref,
+                             bounds_for(item.spec, item.config.dtype))
             except (KeyError, ValueError, TypeError, AttributeError):
                 diag = None
             self._diagnoses = {item.group: diag}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from typing import NamedTuple
 
@@ -16,10 +17,16 @@ CASES = {  # name → (sizes n0…nL, batch)
     "small": ((5, 4, 3), 3),
     "deep": ((784, 64, 32, 16, 10), 8),  # the general layer (13) stacked four times
     "nearzero": ((16, 8, 4), 4),  # parameters × 2^-12: every z within ~1e-3 of 0
+    "saturated": ((16, 8, 4), 4),  # every |z| in (25, 28), both signs in every layer
 }
 SCALES = {"nearzero": 12}
 """Cases whose drawn parameters are scaled by 2^-e (exact in every dtype): z near 0, where
 an activation computed through another (tinygrad's tanh as 2·sigmoid(2z) − 1) cancels."""
+SATURATED = {"saturated": 25}
+"""Cases driven into saturation (`saturate`): every z of a unit lies within (s, s + 3) of one
+sign, both signs in every layer, so that what a framework's σ does far from 0 (torch's softplus
+returning z above 20, tinygrad's σ′ of sigmoid near z = −25) reaches the gradients of any
+adapter's network, and no exp overflows float32."""
 PAIRS = {  # name → the activations (one per layer) the default matrix runs it with
     "seed": (("sigmoid", "sigmoid"), ("softplus", "tanh")),
     "minibatch": (("relu", "sigmoid"), ("tanh", "identity")),
@@ -27,6 +34,7 @@ PAIRS = {  # name → the activations (one per layer) the default matrix runs it
     "small": (("tanh", "softplus"),),
     "deep": (("relu", "tanh", "sigmoid", "softplus"),),
     "nearzero": (("tanh", "tanh"),),
+    "saturated": (("sigmoid", "softplus"), ("relu", "sigmoid")),
 }
 """Each case with few activation tuples: every new shape costs JAX a compilation per op (≈50 ms
 each on the CPU, eagerly), so the default spreads them over the cases; `--pairs all` crosses
@@ -49,6 +57,7 @@ class Spec(NamedTuple):
     seed: int
     sigmas: tuple[str, ...]  # σ1…σL
     scale: int = 0  # the parameters are drawn, then multiplied by 2^-scale
+    saturate: int = 0  # driven into saturation: every |z| in (s, s + 3), both signs per layer
 
     @property
     def depth(self) -> int:
@@ -60,18 +69,50 @@ class Spec(NamedTuple):
         """Return `sigmoid-sigmoid-784x16x10-b1-s0`, `relu-tanh-sigmoid-784x64x32x10-b8-s0`,
         `tanh-tanh-16x8x4-b4-s0-w2e-12` scaled."""
         sizes = "x".join(map(str, self.sizes))
-        tail = f"-w2e-{self.scale}" if self.scale else ""
+        tail = (f"-w2e-{self.scale}" if self.scale else "") + (
+            f"-z{self.saturate}" if self.saturate else "")
         return f"{'-'.join(self.sigmas)}-{sizes}-b{self.batch}-s{self.seed}{tail}"
 
 
 def draw(spec: Spec) -> Case:
-    """Return the spec's case: drawn by make_case, its parameters scaled by 2^-scale."""
+    """Return the spec's case: drawn by make_case, its parameters scaled by 2^-scale, or
+    driven into saturation."""
     case = make_case(spec.sizes, spec.batch, spec.seed, *spec.sigmas)
+    if spec.saturate:
+        return saturate(case, spec.saturate)
     if not spec.scale:
         return case
     f = 2.0**-spec.scale
     layers = tuple(Layer(layer.W * f, layer.b * f, layer.sigma) for layer in case.layers)
     return dataclasses.replace(case, layers=layers)
+
+
+def saturate(case: Case, level: int) -> Case:
+    """Return the case driven into saturation, layer after layer: each unit's row of W is
+    multiplied by the power of two that puts its largest |W a| over the batch in [½, 1), and
+    its bias becomes ±(level + 1 + |b|/r) in float32 (r = 1/√n_in, the draw's range; + on even
+    units, − on odd ones), so that every z of the unit lies within (level, level + 3) of one
+    sign, both signs in every layer of two or more units. Near 25, e^−z is 10⁻¹¹–10⁻¹²: what a
+    framework drops there (torch's softplus returns z) is hundreds of float64 ulps.
+    """
+    import numpy as np
+
+    from reference.activations import activation
+
+    a, layers = case.x, []
+    for n_in, layer in zip(case.sizes, case.layers, strict=False):
+        f = np.array([_power(p) / 2 for p in np.abs(a @ layer.W.T).max(axis=0)])
+        sign = np.where(np.arange(f.size) % 2 == 0, 1.0, -1.0)
+        b = (sign * (level + 1 + np.abs(layer.b) * np.sqrt(n_in))).astype(np.float32)
+        W = layer.W * f[:, None]
+        a = activation(layer.sigma).f(a @ W.T + b)
+        layers.append(Layer(W, b.astype(np.float64), layer.sigma))
+    return dataclasses.replace(case, layers=tuple(layers))
+
+
+def _power(peak: float) -> float:
+    """Return the power of two that puts a peak in [1, 2) (1 for a peak of 0)."""
+    return 2.0 ** -math.floor(math.log2(peak)) if peak > 0 else 1.0
 
 
 class Config(NamedTuple):
@@ -100,13 +141,25 @@ class Item(NamedTuple):
     @property
     def group(self) -> str:
         """Return what items share one gradient computation (one adapter call)."""
-        return _group(self.config, self.spec)
+        config, spec = self.config, self.spec
+        last = _LAST_GROUP[0]  # one tuple, read once: never half of another thread's
+        if last[0] is config and last[1] is spec:
+            return last[2]
+        name = _group(config, spec)
+        _LAST_GROUP[0] = (config, spec, name)
+        return name
 
     @property
     def id(self) -> str:
         """Return `torch-cpu-float64-sigmoid-sigmoid-784x16x10-b1-s0-W1[3,701]`."""
         tail = "" if self.entry is None else "[" + ",".join(map(str, self.entry)) + "]"
         return f"{self.group}-{self.tensor}{tail}"
+
+
+_LAST_GROUP: list[tuple] = [(None, None, "")]
+"""The last (config, spec, group name) that `Item.group` returned: a group's items are adjacent
+and share their config and spec objects, and an entry item asks its group about ten times, so
+the same objects (compared by identity, never equal-but-other ones) skip hashing both."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,18 +192,24 @@ def memory_limit() -> int:
         return MEMORY_FALLBACK
 
 
-Shape = tuple[tuple[int, ...], int, tuple[tuple[str, ...], ...], int]
-"""sizes, batch, activations (one tuple per run of the case), scale"""
+Shape = tuple[tuple[int, ...], int, tuple[tuple[str, ...], ...], dict]
+"""sizes, batch, activations (one tuple per run of the case), how the draw is transformed
+(Spec's `scale` or `saturate`, none by default)"""
 
 
 def named(cases: list[str]) -> list[Shape]:
-    """Return the named cases with their own activations and scales."""
-    return [(*CASES[name], PAIRS[name], SCALES.get(name, 0)) for name in cases]
+    """Return the named cases with their own activations and transforms."""
+    return [(*CASES[name], PAIRS[name], _transform(name)) for name in cases]
+
+
+def _transform(name: str) -> dict:
+    return ({"scale": SCALES[name]} if name in SCALES else {}) | (
+        {"saturate": SATURATED[name]} if name in SATURATED else {})
 
 
 def grid(sizes: list[tuple[int, ...]], batches: list[int]) -> list[Shape]:
     """Return every sizes × batch case, with sigmoid in every layer unless overridden."""
-    return [(s, b, (("sigmoid",) * (len(s) - 1),), 0) for s in sizes for b in batches]
+    return [(s, b, (("sigmoid",) * (len(s) - 1),), {}) for s in sizes for b in batches]
 
 
 def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
@@ -158,8 +217,8 @@ def specs(shapes: list[Shape], activations: list[tuple[str, ...]] | None,
     """Return every (case, activations, seed) of the matrix: each case with the given activation
     tuples of its depth, or with its own where none is of its depth (or none is given)."""
     return [
-        Spec(sizes, batch, seed, tuple(sigmas), scale)
-        for sizes, batch, own, scale in shapes
+        Spec(sizes, batch, seed, tuple(sigmas), **transform)
+        for sizes, batch, own, transform in shapes
         for sigmas in ([a for a in activations or () if len(a) == len(sizes) - 1] or own)
         for seed in seeds
     ]

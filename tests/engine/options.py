@@ -301,3 +301,19 @@ def exporter(config: pytest.Config):
     exporter = Exporter(path, seconds, config.invocation_params.dir, config.getoption("adapter"))
     config.pluginmanager.register(exporter, "conformance-repro")
     return exporter
+
+
+CACHE_OPTIONS = {"lf": "--lf", "failedfirst": "--ff", "newfirst": "--nf", "stepwise": "--sw",
+                 "stepwise_skip": "--sw-skip"}
+"""pytest's options that read the last run from its cache (the cacheprovider plugin)."""
+
+
+def refuse_without_cache(config: pytest.Config) -> None:
+    """Refuse --lf and its kin when pytest's cache is off (`-p no:cacheprovider`): they would
+    silently run every item."""
+    if config.pluginmanager.has_plugin("cacheprovider"):
+        return
+    given = [flag for dest, flag in CACHE_OPTIONS.items() if config.getoption(dest, None)]
+    if given:
+        raise pytest.UsageError(f"{given[0]} needs pytest's cache, which -p no:cacheprovider "
+                                "turned off: without it every item would run again")

@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from reports import record
-from tests.engine import deviations, entries, matrix, options, scheduling
+from tests.engine import deviations, entries, matrix, options, progress, scheduling
 from tests.engine.conformance import RERUN, RUNNER, RUNNING, Runner
 
 # JAX takes 75 % of a GPU's memory when its CUDA backend starts; with pytest-xdist every worker
@@ -30,7 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the known deviations; keep only this shard's items (an adapter call's items share
     a shard)."""
-    deviations.mark(items, config.stash[DEVIATIONS])
+    if deviations.mark(items, config.stash[DEVIATIONS]) and not config.pluginmanager.has_plugin(
+            "conformance-deviations"):
+        config.pluginmanager.register(deviations.Watch(), "conformance-deviations")
     if entries.eligible(config):
         entries.find_locations(items)
     shard = options.shard(config)
@@ -71,17 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RERUN] = options.rerun_args(config)
     if not 0 <= config.getoption("adapter_timeout") < math.inf:
         raise pytest.UsageError("--adapter-timeout must be 0 (no limit) or more seconds")
+    options.refuse_without_cache(config)
+    progress.register(config)
     config.stash[RUNNER] = Runner(adapters, config.getoption("timing"),
                                   config.getoption("deterministic"),
                                   config.getoption("adapter_timeout"), options.exporter(config))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call):
-    """Say "stopped deviating" when a listed deviation passes."""
-    report = yield
-    deviations.stopped(item, report)
-    return report
 
 
 @pytest.hookimpl(wrapper=True)

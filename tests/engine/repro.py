@@ -356,10 +356,12 @@ class Exporter:
             terminalreporter.write_line(line)
 
     def summary(self) -> str | None:
-        """Return `conformance repro: 2 scripts for 3 failing groups (…) in DIR`, or None."""
+        """Return `conformance repro: 2 scripts for 3 failing groups (…) in DIR`; with no
+        failing group, that none was written there (the folder asked for is named either way)."""
         exports = list(self.reported.values())
         if not exports:
-            return None
+            return ("conformance repro: no failing group, no script written to "
+                    f"{self.folder.resolve()}")
         scripts = {e["script"] for e in exports if "script" in e}
         errors = [e["error"] for e in exports if "error" in e]
         n, k = len(exports), len(scripts)
@@ -394,7 +396,8 @@ def _checked(item: dict) -> tuple[Config, Spec]:
     try:
         config = Config(c["adapter"], c["device"], c["dtype"], c.get("precision", "default"))
         sigmas = tuple(s.get("sigmas") or (s["sigma1"], s["sigma2"]))
-        spec = Spec(tuple(s["sizes"]), s["batch"], s["seed"], sigmas, s.get("scale", 0))
+        spec = Spec(tuple(s["sizes"]), s["batch"], s["seed"], sigmas, s.get("scale", 0),
+                    s.get("saturate", 0))
     except (KeyError, TypeError, AttributeError) as exc:
         raise NotExported(f"{what}: its config or case is incomplete ({exc!r} missing)") from None
     problems = [
@@ -405,6 +408,7 @@ def _checked(item: dict) -> tuple[Config, Spec]:
         (len(spec.sizes) >= 2 and all(_count(n) and n > 0 for n in spec.sizes), "sizes"),
         (_count(spec.batch) and spec.batch > 0, "batch"),
         (_count(spec.seed), "seed"), (_count(spec.scale), "scale"),
+        (_count(spec.saturate), "saturate"),
         (len(sigmas) == len(spec.sizes) - 1 and all(isinstance(a, str) and a in CATALOGUE
                                                    for a in sigmas), "sigmas"),
         (isinstance(tensor, str) and render.TENSOR.fullmatch(tensor) is not None and
