@@ -579,7 +579,7 @@ def describe(reading: operations.Reading, sigmas: tuple[str, ...]) -> str:
         ops = ("σ or σ′" if i == L else "σ and σ′" if len(per[i]) == 2 else next(iter(per[i])))
         parts.append(f"{ops} of layer {i} ({sigmas[i - 1]})")
     if reading.products and not per:  # only ∂W1's evidence: the rest is not established
-        return ("float32: the matrix products were computed in float32 (the element-wise "
+        return ("float32 in its matrix products (computed in float32 there; the element-wise "
                 "operations cannot be told apart at this size)")
     many = len(parts) > 1 or reading.products or (parts and " and " in parts[0])
     return (f"{', '.join(parts)} {'are' if many else 'is'} float32-accurate; everything else "

@@ -52,9 +52,9 @@ def test_float32_products_are_named_as_products(spec):
     off the inputs' span are ∂W1's, and the reading names the products, not a leak."""
     case = draw(spec)
     diag = _diagnose(planted.Float32Products().gradients(case, "float64", "cpu"), case)
-    assert diag.fails and str(diag) == ("float32: the matrix products were computed in float32 "
-                                        "(the element-wise operations cannot be told apart at "
-                                        "this size)")
+    assert diag.fails and str(diag) == ("float32 in its matrix products (computed in float32 "
+                                        "there; the element-wise operations cannot be told "
+                                        "apart at this size)")
 
 
 @pytest.mark.parametrize("spec", [Spec((784, 16, 10), 1, 0, ("sigmoid", "sigmoid")),
