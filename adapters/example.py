@@ -48,7 +48,7 @@ class NumpyAdapter:
             raise DeviceUnavailable(f"numpy runs on the cpu only, not on {device!r}")
         W = [None] + [np.asarray(layer.W, dtype=dtype) for layer in case.layers]
         b = [None] + [np.asarray(layer.b, dtype=dtype) for layer in case.layers]
-        sigma = [None] + [SIGMA[layer.sigma] for layer in case.layers]
+        sigma = [None] + self.activations(case)
         L, y = len(case.layers), case.y.astype(dtype)
         z, a = [None], [case.x.astype(dtype)]
         for i in range(1, L + 1):
@@ -61,6 +61,10 @@ class NumpyAdapter:
             g[f"b{i}"] = self.db(i, delta, z[i], dC_da)  # (24)
             dC_da = self.matmul(delta, W[i])  # (28)–(29): ∂C/∂a⁽ⁱ⁻¹⁾, summed over m
         return {k: g[k] for k in case.params}  # in order: W1, b1, …, WL, bL
+
+    def activations(self, case: Case) -> list:
+        """Return (σ, σ′) of each layer, input layer first."""
+        return [SIGMA[layer.sigma] for layer in case.layers]
 
     def dC_daL(self, aL: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Differentiate (19) at the output layer, summed over the batch."""

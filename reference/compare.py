@@ -9,7 +9,9 @@ from functools import cached_property
 
 import numpy as np
 
+from reference import operations
 from reference.bounds import U
+from reference.case import Case
 from reference.simulate import OUTPUTS, products
 
 MANTISSA_BITS = {"float64": 53, "float32": 24}
@@ -358,10 +360,9 @@ def _median_level(got: dict, ref: dict, norm: dict) -> float:
     parts = [np.abs(np.asarray(got[k], dtype=np.float64) - ref[k])[norm[k] > 0]
              / norm[k][norm[k] > 0] for k in ref]
     e = np.concatenate([p.ravel() for p in parts])
-    if not e.size:
-        return 0.0
-    m = float(np.median(e))
-    return m if m > 0 else float(np.mean(e))
+    # the median, never the mean: one wrong entry must not lift a field's level (a float64 run
+    # with one entry off by 1e-4 read as a float32 leak through the mean of exact entries)
+    return float(np.median(e)) if e.size else 0.0
 
 
 @dataclass(frozen=True)
@@ -384,12 +385,18 @@ class Diagnosis:
     of: int = 0
     unsure: tuple[str, ...] = ()  # products the fit can say neither way
     among: tuple[str, ...] = ()  # read together: the arithmetic is in some of these products
+    operations: operations.Reading | None = None  # a float64 run's float32-accurate operations
+    sigmas: tuple[str, ...] = ()  # the case's activations, to name an operation's layer
+    thin: bool = False  # too few independent numbers to name an arithmetic
     mistake: str | None = None  # the known bug a wrong gradient matches (reference.mistakes)
 
     def __str__(self) -> str:
         if self.reads == WRONG:
             n = self.failing
-            return self.mistake or f"{WRONG}: {n} {'entry' if n == 1 else 'entries'}"
+            thin = "; not enough evidence to name an arithmetic" if self.thin else ""
+            return self.mistake or f"{WRONG}: {n} {'entry' if n == 1 else 'entries'}{thin}"
+        if self.operations is not None:
+            return describe(self.operations, self.sigmas)
         how = " (outputs rounded too, as under autocast)" if self.matched == OUTPUTS else ""
         if self.products:
             rest = f" ({len(self.unsure)} more undetermined)" if self.unsure else ""
@@ -413,6 +420,13 @@ class Diagnosis:
         """Return the statistic behind a field reading, for the failure message."""
         if self.field is None:
             return ""
+        if self.operations is not None:
+            r = self.operations
+            return (f"the errors lie in the span of the float32 errors of the operations named "
+                    f"(residual {r.residual:.2g} of their norm, {r.left} numbers left over, "
+                    f"each element's fitted error within {r.ulps:.2g} float32 ulps)"
+                    + ("; W1's errors off the inputs' span have ∂W1's float32 size"
+                       if r.products else ""))
         if self.leak is not None and self.field == "float32":
             return f"median entry error {self.leak:.2g}× a float32 computation's"
         best = next((f for f in self.fits if f.arithmetic == self.matched and f.matches), None)
@@ -432,6 +446,7 @@ def diagnose(
     simulate_of: Callable[..., dict[str, np.ndarray]],
     arithmetics: tuple[str, ...] = tuple(REDUCED),
     names: tuple[str, ...] | None = None,
+    case: Case | None = None,
 ) -> Diagnosis:
     """Return what a group's errors are consistent with, judged on the whole field of errors.
 
@@ -440,11 +455,17 @@ def diagnose(
        P_FALSE, share in BETA) are read, from the arithmetic whose fit leaves the least
        residual, and fail the group, in bound or not. Operand rounding is reproducible; a
        summation order is not, and only adds noise to the fit.
-    2. float64 asked: a median entry error within a factor 1/LEAK of a float32 computation's
-       is a float32 leak, read as float32, and fails the group, where the case can tell: the
-       float32 computation's median entry errs beyond the float64 tier (in saturation, where
-       1 − σ cancels, a correct float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32
-       arithmetic on z does, and both lie inside the activations' budgets).
+    2. float64 asked, some entries outside their bound, where the case can tell (the float32
+       computation's median entry errs beyond the float64 tier: in saturation, where 1 − σ
+       cancels, a correct float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32
+       arithmetic on z does, and both lie inside the activations' budgets): the operations
+       whose float32 errors span the group's errors are named (`reference.operations`, given
+       the `case`): `σ of layer 1 (sigmoid) is float32-accurate; everything else is float64`,
+       or the matrix products; the group fails. Only failing entries in more than MIN_DF rows
+       can be an operation's (it errs in every element it computes). Without the case, or
+       past `operations.COLUMNS`, a median entry error within a factor 1/LEAK of a float32
+       computation's reads float32 (a leak). A group of MIN_DF rows or fewer (the 1-1-1
+       chain) names no arithmetic.
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in
@@ -482,11 +503,25 @@ def diagnose(
             return Diagnosis(name, failing, name, fits, matched=best.arithmetic,
                              products=best.matched if joint else (), of=len(names),
                              unsure=best.undetermined if joint else (), among=among)
-        return Diagnosis(dtype if not failing else WRONG, failing, None, fits)
+        thin = failing > 1 and not any(np.isfinite(f.threshold) for f in fits)
+        return Diagnosis(dtype if not failing else WRONG, failing, None, fits, thin=thin)
+    if not failing:
+        return Diagnosis(dtype, 0)
+    if _rows(ref) <= MIN_DF:  # the 1-1-1 chain's 2 rows: too few to name anything
+        return Diagnosis(WRONG, failing, None, (), thin=failing > 1)
     leak = leak_level(got, ref, base, norm)
-    if LEAK <= leak <= 1 / LEAK and _median_level(base, ref, own) > 1:  # float32 is visible
+    visible = _median_level(base, ref, own) > 1  # float32's errors show beside float64's
+    if (case is not None and operations.readable(case) and visible and leak <= 1 / LEAK
+            and _failing_rows(got, ref, own) > MIN_DF):  # no operation errs past float32's size
+        reading = operations.read(case, got, ref, norm, MIN_DF)
+        sigmas = tuple(layer.sigma for layer in case.layers)
+        if reading.explained:
+            return Diagnosis("float32", failing, "float32", operations=reading, sigmas=sigmas)
+        return Diagnosis(WRONG, failing, thin=failing > 1 and not reading.evidence)
+    if LEAK <= leak <= 1 / LEAK and visible and not (case is not None
+                                                      and operations.readable(case)):
         return Diagnosis("float32", failing, "float32", (), leak)
-    return Diagnosis(dtype if not failing else WRONG, failing, None, (), leak)
+    return Diagnosis(WRONG, failing, None, (), leak)
 
 
 def _together(joint: Fit, got, ref, simulate_of, base, norm) -> list[Fit]:
@@ -515,16 +550,56 @@ def _reaches(got: dict, ref: dict, bound: dict, share: float) -> bool:
                            >= share * bound[k])) for k in ref)
 
 
+def _failing_rows(got: dict, ref: dict, bound: dict) -> int:
+    """Return how many rows (a row of W with its bias entry) hold an entry outside its bound."""
+    rows: dict[str, np.ndarray] = {}
+    for k in ref:
+        bad = ~(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]) <= bound[k])
+        bad = bad.reshape(bad.shape[0], -1).any(axis=1) if bad.ndim else bad.reshape(1)
+        rows[k[1:]] = rows.get(k[1:], False) | bad
+    return int(sum(int(v.sum()) for v in rows.values()))
+
+
+def _rows(ref: dict) -> int:
+    """Return the independent rows of a group (a row of W with its bias entry)."""
+    return sum(v.shape[0] for k, v in ref.items() if k.startswith("b"))
+
+
+def describe(reading: operations.Reading, sigmas: tuple[str, ...]) -> str:
+    """Return the operations read as float32-accurate, by layer: `σ of layer 1 (sigmoid) is
+    float32-accurate; everything else is float64` (the labels of `reference.operations`)."""
+    L, per = len(sigmas), {}
+    for op in reading.named:
+        kind, i = op.rsplit(" ", 1)[0], int(op.rsplit(" ", 1)[-1])
+        if kind in ("forward layer", "backward layer") and reading.products:
+            continue  # one of the matrix products, named together
+        at = i - 1 if kind == "backward layer" else i
+        per.setdefault(at, set()).update({"σ of layer": {"σ"}, "σ′ of layer": {"σ′"},
+                                          "forward layer": {"σ", "σ′"},
+                                          "backward layer": {"σ′"}}[kind])
+    parts = ["the matrix products"] if reading.products else []
+    for i in sorted(per):
+        ops = ("σ or σ′" if i == L else "σ and σ′" if len(per[i]) == 2 else next(iter(per[i])))
+        parts.append(f"{ops} of layer {i} ({sigmas[i - 1]})")
+    if reading.products and not per:  # only ∂W1's evidence: the rest is not established
+        return ("float32 in its matrix products (computed in float32 there; the element-wise "
+                "operations cannot be told apart at this size)")
+    many = len(parts) > 1 or reading.products or (parts and " and " in parts[0])
+    return (f"{', '.join(parts)} {'are' if many else 'is'} float32-accurate; everything else "
+            f"is float64")
+
+
 def _depth(ref: dict) -> int:
     return sum(1 for k in ref if k.startswith("W"))
 
 
-def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None) -> str:
+def fingerprint(got, ref, bounds_of, simulate_of, dtype: str | None = None,
+                case: Case | None = None) -> str:
     """Return what the errors are consistent with, as text (`diagnose`, for scripts)."""
     if dtype is None:
         dtype = "float64" if all(np.asarray(g).dtype == np.float64 for g in got.values()) \
             else "float32"
-    return str(diagnose(got, ref, dtype, bounds_of, simulate_of))
+    return str(diagnose(got, ref, dtype, bounds_of, simulate_of, case=case))
 
 
 __all__ = [

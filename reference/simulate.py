@@ -35,7 +35,14 @@ float32 matrix product."""
 REDUCED_ARITHMETICS = (*MATMUL_BITS, *(k + TRUNCATED for k in MATMUL_BITS), OUTPUTS)
 """Every reduced arithmetic a product can be simulated in."""
 
-ARITHMETICS = ("float64", "float32", *REDUCED_ARITHMETICS)
+ACCURATE32 = "float32-accurate"
+"""A float64 run with the named operations (`operations`) float32-accurate: a product
+computed in float32, an activation's argument and value (σ, or σ′) rounded to float32;
+everything else in float64. What a framework that casts one operation to
+float32 inside a float64 computation does (an `exp` evaluated in float32, a `matmul` run in
+float32)."""
+
+ARITHMETICS = ("float64", "float32", *REDUCED_ARITHMETICS, ACCURATE32)
 """Every arithmetic `simulate` runs."""
 
 
@@ -47,6 +54,29 @@ def products(depth: int) -> tuple[str, ...]:
         if i > 1:
             back.append(f"backward layer {i}")
     return (*(f"forward layer {i}" for i in range(1, depth + 1)), *back)
+
+
+def operations(depth: int) -> tuple[str, ...]:
+    """Return the operations a float64 run may compute in float32: the matrix products, then
+    σ and σ′ of each layer (`σ of layer i`, `σ′ of layer i`)."""
+    return (*products(depth), *(f"{op} of layer {i}" for i in range(1, depth + 1)
+                                for op in ("σ", "σ′")))
+
+
+def _r32(a: np.ndarray) -> np.ndarray:
+    """Return a float64 array's values rounded to float32, as float64."""
+    return np.asarray(a, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def _mm32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a·b computed in float32 (operands rounded, summed in float32), as float64."""
+    return (np.asarray(a).astype(np.float32) @ np.asarray(b).astype(np.float32)).astype(
+        np.float64)
+
+
+def _ew32(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """Return f evaluated on its argument rounded to float32, its value rounded to float32."""
+    return lambda z: _r32(f(_r32(z)))
 
 
 BLOCK = 1 << 16
@@ -113,6 +143,8 @@ def simulate(case: Case, arithmetic: str, reduced: Iterable[str] | None = None
         raise ValueError(f"unknown arithmetic {arithmetic!r}")
     if arithmetic == "float64":
         return _run(case, np.float64, {})
+    if arithmetic == ACCURATE32:
+        return _accurate32(case, reduced)
     names = products(case.depth)
     chosen = names if reduced is None else tuple(reduced)
     unknown = set(chosen) - set(names)
@@ -158,9 +190,10 @@ def _run(case: Case, dtype, reduced: dict, record: dict | None = None, start: in
         mm = reduced.get(f"forward layer {i}")
         prod = a[i - 1] @ W[i].T if mm is None else mm(a[i - 1], W[i].T)
         z.append(prod + case.layers[i - 1].b.astype(dtype))  # (13)
-        a.append(s[i].f(z[i]).astype(dtype))
+        a.append(reduced.get(f"σ of layer {i}", s[i].f)(z[i]).astype(dtype))
     delta = [None] * (L + 1)
-    delta[L] = s[L].df(z[L]).astype(dtype) * (2 * (a[L] - case.y.astype(dtype)))  # (19), (22)
+    dsL = reduced.get(f"σ′ of layer {L}", s[L].df)
+    delta[L] = dsL(z[L]).astype(dtype) * (2 * (a[L] - case.y.astype(dtype)))  # (19), (22)
     if record is not None:
         record.update(z=z, a=a, delta=delta)
     return _backward(case, dtype, reduced, z, a, delta, L)
@@ -178,7 +211,8 @@ def _backward(case: Case, dtype, reduced: dict, z, a, delta, top: int
             W = case.layers[i - 1].W.astype(dtype)
             mm = reduced.get(f"backward layer {i}")
             back = delta[i] @ W if mm is None else mm(delta[i], W)  # (28)–(29)
-            delta[i - 1] = activation(case.layers[i - 2].sigma).df(z[i - 1]).astype(dtype) * back
+            ds = reduced.get(f"σ′ of layer {i - 1}", activation(case.layers[i - 2].sigma).df)
+            delta[i - 1] = ds(z[i - 1]).astype(dtype) * back
     return {k: g[k].astype(np.float64) for k in sorted(g, key=tensors(case.depth).index)}
 
 
@@ -198,6 +232,19 @@ def _one_product(case: Case, arithmetic: str, name: str) -> dict[str, np.ndarray
     delta[i - 1] = sd * mm(delta[i], W)
     g.update(_backward(case, np.float32, {}, t.z, t.a, delta, i - 1))
     return g
+
+
+def _accurate32(case: Case, reduced: Iterable[str] | None) -> dict[str, np.ndarray]:
+    """Return the float64 gradients with the named operations (default every one)
+    float32-accurate."""
+    names = operations(case.depth)
+    chosen = names if reduced is None else tuple(reduced)
+    unknown = set(chosen) - set(names)
+    if unknown:
+        raise ValueError(f"unknown operations {sorted(unknown)}; this case has {list(names)}")
+    sigma = {f"{op} of layer {i}": _ew32(getattr(activation(layer.sigma), f))
+             for i, layer in enumerate(case.layers, 1) for op, f in (("σ", "f"), ("σ′", "df"))}
+    return _run(case, np.float64, {n: sigma.get(n, _mm32) for n in chosen})
 
 
 def _product_for(case: Case, arithmetic: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -228,3 +275,68 @@ def _product_for(case: Case, arithmetic: str) -> Callable[[np.ndarray, np.ndarra
     if arithmetic == OUTPUTS:
         return lambda a, b: round_mantissa(mm(a, b), MATMUL_BITS["bfloat16"])
     return mm
+
+
+U32 = 2.0**-24
+"""float32's unit roundoff: the size, relative to its value, of a float32-accurate result."""
+
+
+def exact32(case: Case, op: str) -> bool:
+    """Say whether an operation cannot err in float32: σ′ of an activation whose σ′ is
+    piecewise constant (relu, identity) is 0 or 1 in any arithmetic."""
+    if not op.startswith("σ′"):
+        return False
+    layer = case.layers[int(op.rsplit(" ", 1)[-1]) - 1]
+    z = np.linspace(-4.0, 4.0, 17)
+    return not np.any(activation(layer.sigma).d2f(z))
+
+
+def tangents(case: Case, op: str) -> tuple[list, list, Iterable[tuple[list, list]]]:
+    """Yield, per unit j of the operation's output (a column of z, a, σ′ or ∂C/∂a of its
+    layer), the first-order change of every sample's δ⁽ⁱ⁾ and a⁽ⁱ⁾ (index i is layer i) when
+    that unit errs by one float32 ulp of its scale in every sample: the float64 run's
+    tangent (13), (19), (22)–(29), one sample a row. The gradients' change is
+    Σ_b dδ⁽ⁱ⁾[b]ᵀ a⁽ⁱ⁻¹⁾[b] + δ⁽ⁱ⁾[b]ᵀ da⁽ⁱ⁻¹⁾[b] (W) and Σ_b dδ⁽ⁱ⁾[b] (b), each sample's
+    term that sample's column of the operation's Jacobian (`reference.compare`).
+    Operations: `σ of layer i`, `σ′ of layer i`, `forward layer i`, `backward layer i`.
+    Returns δ and a of the float64 run, and the per-unit (dδ, da)."""
+    L, kind, at = case.depth, op.rsplit(" ", 1)[0], int(op.rsplit(" ", 1)[-1])
+    W = [None, *(layer.W for layer in case.layers)]
+    s = [None, *(activation(layer.sigma) for layer in case.layers)]
+    z, a, ds, g, delta = [None], [case.x], [None], [None] * (L + 1), [None] * (L + 1)
+    for i in range(1, L + 1):
+        z.append(a[i - 1] @ W[i].T + case.layers[i - 1].b)
+        a.append(s[i].f(z[i]))
+        ds.append(s[i].df(z[i]))
+    g[L] = 2 * (a[L] - case.y)
+    for i in range(L, 0, -1):
+        delta[i] = ds[i] * g[i]
+        if i > 1:
+            g[i - 1] = delta[i] @ W[i]
+    scale = {"σ of layer": lambda i: np.abs(a[i]) + np.abs(z[i] * ds[i]),
+             "σ′ of layer": lambda i: np.abs(ds[i]) + np.abs(z[i] * s[i].d2f(z[i])),
+             "forward layer": lambda i: np.sqrt((a[i - 1] ** 2) @ (W[i].T ** 2)),
+             "backward layer": lambda i: np.sqrt((delta[i] ** 2) @ (W[i] ** 2))}[kind](at)
+    def units():
+        for j in range(scale.shape[1]):
+            t = np.zeros_like(scale)
+            t[:, j] = U32 * scale[:, j]
+            yield _tangent(case, kind, at, t, W, s, z, a, ds, g)
+
+    return delta, a, units()
+
+
+def _tangent(case, kind, at, t, W, s, z, a, ds, g):
+    """Return (dδ, da) of every layer for the perturbation t of one operation."""
+    L = case.depth
+    da, dds, dz = [np.zeros_like(case.x)], [None], [None]
+    for i in range(1, L + 1):
+        dz.append(da[i - 1] @ W[i].T + (t if (kind, at) == ("forward layer", i) else 0))
+        da.append(ds[i] * dz[i] + (t if (kind, at) == ("σ of layer", i) else 0))
+        dds.append(s[i].d2f(z[i]) * dz[i] + (t if (kind, at) == ("σ′ of layer", i) else 0))
+    dg, ddelta = 2 * da[L], [None] * (L + 1)
+    for i in range(L, 0, -1):
+        ddelta[i] = dds[i] * g[i] + ds[i] * dg
+        if i > 1:
+            dg = ddelta[i] @ W[i] + (t if (kind, at) == ("backward layer", i) else 0)
+    return ddelta, da

@@ -133,6 +133,15 @@ def docstring(d: dict) -> str:
     return "\n\n".join("\n".join(doc_text(line) for line in _wrapped(str(p))) for p in paragraphs)
 
 
+def _literal(text: str, width: int = 80) -> str:
+    """Return a string literal of the text, in pieces of `width` characters, one per line (a
+    long diagnosis stays readable; the pieces concatenate back to the text exactly)."""
+    if len(text) <= width:
+        return repr(text)
+    pieces = (repr(text[i:i + width]) for i in range(0, len(text), width))
+    return "(\n    " + "\n    ".join(pieces) + "\n)"
+
+
 def _wrapped(text: str) -> list[str]:
     """Return a paragraph in lines of about 96 characters, ids never broken."""
     return textwrap.wrap(text, 96, break_long_words=False, break_on_hyphens=False) or [""]
@@ -157,6 +166,6 @@ def render(d: dict) -> str:
     body = _template(kind).substitute(fields)
     label, digits = d.get("sim_label"), 17 if d["dtype"] == "float64" else 9
     check = _template("check").substitute(
-        entries=_entries(d), diagnosis=repr(str(d["diagnosis"])),
+        entries=_entries(d), diagnosis=_literal(str(d["diagnosis"])),
         sim_label=repr(None if label is None else str(label)), digits=digits)
     return head + body + check

@@ -208,7 +208,7 @@ class Runner:
             try:
                 if not _well_formed(got, ref):
                     raise ValueError("a tensor is missing, misshapen or not finite")
-                diag = diagnosed(item.config, item.spec, got, ref)
+                diag = diagnosed(item.config, item.spec, got, ref, operations=True)
             except (KeyError, ValueError, TypeError, AttributeError):
                 diag = None
             self._diagnoses = {item.group: diag}
@@ -259,14 +259,20 @@ class Runner:
         return got, elapsed
 
 
-def diagnosed(config: Config, spec: Spec, got: dict, ref: dict) -> Diagnosis:
+def diagnosed(config: Config, spec: Spec, got: dict, ref: dict, operations: bool = False
+              ) -> Diagnosis:
     """Return a group's diagnosis: the field of errors read against simulated arithmetics and
-    named by the nearest known bug (first order), or by the second-order mistakes."""
+    named by the nearest known bug (first order), or by the second-order mistakes.
+
+    `operations` adds the reading of which element-wise operation lost precision (a float64
+    run's errors in the span of one operation's effect); a shrinking search, which judges
+    dozens of candidates, leaves it out and keeps the level reading."""
     dtype = config.dtype
     if config.order == second.SECOND:
         return second.diagnose_hvp(spec, got, dtype)
     diag = diagnose(got, ref, dtype, functools.partial(bounds_for, spec),
-                    functools.partial(simulated_for, spec))
+                    functools.partial(simulated_for, spec),
+                    case=case_for(spec) if operations else None)
     return named(diag, case_for(spec), got, ref, bounds_for(spec, dtype))
 
 
@@ -596,6 +602,8 @@ def _resolved(adapter, item: Item) -> str:
 def _advice(item: Item, diag: Diagnosis, adapter) -> str:
     """Say which setting restores float32 when the field matched lower-precision products."""
     if diag.field == "float32" and item.config.dtype == "float64":
+        if diag.operations is not None:
+            return " (float64 was asked: the operations named ran in float32)"
         return " (float64 was asked: it was computed in float32)"
     if item.config.dtype != "float32" or diag.field not in ("tf32", "bfloat16"):
         return ""

@@ -54,6 +54,8 @@ def sentence(diag: Diagnosis, config: Config, adapter) -> str:
                 f"operands are {how} to {diag.field} ({MATMUL_BITS[diag.field]} mantissa bits): "
                 f"{diag}; {diag.evidence()}{restore}.")
     if diag.field == "float32" and config.dtype == "float64":
+        if diag.operations is not None:
+            return f"float64 was asked, but {diag}: {diag.evidence()}."
         return (f"float64 was asked, but it was computed in float32: the median entry error "
                 f"is {diag.leak:.2g}× a float32 computation's.")
     if diag.reads == WRONG:

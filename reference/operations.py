@@ -1,0 +1,217 @@
+"""Which operation of a float64 run lost precision: the group's errors set against the span of
+each operation's first-order effect on the gradients.
+
+An operation computed float32-accurately inside a float64 run (an `exp` evaluated in float32, a
+product run in float32) errs by a few float32 ulps in each element it computes, and those errors
+reach the gradients through that operation's Jacobian J: the errors d = got − ref lie in the span
+of J's columns, one column per element (sample b, unit j), up to second-order terms (u² ≈ 2⁻⁴⁸
+of the values) and the run's own float64 noise (2⁻⁵³). Another operation's span leaves a residual
+of the errors' own size. The implementation's error in each element is never reproduced (MLX's
+float64 `exp` errs by up to 6 float32 ulps, unlike any rounding one could simulate); only where
+it enters is. So the reading is by orders of magnitude, not by a statistic: the operations named
+leave a residual below RESIDUAL of the errors (2⁻¹⁰; measured ≤ 3·10⁻⁸ where the operation is
+right, ≥ 10⁻⁴ where it is not), the errors fitted to each element have float32's size (ULPS),
+and at least MIN_DF numbers are
+left over after the columns named (`reference.compare.MIN_DF`): on the 1-1-1 chain (4 numbers)
+nothing is ever named.
+
+Operations are the element-wise ones, `σ of layer i` and `σ′ of layer i` (σ′ of relu and
+identity is 0 or 1 in any arithmetic: never named), and the products that feed them,
+`forward layer i` (z⁽ⁱ⁾) and `backward layer i` (∂C/∂a⁽ⁱ⁻¹⁾). Some have the same span, and
+the label says so rather than guess: in the output layer σ, σ′ and the forward product all move
+δ⁽ᴸ⁾ only (`σ or σ′ of layer L`); `backward layer i` moves δ⁽ⁱ⁻¹⁾ as σ′ of layer i − 1 does;
+`forward layer i` moves σ and σ′ of layer i together, as one float32 value of z does (σ and σ′
+evaluated from a float32 z, or σ′ from a float32 σ). Matrix products are told by the weight
+gradient ∂W1 = δ⁽¹⁾ᵀx: every other operation's effect on W1 lies in the span of the inputs' rows
+(x is exact), so W1's errors off that span are ∂W1's own; when they have float32's size in most
+rows the products ran in float32, and W's entries (all of them in ∂W's span) are left out of the
+rest of the reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference.case import Case
+from reference.simulate import ACCURATE32, exact32, simulate, tangents
+
+RESIDUAL = 2.0**-10
+"""The operations named must leave less than this share of the errors (in norm) unexplained."""
+ULPS = (2.0**-8, 2.0**16)
+"""The largest fitted error of any element, in float32 ulps of the element's scale, must lie in
+this range: float32-accurate operations err by a fraction of an ulp to a few (MLX's softplus
+at most 0.12 ulps of its scale on a 5-4-3 batch of 3, its `exp` by up to 6), a float64 one by 2⁻²⁹ of that, and a wrong gradient whose errors happen to lie in some
+operations' span (one bias entry of the output layer is in the span of δ⁽ᴸ⁾'s elements at a
+batch of 32) needs far more in some element. The fit is the least-norm one, so no smaller
+errors explain the field."""
+LEVEL = 16.0
+"""W1's errors off the inputs' span are ∂W1's float32 errors when, in the median row, they lie
+within a factor LEVEL of the simulated ∂W1's (a float32 sum's order changes them by less)."""
+
+
+COLUMNS = 1024
+"""The most columns one operation's Jacobian may have (samples × units): past it the reading
+costs seconds to minutes (a Gram matrix and its eigenvectors per operation; 784-64-32-16-10 at
+batch 8 has 512 and takes ~2 s), and the level reading stands in."""
+
+
+def readable(case: Case) -> bool:
+    """Say whether the case is small enough for the operation reading (COLUMNS)."""
+    return case.x.shape[0] * max(case.sizes[1:]) <= COLUMNS
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the operation reading found: the operations named (in the order read), whether the
+    matrix products ran in float32, the residual share, the numbers left over, and the largest
+    fitted element error in float32 ulps; `evidence` is False when too few numbers were left to
+    name anything."""
+
+    named: tuple[str, ...]
+    products: bool
+    residual: float
+    left: int
+    ulps: float
+    evidence: bool = True
+
+    @property
+    def explained(self) -> bool:
+        """Say whether the operations named explain the errors as float32 errors."""
+        return (self.evidence and (bool(self.named) or self.products)
+                and self.residual <= RESIDUAL and ULPS[0] <= self.ulps <= ULPS[1])
+
+
+def candidates(case: Case) -> tuple[str, ...]:
+    """Return the operations that can err in float32, element-wise ones first: the order that
+    names an operation by its element-wise name when a product has the same span."""
+    out = []
+    for i in range(1, case.depth + 1):
+        out += [f"σ of layer {i}"] + ([] if exact32(case, f"σ′ of layer {i}") else
+                                      [f"σ′ of layer {i}"])
+    out += [f"forward layer {i}" for i in range(1, case.depth + 1)]
+    return (*out, *(f"backward layer {i}" for i in range(2, case.depth + 1)))
+
+
+class _Coordinates:
+    """The gradients as the reading's numbers: W1 on the inputs' span (its rows projected on an
+    orthonormal basis Q of x's rows), every other tensor as is, each row of W divided by its
+    RMS float32 bound and each bias entry by its own."""
+
+    def __init__(self, case: Case, norm: dict, skip: tuple[str, ...] = ()):
+        U, S, _ = np.linalg.svd(case.x.T, full_matrices=False)
+        self.Q = U[:, S > S[0] * 1e-12] if S.size and S[0] > 0 else U[:, :0]
+        self.w, self.depth, self.skip = {}, case.depth, set(skip)
+        for k, n in norm.items():
+            w = np.sqrt(np.mean(n * n, axis=1)) if n.ndim == 2 else np.asarray(n, float)
+            self.w[k] = np.where(w > 0, w, max(float(w.max(initial=0.0)), 1e-300))
+
+    def data(self, d: dict) -> np.ndarray:
+        """Return the errors d as the reading's numbers."""
+        parts = []
+        for i in range(1, self.depth + 1):
+            if f"W{i}" not in self.skip:
+                W = d["W1"] @ self.Q if i == 1 else d[f"W{i}"]
+                parts.append((W / self.w[f"W{i}"][:, None]).ravel())
+            parts.append(d[f"b{i}"] / self.w[f"b{i}"])
+        return np.concatenate(parts)
+
+    def off_span(self, d: dict) -> np.ndarray:
+        """Return each row of W1's errors off the inputs' span, in norm, over its bound."""
+        W = d["W1"]
+        return np.linalg.norm(W - (W @ self.Q) @ self.Q.T, axis=1) / self.w["W1"]
+
+    def columns(self, case: Case, op: str) -> np.ndarray:
+        """Return the operation's Jacobian in these numbers, a column per (unit, sample), each
+        for one float32 ulp of the element's scale (`reference.simulate.tangents`)."""
+        delta, a, units = tangents(case, op)
+        xQ, cols = case.x @ self.Q, []
+        for ddelta, da in units:
+            parts = []
+            for i in range(1, self.depth + 1):
+                if f"W{i}" not in self.skip:
+                    W = np.einsum("bi,bk->bik", ddelta[1], xQ) if i == 1 else (
+                        np.einsum("bi,bk->bik", ddelta[i], a[i - 1])
+                        + np.einsum("bi,bk->bik", delta[i], da[i - 1]))
+                    parts.append((W / self.w[f"W{i}"][None, :, None]).reshape(len(W), -1))
+                parts.append(ddelta[i] / self.w[f"b{i}"][None, :])
+            cols.append(np.concatenate(parts, axis=1))
+        return np.concatenate(cols, axis=0).T
+
+
+def _basis(J: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Return an orthonormal basis of J's columns' span off `basis`'s."""
+    if basis.shape[1]:
+        J = J - basis @ (basis.T @ J)
+    norms = np.linalg.norm(J, axis=0)
+    J = J[:, norms > 0] / norms[norms > 0]  # unit columns: a small element's is no less a column
+    if not J.shape[1]:
+        return J
+    lam, V = np.linalg.eigh(J.T @ J)  # J's singular directions; near-dependent ones dropped
+    keep = lam > 1e-12 * max(float(lam[-1]), 1e-300)
+    return (J @ V[:, keep]) / np.sqrt(lam[keep])
+
+
+def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int):
+    """Return the operations read greedily (each the one whose span takes most of what is
+    left; ties to the earlier in `order`), the residual share, the numbers left over, whether
+    the numbers ran out first, and the fitted errors."""
+    basis, r, chosen, short = np.zeros((D.size, 0)), D.copy(), [], False
+    total = float(np.linalg.norm(D))
+    spans = {o: _basis(cols[o], basis) for o in order}
+    while total > 0 and np.linalg.norm(r) > RESIDUAL * total:
+        gains = {o: float(np.sum((spans[o].T @ r) ** 2)) for o in order if o not in chosen}
+        if not gains:
+            break
+        top = max(gains.values())
+        if top <= 1e-6 * float(r @ r):
+            break
+        best = next(o for o in order if o in gains and gains[o] >= top * (1 - 1e-3))
+        U = _basis(spans[best], basis)
+        if D.size - basis.shape[1] - U.shape[1] < min_df:
+            short = True
+            break
+        chosen.append(best)
+        basis, r = np.hstack([basis, U]), r - U @ (U.T @ r)
+    share = float(np.linalg.norm(r)) / total if total > 0 else 0.0
+    fitted = (np.linalg.lstsq(np.hstack([cols[o] for o in chosen]), D, rcond=1e-10)[0]
+              if chosen else np.zeros(0))
+    return tuple(chosen), share, D.size - basis.shape[1], short, fitted
+
+
+def read(case: Case, got: dict, ref: dict, norm: dict, min_df: int) -> Reading:
+    """Return which operations' float32 errors the float64 group's errors are (`norm`: the
+    case's float32 bounds, for scale)."""
+    d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in ref}
+    products = _products32(case, d, norm)
+    skip = tuple(f"W{i}" for i in range(1, case.depth + 1)) if products else ()
+    coords = _Coordinates(case, norm, skip)
+    order = candidates(case)
+    if products:  # a product's name first where an element-wise one has the same span
+        order = (*(o for o in order if not o.startswith("σ")),
+                 *(o for o in order if o.startswith("σ")))
+    D = coords.data(d)
+    cols = {o: coords.columns(case, o) for o in order}
+    named, share, left, short, fitted = _select(D, cols, order, min_df)
+    ulps = float(np.abs(fitted).max(initial=0.0))
+    if products and short:  # ∂W1's own evidence stands; the rest cannot be told at this size
+        named, share, ulps = (), 0.0, 1.0
+    return Reading(named, products, share, left, ulps, evidence=not (short and share > RESIDUAL))
+
+
+def _products32(case: Case, d: dict, norm: dict) -> bool:
+    """Say whether W1's errors off the inputs' span have, in the median row, the size of ∂W1
+    computed in float32."""
+    coords = _Coordinates(case, norm)
+    if coords.Q.shape[1] >= case.x.shape[1]:
+        return False  # the inputs span every direction: nothing of W1 is ∂W1's alone
+    base = simulate(case, "float64")
+    sim = simulate(case, ACCURATE32, ("∂W1",))
+    theirs = coords.off_span({k: sim[k] - base[k] for k in base})
+    mine = coords.off_span(d)
+    ok = theirs > 0
+    if not ok.any():
+        return False
+    level = float(np.median(mine[ok] / theirs[ok]))
+    return 1 / LEVEL <= level <= LEVEL
