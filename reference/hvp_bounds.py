@@ -41,13 +41,14 @@ sums of two products, each charged as above, and σ″, whose budget is measured
 PyTorch double backward and torch.func jvp∘grad, JAX jvp∘grad and grad∘grad): the default
 cases over 200 seeds, float32 and float64, 0 of 6,400 groups outside, greatest ratio 0.17
 (float32) and 0.073 (float64); 784-16-10, 784-64-10, 784-256-10, 784-64-32-16-10 and
-784-64×7-10 at batches 1, 64 and 4,096 (σ tuples mixed, all tanh, all sigmoid): greatest
-ratio 0.23 in float32 and in float64, least 0.017–0.02 in float32 (JAX's more accurate order
-at batch 4,096, as for first order). Tight enough: σ″ missing in any one layer, H·v zero, a
-layer's gradient or δ detached are each 10³–10⁵ bounds off on every one of those cases, but
-where the mistake is smaller than float32's rounding (the nearzero case's tanh at z ≈ 2⁻¹²:
-σ″ ≈ 0); one entry off by 10⁻⁴ of itself is outside (tests/test_hvp_reference.py). The tier
-is 1.2–2× the first-order tier relative to |ref|: 1·10⁻⁵ of |Hv| for W1 at L = 2, 7·10⁻⁵ at L = 8.
+784-64×7-10 at batches 1 … 4,096 (σ tuples mixed, all tanh, all sigmoid): greatest ratio
+0.23 in float32 and in float64, but 0.49 where a relu z flips side (the kink's own charge),
+least 0.017–0.02 in float32 (JAX's more accurate order at batch 4,096, as for first order).
+Tight enough: σ″ missing in any one layer, H·v zero, a layer's gradient or δ detached are
+each 10³–10⁵ bounds off on every one of those cases, but where the mistake is smaller than
+float32's rounding (the nearzero case's tanh at z ≈ 2⁻¹²: σ″ ≈ 0); one entry off by 10⁻⁴
+of itself is outside (tests/test_hvp_reference.py). The tier is 1.2–2× the first-order tier
+relative to |ref|: 1·10⁻⁵ of |Hv| for W1 at L = 2, 7·10⁻⁵ at L = 8.
 """
 
 from __future__ import annotations
