@@ -163,7 +163,7 @@ def _label(key: tuple) -> str:
 
 def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:
     """Return one config's row: outcomes, fingerprints, bits, greatest ratio, groups, timing."""
-    adapter, framework, version, device, hardware, dtype, precision = key
+    adapter, framework, version, device, hardware, dtype, precision, _ = key
     label = _label(key) + (f" ({framework} {version}, {hardware})" if ambiguous else "")
     outcomes = Counter(str(i.get("outcome")) for i in items)
     cmps = [i["comparison"] for i in items if isinstance(i.get("comparison"), dict)]

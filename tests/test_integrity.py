@@ -186,12 +186,13 @@ def test_empty_or_oversized_options_are_usage_errors(pytester, args, says):
 @pytest.mark.parametrize("cases", [("--cases", "chain,chain"), ("--sizes", "1x1x1,01x1x1",
                                                                    "--batches", "1,1")])
 def test_repeated_values_are_run_once(pytester, cases):
-    """Repeats in --dtypes, --cases, --sizes, --devices and --frameworks collect items once."""
+    """Repeats in --dtypes, --cases, --sizes, --devices, --frameworks and --order collect items
+    once."""
     result = pytester.runpytest_inprocess(
         CONFORMANCE, "--frameworks", "torch,torch", "--dtypes", "float64,float64", *cases,
-        "--devices", "cpu,cpu", "--collect-only", "-q")
+        "--devices", "cpu,cpu", "--order", "2,1,2", "--collect-only", "-q")
     lines = [ln for ln in result.stdout.lines if "::test_gradient[" in ln]
-    assert len(lines) == len(set(lines)) == 3 * 4  # torch's three idioms × four tensors
+    assert len(lines) == len(set(lines)) == 3 * 4 * 2  # torch's idioms × tensors × orders
 
 
 def test_reproduce_line_names_the_interpreter_when_python_is_another(tmp_path):
