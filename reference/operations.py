@@ -41,11 +41,11 @@ RESIDUAL = 2.0**-10
 """The operations named must leave less than this share of the errors (in norm) unexplained."""
 ULPS = (2.0**-8, 2.0**16)
 """The largest fitted error of any element, in float32 ulps of the element's scale, must lie in
-this range: float32-accurate operations err by a fraction of an ulp to a few (MLX's softplus
-at most 0.12 ulps of its scale on a 5-4-3 batch of 3, its `exp` by up to 6), a float64 one
-by 2⁻²⁹ of that, and a wrong gradient whose errors happen to lie in some operations' span (one bias entry of the output layer is in the span of δ⁽ᴸ⁾'s elements at a
-batch of 32) needs far more in some element. The fit is the least-norm one, so no smaller
-errors explain the field."""
+this range: float32-accurate operations err by a fraction of an ulp to a few (MLX's softplus at
+most 0.12 ulps of its scale on a 5-4-3 batch of 3, its `exp` by up to 6), a float64 one by 2⁻²⁹
+of that, and a wrong gradient whose errors happen to lie in some operations' span (one bias
+entry of the output layer is in the span of δ⁽ᴸ⁾'s elements at a batch of 32) needs far more in
+some element. The fit is the least-norm one, so no smaller errors explain the field."""
 LEVEL = 16.0
 """W1's errors off the inputs' span are ∂W1's float32 errors when, in the median row, they lie
 within a factor LEVEL of the simulated ∂W1's (a float32 sum's order changes them by less)."""
