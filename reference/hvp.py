@@ -95,10 +95,11 @@ def hvp_deep(case: Case, v: Params) -> Params:
     return _hvp(case, v)
 
 
-def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: True,
+def _hvp(case: Case, v: Params, *, d2: Callable[[int], float] = lambda i: 1.0,
          frozen: Callable[[int], bool] = lambda i: False) -> Params:
-    """Return H·v, or what a known mistake computes instead: σ_i″ dropped where not
-    keep_d2(i), δ_i's own R-derivative dropped where frozen(i) (detached first-order signal)."""
+    """Return H·v, or what a known mistake computes instead: σ_i″ taken d2(i) times (0: dropped,
+    −1: its sign flipped, 2 or ½: a factor wrong in its formula), δ_i's own R-derivative dropped
+    where frozen(i) (detached first-order signal)."""
     check_direction(case, v)
     L = case.depth
     z, a = forward_deep(case)
@@ -118,8 +119,8 @@ def _hvp(case: Case, v: Params, *, keep_d2: Callable[[int], bool] = lambda i: Tr
     for i in range(L, 0, -1):
         delta = s[i].df(z[i]) * g  # (22)/(26)
         Rdelta = s[i].df(z[i]) * Rg
-        if keep_d2(i):
-            Rdelta = Rdelta + s[i].d2f(z[i]) * Rz[i] * g
+        if d2(i):
+            Rdelta = Rdelta + d2(i) * s[i].d2f(z[i]) * Rz[i] * g
         if frozen(i):
             Rdelta = np.zeros_like(Rdelta)
         out[f"W{i}"] = Rdelta.T @ a[i - 1]  # R{(21)–(22)/(26)}
@@ -147,14 +148,25 @@ def _curved(case: Case) -> list[int]:
     return sorted(out)
 
 
-def _sigma2_missing(layer: int):
+def _sigma2_times(layer: int, factor: float):
     def fn(case: Case, v: Params) -> Params:
-        return _hvp(case, v, keep_d2=lambda i: i != layer)
+        return _hvp(case, v, d2=lambda i: factor if i == layer else 1.0)
     return fn
 
 
 def _sigma2_missing_everywhere(case: Case, v: Params) -> Params:
-    return _hvp(case, v, keep_d2=lambda i: False)
+    return _hvp(case, v, d2=lambda i: 0.0)
+
+
+SIGMA2_FACTORS = ((0.0, "missing", "drops σ{i}″(z{i})·Rz{i}·∂C/∂a{i} from Rδ{i}: its activation's "
+                   "backward is not differentiable (the other layers' are)"),
+                  (-1.0, "with its sign flipped", "adds −σ{i}″(z{i})·Rz{i}·∂C/∂a{i} to Rδ{i}: "
+                   "σ″'s formula has its sign wrong (a custom second derivative)"),
+                  (2.0, "doubled", "adds 2σ{i}″(z{i})·Rz{i}·∂C/∂a{i} to Rδ{i}: a factor 2 too "
+                   "many in σ″'s formula (or its term counted twice)"),
+                  (0.5, "halved", "adds ½σ{i}″(z{i})·Rz{i}·∂C/∂a{i} to Rδ{i}: a factor 2 lost in "
+                   "σ″'s formula"))
+"""How a layer's σ″ term goes wrong: the factor it is taken with, its name, what it computes."""
 
 
 def _zero(case: Case, v: Params) -> Params:
@@ -191,9 +203,8 @@ def mistakes(case: Case) -> tuple[tuple[str, Callable[[Case, Params], Params], s
          "(a custom backward that is not itself differentiable)"),
     ] if curved else [out_zero]
     for i in curved:
-        out.append((f"σ″ missing in layer {i}", _sigma2_missing(i),
-                    f"layer {i} drops σ{i}″(z{i})·Rz{i}·∂C/∂a{i} from Rδ{i}: its activation's "
-                    "backward is not differentiable (the other layers' are)"))
+        out.extend((f"σ″ {name} in layer {i}", _sigma2_times(i, factor),
+                    f"layer {i} " + why.format(i=i)) for factor, name, why in SIGMA2_FACTORS)
     for i in range(1, depth + 1):
         out.append((f"gradient of layer {i} detached", _gradient_detached(i),
                     f"the first-order ∂C/∂W{i}, ∂C/∂b{i} were detached before the product with "
