@@ -423,9 +423,9 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
     repeated values at float32's u, or the pass's where coarser: a float64 group's tier takes
     values repeated to float32's precision as repeated, and a pass free of u stays free).
     Where neither does (`_free_of_u`), the pass in units is the same at every u, and the last
-    case's is kept
-    (`_UNITS`): a float64 group's own tier and its float32 tier (the diagnosis's scale) then
-    cost one pass, and each is the same u times the same numbers as when computed alone.
+    case's is kept (`_UNITS`): a float64 group's own tier and its float32 tier (the diagnosis's
+    scale) then cost one pass, and each is the same u times the same numbers as when computed
+    alone.
     """
     if not _free_of_u(case, u):
         return {k: u * v for k, v in _typical_units(case, u, fwd).items()}
