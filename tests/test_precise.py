@@ -1,0 +1,136 @@
+"""More precise than asked: float32 gradients computed partly in float64 pass with a note that
+names what was float64 (reference/precision.py); correct float32 runs are never noted; the note
+reaches the results, the terminal and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adapters.example import NumpyAdapter
+from reference.bounds import bounds
+from reference.network import gradients
+from reference.precision import Precise, read
+from reference.simulate import simulate
+from reports.reading import read as read_results
+from tests.engine.matrix import CASES, PAIRS, Spec, _transform, draw
+from tests.fixtures import orders, planted
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = str(ROOT / "tests" / "test_conformance.py")
+
+
+def _specs(seeds) -> list[tuple[str, Spec]]:
+    """Return the default matrix's specs at these seeds, each with its case's name."""
+    return [(name, Spec(sizes, batch, seed, sigmas, **_transform(name)))
+            for name, (sizes, batch) in CASES.items() for sigmas in PAIRS[name]
+            for seed in seeds]
+
+
+def _read(case, got) -> Precise:
+    noise = {k: 2 * v for k, v in bounds(case, "float64").items()}
+    got = {k: np.asarray(v) for k, v in got.items()}
+    return read(case, got, gradients(case), noise, simulate(case, "float32"))
+
+
+EVERYTHING = {"seed": (1, 2), "minibatch": (1, 2), "deep": (1, 2, 3), "nearzero": (1,)}
+"""Layers whose W and b a whole-float64 run is read as, per default case (the others: too few
+numbers, or saturated, where float64's own noise exceeds a float32 rounding)."""
+EXPECTED = {
+    "planted_float64_run": lambda spec, name: Precise(
+        (1,) if spec.sigmas == ("tanh", "identity") else EVERYTHING.get(name, ()), ()),
+    "planted_float64_activation": lambda spec, name: Precise(
+        (1,) if name == "nearzero" else (), (1,) if name == "minibatch" else ()),
+    "planted_float64_products": lambda spec, name: Precise(
+        (), (1,) if name == "minibatch" else ()),
+}
+"""What each planted adapter is read as on each default case (seed 0). At batch 1 a float32
+∂W is one rounding of one product, as a float64 one is: no product is read there. The activation
+planted in float64 leaves z⁽¹⁾'s float32 errors in every gradient; only on nearzero (z ≈ 10⁻³,
+where they vanish in σ′) do W1 and b1 agree with one rounding."""
+
+
+@pytest.mark.parametrize("adapter", list(planted.MORE_PRECISE.values()), ids=lambda a: a.name)
+@pytest.mark.parametrize("name,spec", _specs([0]), ids=[s.id for _, s in _specs([0])])
+def test_a_float32_run_computed_in_float64_is_read_so(adapter, name, spec):
+    """Each planted adapter is read as computed in float64 where the case can tell, with the
+    layers it ran so, and nothing where it cannot."""
+    case = draw(spec)
+    found = _read(case, adapter().gradients(case, "float32", "cpu"))
+    assert found == EXPECTED[adapter.name](spec, name), str(found)
+
+
+CORRECT = {"numpy": NumpyAdapter, **orders.ORDERS}
+
+
+@pytest.mark.parametrize("name", ["simulated", *CORRECT])
+def test_correct_float32_runs_are_never_noted(name):
+    """NumPy's own float32 run and the correct adapters of every summation order are never
+    read as more precise, over the default cases at three seeds."""
+    noted = []
+    for _, spec in _specs(range(3)):
+        case = draw(spec)
+        got = simulate(case, "float32") if name == "simulated" else CORRECT[name]().gradients(
+            case, "float32", "cpu")
+        found = _read(case, got)
+        if found:
+            noted.append(f"{spec.id}: {found}")
+    assert not noted, noted
+
+
+def test_a_one_entry_chain_names_nothing():
+    """The 1-1-1 chain's few numbers never name anything, whatever they agree with."""
+    case = draw(Spec((1, 1, 1), 1, 0, ("sigmoid", "sigmoid")))
+    assert not _read(case, planted.Float64Run().gradients(case, "float32", "cpu"))
+
+
+def test_the_note_reaches_terminal_results_and_report(pytester):
+    """A planted float64 run passes every item; the terminal's summary names the group with its
+    note, the results carry it in `note`, and the report marks it beside the arithmetic."""
+    results, report = pytester.path / "r.json", pytester.path / "r.html"
+    run = pytester.runpytest_inprocess(
+        CONFORMANCE, "-p", "no:cacheprovider", "--frameworks=", "--adapter",
+        "tests.fixtures.planted:Float64Run", "--cases", "minibatch", "--dtypes", "float32",
+        "--results", str(results), "--report", str(report))
+    run.assert_outcomes(passed=8)
+    run.stdout.fnmatch_lines([
+        "conformance notes: 2 groups more precise than asked (they pass)",
+        "  planted_float64_run-cpu-float32-relu-sigmoid-784x16x10-b32-s0: more precise than "
+        "asked: W1, b1, W2, b2 agree with float64 arithmetic rounded once to float32"])
+    items = [i for i, _ in read_results(results)[1]]  # read back through the schema
+    assert {i["note"] for i in items} == {
+        "more precise than asked: W1, b1, W2, b2 agree with float64 arithmetic rounded once to "
+        "float32", "more precise than asked: W1, b1 agree with float64 arithmetic rounded once "
+        "to float32"}
+    page = report.read_text()
+    assert page.count('<span class="precise" title="more precise than asked') == 1
+    assert page.count('<span class="precise"> +</span>') == 2
+
+
+def test_a_correct_run_has_no_note(pytester):
+    """The NumPy adapter's float32 run: no summary line, and no `note` in the results."""
+    results = pytester.path / "r.json"
+    run = pytester.runpytest_inprocess(
+        CONFORMANCE, "-p", "no:cacheprovider", "--frameworks=", "--adapter",
+        "adapters.example:adapter", "--dtypes", "float32", "--results", str(results))
+    assert run.ret == 0
+    assert not [ln for ln in run.outlines if ln.startswith("conformance notes")]
+    doc = json.loads(results.read_text())
+    assert doc["items"] and not [i for i in doc["items"] if i.get("note")]
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_built_in_float32_runs_are_never_noted(pytester, framework):
+    """The built-in torch and jax adapters' float32 runs over the default cases and a soak of
+    two more seeds pass with no note."""
+    pytest.importorskip(framework)
+    run = pytester.runpytest_inprocess(
+        CONFORMANCE, "-p", "no:cacheprovider", "--frameworks", framework, "--dtypes",
+        "float32", "--soak", "2")
+    assert run.ret == 0, run.outlines[-5:]
+    assert not [ln for ln in run.outlines if ln.startswith("conformance notes")]
