@@ -35,6 +35,8 @@ import numpy as np
 
 from reference.activations import activation
 from reference.case import Case
+from reference.operations import candidates
+from reference.simulate import ACCURATE32, simulate, tangents
 
 LEVEL = 1.5
 """ρ at most this (errors' energy over one rounding's) reads `rounded once`."""
@@ -61,6 +63,7 @@ class Statistic:
     dof: float
     within: bool = True  # every entry within half an ulp of the reference (whole tensors)
     beyond: float = 0.0  # the share of entries that are not
+    ops: tuple[str, ...] = ()  # the operations shown to have run in float64 (`after`)
 
 
 def _ulp_var(g: np.ndarray) -> np.ndarray:
@@ -130,46 +133,187 @@ def whole(d: np.ndarray, got: np.ndarray, noise: np.ndarray) -> Statistic:
     return Statistic(rho, dof, not out.any(), beyond)
 
 
-def own(d: np.ndarray, got: np.ndarray, a_prev: np.ndarray, delta: np.ndarray, exact: bool
+def own(d: np.ndarray, got: np.ndarray, left: np.ndarray | None, right: np.ndarray
         ) -> Statistic:
-    """Return the statistic of ∂W's errors d off the span of a⁽ⁱ⁻¹⁾'s rows and (unless its input
-    is `exact`, as x is) of δ⁽ⁱ⁾'s columns: the product's own errors."""
-    left = None if exact else _basis(delta.T)
+    """Return the statistic of ∂W's errors d off the span `right` of a⁽ⁱ⁻¹⁾'s rows and (unless
+    its input is exact, as x is: `left` None) the span `left` of δ⁽ⁱ⁾'s columns: the product's
+    own errors."""
     ulp = np.spacing(np.abs(np.asarray(got, dtype=np.float32))).astype(np.float64)
-    return Statistic(*_rho(d, ulp * ulp / 12, left, _basis(a_prev.T)))
+    return Statistic(*_rho(d, ulp * ulp / 12, left, right))
+
+
+_SPANS: dict = {}
+"""The last case's spans (its groups come one after another: each float32 config reads them)."""
+
+
+def spans(case: Case) -> dict[int, tuple]:
+    """Return, per layer i, the orthonormal bases of δ⁽ⁱ⁾'s columns (None for layer 1, whose
+    input x is exact) and of a⁽ⁱ⁻¹⁾'s rows."""
+    if _SPANS.get("case") is not case:
+        a, delta = intermediates(case)
+        _SPANS.clear()
+        _SPANS.update(case=case, spans={i: (None if i == 1 else _basis(delta[i].T),
+                                            _basis(a[i - 1].T))
+                                        for i in range(1, case.depth + 1)})
+    return _SPANS["spans"]
 
 
 def statistics(case: Case, got: dict, ref: dict, noise: dict) -> dict[int, tuple]:
     """Return, per layer i, the statistics of W⁽ⁱ⁾ and b⁽ⁱ⁾ whole and of ∂W⁽ⁱ⁾'s own errors."""
-    a, delta = intermediates(case)
     out = {}
-    for i in range(1, case.depth + 1):
+    for i, (left, right) in spans(case).items():
         W, b = f"W{i}", f"b{i}"
         d = {k: np.asarray(got[k], dtype=np.float64) - ref[k] for k in (W, b)}
         both = np.concatenate([d[W], d[b][:, None]], axis=1)
         g = np.concatenate([got[W], got[b][:, None]], axis=1)
         n = np.concatenate([noise[W], noise[b][:, None]], axis=1)
-        out[i] = (whole(both, g, n), own(d[W], got[W], a[i - 1], delta[i], i == 1))
+        out[i] = (whole(both, g, n), own(d[W], got[W], left, right))
     return out
+
+
+_FLOAT32: dict = {}
+"""The statistics of the last float32 run read (NumPy's, the same for every config)."""
+
+
+def _float32(case: Case, float32: dict, ref: dict, noise: dict) -> dict[int, tuple]:
+    """Return `statistics` of NumPy's float32 run, kept while the same run is asked about."""
+    if _FLOAT32.get("run") is not float32 or _FLOAT32.get("case") is not case:
+        _FLOAT32.clear()
+        _FLOAT32.update(run=float32, case=case, stats=statistics(case, float32, ref, noise))
+    return _FLOAT32["stats"]
+
+
+def _hypothesis(k: int) -> tuple[str, ...]:
+    """Return the operations whose float32 errors reach layers k … L when everything from σ of
+    layer k on ran in float64: z⁽ᵏ⁾'s product and (below it) a⁽ᵏ⁻¹⁾, which carry every error
+    of the float32 layers before them."""
+    return (f"forward layer {k}",) + ((f"σ of layer {k - 1}",) if k > 1 else ())
+
+
+def _numbers(case: Case, k: int, W: dict, b: dict, Q: np.ndarray) -> np.ndarray:
+    """Return layers k … L's values (W⁽¹⁾ on the inputs' span: its rows times Q), one vector;
+    W[i] and b[i] may carry leading axes (the columns')."""
+    parts = []
+    for i in range(k, case.depth + 1):
+        w = W[i] @ Q if i == 1 else W[i]
+        parts += [w.reshape(*w.shape[:-2], -1), b[i]]
+    return np.concatenate(parts, axis=-1)
+
+
+_COLUMNS: dict = {}
+"""The last case's columns per k (every float32 config of the case reads the same)."""
+
+
+def _columns(case: Case, k: int, Q: np.ndarray) -> np.ndarray:
+    """Return the first-order effect on layers k … L's numbers of one float32 ulp in each
+    element of `_hypothesis(k)`'s operations, a column per (unit, sample)."""
+    key = (id(case), k)
+    if _COLUMNS.get("case") is not case:
+        _COLUMNS.clear()
+        _COLUMNS["case"] = case
+    if key not in _COLUMNS:
+        cols = []
+        for op in _hypothesis(k):
+            delta, a, units = tangents(case, op)
+            for dd, da in units:
+                W = {i: np.einsum("bi,bk->bik", dd[i], a[i - 1])
+                     + np.einsum("bi,bk->bik", delta[i], da[i - 1]) for i in range(k, case.depth + 1)}
+                cols.append(_numbers(case, k, W, {i: dd[i] for i in W}, Q))
+        _COLUMNS[key] = np.concatenate(cols, axis=0).T
+    return _COLUMNS[key]
+
+
+def after(case: Case, got: dict, ref: dict, noise: dict, k: int, claims: bool = True
+          ) -> Statistic:
+    """Return the statistic of layers k … L's errors off the span of `_hypothesis(k)`'s effects
+    (each number weighted by one rounding's deviation; W⁽¹⁾ read on the inputs' span, its part
+    off it being ∂W⁽¹⁾'s own, read by `own`): ρ ≈ 1 when everything from σ of layer k on ran
+    in float64, rounded once at the end. Where it is, `ops` are the element-wise operations of
+    those layers whose float32 errors would have shown (`_effects`, SEPARATION × the level off
+    the span): those ran in float64; relu's σ, exact on a float32 z, never shows."""
+    L, Q = case.depth, spans(case)[1][1]
+    d = {k_: np.asarray(got[k_], dtype=np.float64) - ref[k_] for k_ in ref}
+    ulp = {k_: np.spacing(np.abs(np.asarray(got[k_], dtype=np.float32))).astype(np.float64)
+           for k_ in ref}
+    var = {k_: u * u / 12 for k_, u in ulp.items()}
+    clean = {k_: noise[k_] <= CLEAN * ulp[k_] for k_ in ref}
+    y = _numbers(case, k, {i: d[f"W{i}"] for i in range(k, L + 1)},
+                 {i: d[f"b{i}"] for i in range(k, L + 1)}, Q)
+    v = _numbers(case, k, {i: var[f"W{i}"] for i in range(k, L + 1)},
+                 {i: var[f"b{i}"] for i in range(k, L + 1)}, Q * Q)
+    ok = _numbers(case, k, {i: np.where(clean[f"W{i}"].all(axis=1, keepdims=True), 1.0, 0.0)
+                            * np.ones_like(var[f"W{i}"]) for i in range(k, L + 1)},
+                  {i: clean[f"b{i}"].astype(float) for i in range(k, L + 1)},
+                  np.abs(Q) / np.maximum(np.abs(Q).sum(axis=0), 1e-300)) > 1 - 1e-9
+    ok &= v > 0
+    sd = np.sqrt(v[ok])
+    U = _basis(_columns(case, k, Q)[ok] / sd[:, None])
+    left = float(np.sum(1 - np.sum(U * U, axis=1)))
+
+    def rho(e: np.ndarray) -> float:  # e's energy off the span, per number left, in roundings
+        z = e[ok] / sd
+        r = z - U @ (U.T @ z)
+        return float(r @ r) / left if left > 0 else np.inf
+
+    found = Statistic(rho(y), left)
+    if not claims or not found.rho <= level(left):
+        return found
+    seen = tuple(op for op, e in _effects(case, k, Q).items()
+                 if rho(e) >= SEPARATION * level(left))
+    return Statistic(found.rho, left, ops=seen)
+
+
+def _effects(case: Case, k: int, Q: np.ndarray) -> dict[str, np.ndarray]:
+    """Return, per element-wise operation of layers k … L (σ, and σ′ where it can err), layers
+    k … L's numbers changed by that operation alone made float32-accurate (its argument and
+    value rounded: what the most accurate float32 σ does) in a float64 run."""
+    key = ("effects", k)
+    if _COLUMNS.get("case") is not case:
+        _COLUMNS.clear()
+        _COLUMNS["case"] = case
+    if key not in _COLUMNS:
+        L, base = case.depth, simulate(case, "float64")
+        ops = [op for op in candidates(case) if op.startswith("σ")
+               and int(op.rsplit(" ", 1)[-1]) >= k]
+        out = {}
+        for op in ops:
+            g = simulate(case, ACCURATE32, (op,))
+            out[op] = _numbers(case, k, {i: g[f"W{i}"] - base[f"W{i}"] for i in range(k, L + 1)},
+                               {i: g[f"b{i}"] - base[f"b{i}"] for i in range(k, L + 1)}, Q)
+        _COLUMNS[key] = out
+    return _COLUMNS[key]
 
 
 @dataclass(frozen=True)
 class Precise:
     """What a float32 group computed more precisely: the layers whose W⁽ⁱ⁾ and b⁽ⁱ⁾ agree with
-    float64 arithmetic rounded once (`whole`), and those whose weight-gradient product alone
-    did (`products`)."""
+    float64 arithmetic rounded once (`whole`), the first layer k from whose σ on everything ran
+    in float64 (`after`, 0: none), and the layers whose weight-gradient product alone did
+    (`products`)."""
 
     whole: tuple[int, ...]
     products: tuple[int, ...]
+    after: int = 0
+    depth: int = 0
+    ops: tuple[str, ...] = ()  # from layer `after` on, the operations shown float64
 
     def __bool__(self) -> bool:
-        return bool(self.whole or self.products)
+        return bool(self.whole or self.products or self.after)
 
     def __str__(self) -> str:
-        parts = []
-        if self.whole:
-            names = ", ".join(f"W{i}, b{i}" for i in self.whole)
-            parts.append(f"{names} agree with float64 arithmetic rounded once to float32")
+        tensors = lambda layers: ", ".join(f"W{i}, b{i}" for i in layers)  # noqa: E731
+        k, parts = self.after, []
+        if k == 1 and 1 in self.whole:
+            parts.append(f"the whole run agrees with float64 arithmetic rounded once to float32 "
+                         f"({tensors(range(1, self.depth + 1))})")
+        else:
+            if self.whole:
+                parts.append(f"{tensors(self.whole)} agree with float64 arithmetic rounded once "
+                             "to float32")
+            if k:
+                parts.append(f"{', '.join(self.ops)} ran in float64 "
+                             f"({tensors(range(k, self.depth + 1))} agree with float64 "
+                             f"arithmetic from a float32 z⁽{k}⁾ on, rounded once)")
         if self.products:
             many = len(self.products) > 1
             parts.append(f"the weight-gradient product{'s' if many else ''} of layer"
@@ -183,10 +327,34 @@ def read(case: Case, got: dict, ref: dict, noise: dict, float32: dict) -> Precis
     """Return which layers of a float32 group were computed in float64 and rounded once
     (`noise`: the float64 tier, twice over: the reference's and the run's; `float32`: NumPy's
     float32 run of the case, which says where the case can tell)."""
-    mine, theirs = statistics(case, got, ref, noise), statistics(case, float32, ref, noise)
+    mine, theirs = statistics(case, got, ref, noise), _float32(case, float32, ref, noise)
     whole_ = tuple(i for i in mine if _whole_once(mine[i][0], theirs[i][0]))
-    products = tuple(i for i in mine if i not in whole_ and _own_once(mine[i][1], theirs[i][1]))
-    return Precise(whole_, products)
+    k, ops = 0, ()
+    for i in (i for i in mine if _gate(mine, theirs, i)):
+        s = after(case, got, ref, noise, i)
+        if s.ops and _once(s, _float32_after(case, float32, ref, noise, i)):
+            k, ops = i, s.ops
+            break
+    covered = set(range(k, case.depth + 1)) if k else set()
+    products = tuple(i for i in mine if i not in whole_ and i not in covered
+                     and _own_once(mine[i][1], theirs[i][1]))
+    return Precise(whole_, products, k, case.depth, ops)
+
+
+def _gate(mine: dict, theirs: dict, k: int) -> bool:
+    """Say whether layer k's gradients err SEPARATION times less than NumPy's float32 ones (in
+    ρ): only then is the costlier reading from layer k on (`after`) made."""
+    return mine[k][0].rho * SEPARATION <= theirs[k][0].rho
+
+
+def _float32_after(case: Case, float32: dict, ref: dict, noise: dict, k: int) -> Statistic:
+    """Return `after` of NumPy's float32 run, kept while the same run is asked about."""
+    key = ("after", k)
+    if _FLOAT32.get("run") is not float32 or _FLOAT32.get("case") is not case:
+        _float32(case, float32, ref, noise)
+    if key not in _FLOAT32:
+        _FLOAT32[key] = after(case, float32, ref, noise, k, claims=False)
+    return _FLOAT32[key]
 
 
 def _whole_once(s: Statistic, f32: Statistic) -> bool:
@@ -195,13 +363,15 @@ def _whole_once(s: Statistic, f32: Statistic) -> bool:
     entries lie beyond half an ulp at the rate NumPy's do) left every entry within with
     probability (1 − p)^dof ≤ P_FALSE."""
     p = f32.beyond
-    return (s.within and s.dof >= MIN_WHOLE and s.rho <= level(s.dof)
-            and f32.rho >= SEPARATION * level(s.dof) and p > 0
+    return (s.within and s.dof >= MIN_WHOLE and _once(s, f32, MIN_WHOLE) and p > 0
             and s.dof * np.log1p(-min(p, 1 - 1e-16)) <= np.log(P_FALSE))
 
 
-def _own_once(s: Statistic, f32: Statistic) -> bool:
-    """Say whether a weight-gradient product's own errors are one rounding's where the case can
-    tell (NumPy's float32 product errs SEPARATION × the level or more)."""
-    return (s.dof >= MIN_DOF and s.rho <= level(s.dof)
+def _once(s: Statistic, f32: Statistic, fewest: float = MIN_DOF) -> bool:
+    """Say whether a statistic reads one rounding where the case can tell (NumPy's float32 run
+    reaches SEPARATION × the level or more), over at least `fewest` numbers."""
+    return (s.dof >= fewest and s.rho <= level(s.dof)
             and f32.rho >= SEPARATION * level(s.dof))
+
+
+_own_once = _once

@@ -38,31 +38,43 @@ def _read(case, got) -> Precise:
     return read(case, got, gradients(case), noise, simulate(case, "float32"))
 
 
-EVERYTHING = {"seed": (1, 2), "minibatch": (1, 2), "deep": (1, 2, 3), "nearzero": (1,)}
-"""Layers whose W and b a whole-float64 run is read as, per default case (the others: too few
-numbers, or saturated, where float64's own noise exceeds a float32 rounding)."""
+S1 = ("σ′ of layer 1", "σ of layer 2", "σ′ of layer 2")
+S4 = ("σ′ of layer 2", "σ of layer 3", "σ′ of layer 3", "σ of layer 4", "σ′ of layer 4")
+SEED = ("sigmoid-sigmoid-784x16x10-b1-s0", "softplus-tanh-784x16x10-b1-s0")
+MINI = ("relu-sigmoid-784x16x10-b32-s0", "tanh-identity-784x16x10-b32-s0")
+DEEP, NEAR = "relu-tanh-sigmoid-softplus-784x64x32x16x10-b8-s0", "tanh-tanh-16x8x4-b4-s0-w2e-12"
 EXPECTED = {
-    "planted_float64_run": lambda spec, name: Precise(
-        (1,) if spec.sigmas == ("tanh", "identity") else EVERYTHING.get(name, ()), ()),
-    "planted_float64_activation": lambda spec, name: Precise(
-        (1,) if name == "nearzero" else (), (1,) if name == "minibatch" else ()),
-    "planted_float64_products": lambda spec, name: Precise(
-        (), (1,) if name == "minibatch" else ()),
+    "planted_float64_activation": {
+        **{s: Precise((), (), 1, 2, S1) for s in SEED}, **{s: Precise((), (1,)) for s in MINI},
+        DEEP: Precise((), (), 1, 4, S4), NEAR: Precise((1,), ())},
+    "planted_float64_second_activation": {s: Precise((), (1,)) for s in MINI},
+    "planted_float64_products": {s: Precise((), (1,)) for s in MINI},
+    "planted_float64_run": {
+        **{s: Precise((1, 2), (), 1, 2, S1) for s in SEED}, MINI[0]: Precise((1, 2), ()),
+        MINI[1]: Precise((1,), ()), DEEP: Precise((1, 2, 3), (), 1, 4, S4),
+        NEAR: Precise((1,), ())},
 }
-"""What each planted adapter is read as on each default case (seed 0). At batch 1 a float32
-∂W is one rounding of one product, as a float64 one is: no product is read there. The activation
-planted in float64 leaves z⁽¹⁾'s float32 errors in every gradient; only on nearzero (z ≈ 10⁻³,
-where they vanish in σ′) do W1 and b1 agree with one rounding."""
+"""What each planted adapter is read as on each default case (seed 0; a case not listed reads
+nothing). What cannot be told is not named: at batch 1 a float32 ∂W is one rounding of one
+product, as a float64 one is; at batch 32 the 512 columns of z⁽¹⁾'s effect take most of the
+698 numbers, so no operation after it shows (only ∂W⁽¹⁾'s product does, off the inputs' span);
+relu's σ on a float32 z is exact, so it never shows; the 1-1-1, 5-4-3 and saturated cases hold
+too few numbers whose float64 noise is below a float32 rounding. The activation planted in
+float64 leaves z⁽¹⁾'s float32 errors in every gradient: only on nearzero (z ≈ 10⁻³, where σ′
+hides them) do W1 and b1 agree with one rounding; layer 2's planted in float64 shows only where
+layer 1's products do."""
 
 
 @pytest.mark.parametrize("adapter", list(planted.MORE_PRECISE.values()), ids=lambda a: a.name)
-@pytest.mark.parametrize("name,spec", _specs([0]), ids=[s.id for _, s in _specs([0])])
-def test_a_float32_run_computed_in_float64_is_read_so(adapter, name, spec):
+@pytest.mark.parametrize("spec", [s for _, s in _specs([0])], ids=lambda s: s.id)
+def test_a_float32_run_computed_in_float64_is_read_so(adapter, spec):
     """Each planted adapter is read as computed in float64 where the case can tell, with the
     layers it ran so, and nothing where it cannot."""
     case = draw(spec)
     found = _read(case, adapter().gradients(case, "float32", "cpu"))
-    assert found == EXPECTED[adapter.name](spec, name), str(found)
+    want = EXPECTED[adapter.name].get(spec.id, Precise((), ()))
+    assert (found.whole, found.products, found.after, found.ops) == (
+        want.whole, want.products, want.after, want.ops), str(found)
 
 
 CORRECT = {"numpy": NumpyAdapter, **orders.ORDERS}
