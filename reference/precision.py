@@ -80,6 +80,18 @@ def _basis(M: np.ndarray) -> np.ndarray:
     return U[:, S > S[0] * 1e-10] if S[0] > 0 else U[:, :0]
 
 
+def _gram_basis(J: np.ndarray) -> np.ndarray:
+    """Return an orthonormal basis of J's columns' span from the eigenvectors of JᵀJ (many rows,
+    fewer columns: a tenth of an SVD's time), directions below 10⁻⁵ of the largest dropped."""
+    norms = np.linalg.norm(J, axis=0)
+    J = J[:, norms > 0] / norms[norms > 0]
+    if not J.shape[1]:
+        return J
+    lam, V = np.linalg.eigh(J.T @ J)
+    keep = lam > 1e-10 * max(float(lam[-1]), 1e-300)
+    return (J @ V[:, keep]) / np.sqrt(lam[keep])
+
+
 def _rho(d: np.ndarray, var: np.ndarray, left: np.ndarray | None, right: np.ndarray | None
          ) -> tuple[float, float]:
     """Return (ρ, dof) of the errors d off the spans `left` (of columns) and `right` (of rows);
@@ -217,7 +229,8 @@ def _columns(case: Case, k: int, Q: np.ndarray) -> np.ndarray:
             delta, a, units = tangents(case, op)
             for dd, da in units:
                 W = {i: np.einsum("bi,bk->bik", dd[i], a[i - 1])
-                     + np.einsum("bi,bk->bik", delta[i], da[i - 1]) for i in range(k, case.depth + 1)}
+                     + np.einsum("bi,bk->bik", delta[i], da[i - 1])
+                     for i in range(k, case.depth + 1)}
                 cols.append(_numbers(case, k, W, {i: dd[i] for i in W}, Q))
         _COLUMNS[key] = np.concatenate(cols, axis=0).T
     return _COLUMNS[key]
@@ -247,7 +260,7 @@ def after(case: Case, got: dict, ref: dict, noise: dict, k: int, claims: bool = 
                   np.abs(Q) / np.maximum(np.abs(Q).sum(axis=0), 1e-300)) > 1 - 1e-9
     ok &= v > 0
     sd = np.sqrt(v[ok])
-    U = _basis(_columns(case, k, Q)[ok] / sd[:, None])
+    U = _gram_basis(_columns(case, k, Q)[ok] / sd[:, None])
     left = float(np.sum(1 - np.sum(U * U, axis=1)))
 
     def rho(e: np.ndarray) -> float:  # e's energy off the span, per number left, in roundings
