@@ -154,20 +154,35 @@ def own(d: np.ndarray, got: np.ndarray, left: np.ndarray | None, right: np.ndarr
     return Statistic(*_rho(d, ulp * ulp / 12, left, right))
 
 
-_SPANS: dict = {}
-"""The last case's spans (its groups come one after another: each float32 config reads them)."""
+KEPT = 16
+"""Cases whose case-only quantities (spans, columns, NumPy's float32 statistics) are kept: the
+default matrix runs each float32 config over its ten cases in turn."""
+_KEPT: dict = {}
+
+
+def _kept(case: Case, key, make):
+    """Return make() for this case and key, computed once while the case is among the last KEPT
+    cases asked about (each kept with its case, so an id is never reused)."""
+    entry = _KEPT.pop(id(case), None)
+    if entry is None or entry[0] is not case:
+        entry = (case, {})
+    _KEPT[id(case)] = entry  # the most recent last
+    while len(_KEPT) > KEPT:
+        _KEPT.pop(next(iter(_KEPT)))
+    if key not in entry[1]:
+        entry[1][key] = make()
+    return entry[1][key]
 
 
 def spans(case: Case) -> dict[int, tuple]:
     """Return, per layer i, the orthonormal bases of δ⁽ⁱ⁾'s columns (None for layer 1, whose
     input x is exact) and of a⁽ⁱ⁻¹⁾'s rows."""
-    if _SPANS.get("case") is not case:
+    def make():
         a, delta = intermediates(case)
-        _SPANS.clear()
-        _SPANS.update(case=case, spans={i: (None if i == 1 else _basis(delta[i].T),
-                                            _basis(a[i - 1].T))
-                                        for i in range(1, case.depth + 1)})
-    return _SPANS["spans"]
+        return {i: (None if i == 1 else _basis(delta[i].T), _basis(a[i - 1].T))
+                for i in range(1, case.depth + 1)}
+
+    return _kept(case, "spans", make)
 
 
 def statistics(case: Case, got: dict, ref: dict, noise: dict) -> dict[int, tuple]:
@@ -183,16 +198,11 @@ def statistics(case: Case, got: dict, ref: dict, noise: dict) -> dict[int, tuple
     return out
 
 
-_FLOAT32: dict = {}
-"""The statistics of the last float32 run read (NumPy's, the same for every config)."""
-
-
 def _float32(case: Case, float32: dict, ref: dict, noise: dict) -> dict[int, tuple]:
-    """Return `statistics` of NumPy's float32 run, kept while the same run is asked about."""
-    if _FLOAT32.get("run") is not float32 or _FLOAT32.get("case") is not case:
-        _FLOAT32.clear()
-        _FLOAT32.update(run=float32, case=case, stats=statistics(case, float32, ref, noise))
-    return _FLOAT32["stats"]
+    """Return `statistics` of NumPy's float32 run, computed once per run."""
+    run, stats = _kept(case, ("float32", id(float32)),
+                       lambda: (float32, statistics(case, float32, ref, noise)))
+    return stats if run is float32 else statistics(case, float32, ref, noise)
 
 
 def _hypothesis(k: int) -> tuple[str, ...]:
@@ -212,18 +222,10 @@ def _numbers(case: Case, k: int, W: dict, b: dict, Q: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-_COLUMNS: dict = {}
-"""The last case's columns per k (every float32 config of the case reads the same)."""
-
-
 def _columns(case: Case, k: int, Q: np.ndarray) -> np.ndarray:
     """Return the first-order effect on layers k … L's numbers of one float32 ulp in each
     element of `_hypothesis(k)`'s operations, a column per (unit, sample)."""
-    key = (id(case), k)
-    if _COLUMNS.get("case") is not case:
-        _COLUMNS.clear()
-        _COLUMNS["case"] = case
-    if key not in _COLUMNS:
+    def make():
         cols = []
         for op in _hypothesis(k):
             delta, a, units = tangents(case, op)
@@ -232,8 +234,9 @@ def _columns(case: Case, k: int, Q: np.ndarray) -> np.ndarray:
                      + np.einsum("bi,bk->bik", delta[i], da[i - 1])
                      for i in range(k, case.depth + 1)}
                 cols.append(_numbers(case, k, W, {i: dd[i] for i in W}, Q))
-        _COLUMNS[key] = np.concatenate(cols, axis=0).T
-    return _COLUMNS[key]
+        return np.concatenate(cols, axis=0).T
+
+    return _kept(case, ("columns", k), make)
 
 
 def after(case: Case, got: dict, ref: dict, noise: dict, k: int, claims: bool = True
@@ -280,11 +283,7 @@ def _effects(case: Case, k: int, Q: np.ndarray) -> dict[str, np.ndarray]:
     """Return, per element-wise operation of layers k … L (σ, and σ′ where it can err), layers
     k … L's numbers changed by that operation alone made float32-accurate (its argument and
     value rounded: what the most accurate float32 σ does) in a float64 run."""
-    key = ("effects", k)
-    if _COLUMNS.get("case") is not case:
-        _COLUMNS.clear()
-        _COLUMNS["case"] = case
-    if key not in _COLUMNS:
+    def make():
         L, base = case.depth, simulate(case, "float64")
         ops = [op for op in candidates(case) if op.startswith("σ")
                and int(op.rsplit(" ", 1)[-1]) >= k]
@@ -293,8 +292,9 @@ def _effects(case: Case, k: int, Q: np.ndarray) -> dict[str, np.ndarray]:
             g = simulate(case, ACCURATE32, (op,))
             out[op] = _numbers(case, k, {i: g[f"W{i}"] - base[f"W{i}"] for i in range(k, L + 1)},
                                {i: g[f"b{i}"] - base[f"b{i}"] for i in range(k, L + 1)}, Q)
-        _COLUMNS[key] = out
-    return _COLUMNS[key]
+        return out
+
+    return _kept(case, ("effects", k), make)
 
 
 @dataclass(frozen=True)
@@ -361,13 +361,10 @@ def _gate(mine: dict, theirs: dict, k: int) -> bool:
 
 
 def _float32_after(case: Case, float32: dict, ref: dict, noise: dict, k: int) -> Statistic:
-    """Return `after` of NumPy's float32 run, kept while the same run is asked about."""
-    key = ("after", k)
-    if _FLOAT32.get("run") is not float32 or _FLOAT32.get("case") is not case:
-        _float32(case, float32, ref, noise)
-    if key not in _FLOAT32:
-        _FLOAT32[key] = after(case, float32, ref, noise, k, claims=False)
-    return _FLOAT32[key]
+    """Return `after` of NumPy's float32 run, computed once per run."""
+    run, stat = _kept(case, ("float32 after", k, id(float32)),
+                      lambda: (float32, after(case, float32, ref, noise, k, claims=False)))
+    return stat if run is float32 else after(case, float32, ref, noise, k, claims=False)
 
 
 def _whole_once(s: Statistic, f32: Statistic) -> bool:
