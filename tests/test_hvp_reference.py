@@ -179,3 +179,14 @@ def test_float32_r_pass_stays_within_the_tier_and_tf32_does_not(name):
                 assert worst <= 1.0, f"{case.id} {arithmetic}: ratio {worst:.3g}"
             elif max(sizes) >= 784:
                 assert worst > 1.0, f"{case.id}: TF32 within the float32 tier ({worst:.3g})"
+
+
+def test_float32_r_pass_of_alike_samples_stays_within_the_tier():
+    """Seven sigmoid layers make the samples alike and the batch sums add a few values over
+    and over (reference.bounds._shared): NumPy's float32 H·v there is still correct."""
+    case = make_case((784, *(64,) * 7, 10), 4096, 0, *("sigmoid",) * 8)
+    v = direction(case)
+    ref, bound = hvp(case, v), hvp_bounds(case, v, "float32")
+    got = simulate_hvp(case, v, "float32")
+    worst = {k: float(np.max(_ratio(np.abs(got[k] - ref[k]), bound[k]))) for k in ref}
+    assert max(worst.values()) <= 1.0, worst

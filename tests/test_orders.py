@@ -7,7 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from reference.bounds import U, _shared
 from reference.compare import compare
+from reference.simulate import simulate
 from tests.engine import matrix
 from tests.engine.conformance import bounds_for, case_for, reference_for
 from tests.engine.matrix import Spec
@@ -52,6 +54,42 @@ def test_order_passes_its_bound(name, dtype, spec):
 def test_left_to_right_batch_sums_pass_at_262144():
     """Left-to-right float32 batch sums of 262,144 terms stay inside the bound."""
     check_order("sequential_sums", "float32", LONGEST)
+
+
+ALIKE = Spec((784, *(64,) * 7, 10), 4096, 0, ("sigmoid",) * 8)
+"""Seven sigmoid layers make the samples alike: δ⁽⁸⁾ takes two values per unit and δ⁽⁷⁾ about ten,
+so the batch sums add a few values over and over, and round alike each time
+(reference.bounds._shared). Without that charge NumPy's float32 order failed b8 at 2.9."""
+
+
+@pytest.mark.parametrize("name", ["numpy", "sequential_sums", "pairwise_sums"])
+def test_alike_samples_pass_in_three_orders(name):
+    """Batch sums of repeated values pass left to right (where they round alike), as a tree
+    and in NumPy's own float32 run (the blocked, split and FMA orders take 7–17 s each here:
+    tests/bench/orders.py runs them)."""
+    if name != "numpy":
+        check_order(name, "float32", ALIKE)
+        return
+    case = case_for(ALIKE)
+    got, ref, bound = simulate(case, "float32"), reference_for(ALIKE), bounds_for(ALIKE, "float32")
+    worst = {t: compare(t, got[t], ref[t], bound[t], "float32").max_ratio for t in ref}
+    assert max(worst.values()) <= 1.0, worst
+
+
+def test_repeated_addends_are_read_and_a_continuum_is_not():
+    """`_shared` reads two repeated values as the mean number of addends that round alike,
+    leaves exact zeros out, and reads a smooth density, however dense, as none."""
+    rng = np.random.default_rng(0)
+    n, u = 4096, U["float32"]
+    two = np.where(rng.random(n) < 0.9, 0.0123457, -0.0876543).astype(np.float32)
+    f = np.array([np.mean(two > 0), np.mean(two < 0)])
+    continuum = rng.random(n).astype(np.float32)
+    zeros = np.where(rng.random(n) < 0.5, 0.0, continuum).astype(np.float32)
+    got = _shared(np.stack([two, continuum, zeros], axis=1), u)
+    assert got[0] == pytest.approx(1 + n * (f * f).sum() - 1, rel=1e-6)
+    assert list(got[1:]) == [1.0, 1.0]
+    assert _shared(np.stack([continuum, zeros], axis=1), u) == 1.0
+    assert _shared(np.stack([continuum, 1 + 0 * continuum], axis=1), u)[1] == n
 
 
 def loop_sequential(a, b):
