@@ -146,3 +146,23 @@ def test_built_in_float32_runs_are_never_noted(pytester, framework):
         "float32", "--soak", "2")
     assert run.ret == 0, run.outlines[-5:]
     assert not [ln for ln in run.outlines if ln.startswith("conformance notes")]
+
+
+def test_autograds_relu_runs_the_backward_below_it_in_float64():
+    """HIPS autograd's vjp of `where` fills with float64 zeros: through the relu of its adapter
+    (`anp.where(z > 0, z, 0)`) δ⁽¹⁾ becomes float64 and ∂W1 = δ⁽¹⁾ᵀx is summed in float64, cast
+    to float32 at the end. The note says so at batch 32 (at batch 1 a product is one rounding
+    either way); with no relu (tanh-identity) nothing is noted."""
+    autograd = pytest.importorskip("autograd")
+    anp = pytest.importorskip("autograd.numpy")
+    through = autograd.grad(lambda z: anp.sum(anp.where(z > 0, z, 0)))(
+        np.array([-1.0, 2.0], np.float32))
+    assert through.dtype == np.float64  # the mechanism, as autograd has it
+    from adapters.autograd import Autograd
+
+    for sigmas, want in ((("relu", "sigmoid"), Precise((), (1,))),
+                         (("tanh", "identity"), Precise((), ()))):
+        case = draw(Spec((784, 16, 10), 32, 0, sigmas))
+        found = _read(case, Autograd().gradients(case, "float32", "cpu"))
+        assert (found.whole, found.products, found.after) == (
+            want.whole, want.products, want.after), str(found)
