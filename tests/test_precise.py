@@ -15,6 +15,7 @@ from reference.bounds import bounds
 from reference.network import gradients
 from reference.precision import Precise, read
 from reference.simulate import simulate
+from reports import study_page
 from reports.reading import read as read_results
 from tests.engine.matrix import CASES, PAIRS, Spec, _transform, draw
 from tests.fixtures import orders, planted
@@ -103,7 +104,8 @@ def test_a_one_entry_chain_names_nothing():
 
 def test_the_note_reaches_terminal_results_and_report(pytester):
     """A planted float64 run passes every item; the terminal's summary names the group with its
-    note, the results carry it in `note`, and the report marks it beside the arithmetic."""
+    note, the results carry it in `note`, and the report and the study's comparison page mark
+    it beside the arithmetic."""
     results, report = pytester.path / "r.json", pytester.path / "r.html"
     run = pytester.runpytest_inprocess(
         CONFORMANCE, "-p", "no:cacheprovider", "--frameworks=", "--adapter",
@@ -122,6 +124,9 @@ def test_the_note_reaches_terminal_results_and_report(pytester):
     page = report.read_text()
     assert page.count('<span class="precise" title="more precise than asked') == 1
     assert page.count('<span class="precise"> +</span>') == 2
+    runs, _ = read_results(results)
+    study = study_page.render({"runs": runs, "items": items})  # a comparison's timings too
+    assert ">+ more precise than asked in 2 calls</span>" in study
 
 
 def test_a_correct_run_has_no_note(pytester):
