@@ -51,7 +51,7 @@ import numpy as np
 
 from reference.activations import activation
 from reference.case import Case
-from reference.operations import candidates
+from reference.operations import COLUMNS, candidates
 from reference.simulate import ACCURATE32, simulate, tangents
 
 LEVEL = 1.5
@@ -84,7 +84,11 @@ class Statistic:
 
 
 def _basis(M: np.ndarray) -> np.ndarray:
-    """Return an orthonormal basis of M's columns' span."""
+    """Return an orthonormal basis of M's columns' span; the identity where there are as many
+    columns as rows (a batch as large as the layer: nothing is left off the span to read, and
+    an SVD of 784 × 65,536 would cost seconds)."""
+    if M.shape[1] >= M.shape[0]:
+        return np.eye(M.shape[0])
     if not M.size:
         return M
     U, S, _ = np.linalg.svd(M, full_matrices=False)
@@ -354,7 +358,7 @@ def read(case: Case, got: dict, ref: dict, noise: dict, float32: dict) -> Precis
     mine, theirs = statistics(case, got, ref, noise), _float32(case, float32, ref, noise)
     whole_ = tuple(i for i in mine if _whole_once(mine[i][0], theirs[i][0]))
     k, ops = 0, ()
-    for i in (i for i in mine if _gate(mine, theirs, i)):
+    for i in (i for i in mine if _gate(mine, theirs, i) and _columns_of(case, i) <= COLUMNS):
         s = after(case, got, ref, noise, i)
         if s.ops and _once(s, _float32_after(case, float32, ref, noise, i)):
             k, ops = i, s.ops
@@ -363,6 +367,12 @@ def read(case: Case, got: dict, ref: dict, noise: dict, float32: dict) -> Precis
     products = tuple(i for i in mine if i not in whole_ and i not in covered
                      and _own_once(mine[i][1], theirs[i][1]))
     return Precise(whole_, products, k, case.depth, ops)
+
+
+def _columns_of(case: Case, k: int) -> int:
+    """Return how many columns the reading from layer k on regresses on (`_hypothesis`)."""
+    B, n = case.x.shape[0], case.sizes
+    return B * (n[k] + (n[k - 1] if k > 1 else 0))
 
 
 def _gate(mine: dict, theirs: dict, k: int) -> bool:
