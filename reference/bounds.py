@@ -13,18 +13,21 @@ exceeds λ = 6 roots of its proxy with probability below 3·10⁻⁸, and the pr
 each rounding at its extremes (a rounding spread over ±u has a third of that variance: λ is
 then 10.4 standard deviations); a sum's partial sums are charged above their expectation over
 value-independent orders; what is not mean-independent (activation budgets, long same-signed
-left-to-right sums) is charged as a worst-case magnitude. Measured (tests/bench, closing notes):
-Two measured departures from independence are charged where they occur: a long
-left-to-right sum whose running value dwarfs its addends rounds with a bias (`_stagnation`),
-and a batch sum whose addends repeat a few values (samples that saturating layers have made
-alike: seven sigmoid layers leave δ⁽⁸⁾ two values per unit) rounds alike at each repetition
-(`_shared`); without the latter, every framework's correct float32 gradient of 784-64×7-10, all
-sigmoid, batch 4,096 failed (b8 at 2.9, W8 at 3.3 of the tier). The samples' forward errors
-are added in quadrature over the batch: they are not wholly independent (per unit |mean|/rms
-over 4,096 samples measured 0.02–0.03 in layer 1 and 0.05–0.28 in layers 2–8 of that net,
-against 0.016 for independent ones), and λ's margin holds them (that net's W and b entries
-other than the sums of repeated values reach 0.27 of the tier in NumPy's float32 order);
-adding them as magnitudes (Minkowski, provable) would loosen correct groups 1.2–2.5 times.
+left-to-right sums) is charged as a worst-case magnitude.
+
+Two measured departures from independence are charged where they occur: a long left-to-right
+sum whose running value dwarfs its addends rounds with a bias (`_stagnation`), and a batch sum
+whose addends cluster within an ulp of the running sum (samples that saturating layers have
+made alike: seven sigmoid layers leave δ⁽⁸⁾ two values per unit) rounds the same way at each
+addition of a cluster (`_bias`, read from the addends' residues); without it, correct float32
+gradients of 784-64×7-10 at batch 4,096 failed (all sigmoid: b8 at 2.9, W8 at 3.3 of the tier;
+softplus-tanh-sigmoid-tanh-softplus-tanh-sigmoid-identity: b8 at 1.24). The samples' forward
+errors are added in quadrature over the batch: they are not wholly independent (per unit
+|mean|/rms over 4,096 samples measured 0.02–0.03 in layer 1 and 0.05–0.28 in layers 2–8 of the
+all-sigmoid net, against 0.016 for independent ones), and λ's margin holds them (that net's
+entries other than the clustered sums reach 0.27 of the tier in NumPy's float32 order); adding
+them as magnitudes (Minkowski, provable) would loosen correct groups 1.2–2.5 times.
+
 Measured (tests/bench, closing notes):
 correct float32 groups of every built-in framework reach 0.021–0.25 of it over 784-16-10 …
 784-64×7-10 at batches 1 … 4,096 (0.0033–0.058 at 65,536), the order adapters up to 0.27
@@ -244,17 +247,16 @@ most 2·exp(−λ²/2) = 3·10⁻⁸; the proxy takes each δ at its extremes, a
 evenly over ±u has a third of that variance, where λ proxies are 10.4 standard deviations."""
 
 
-def _sum_own(n: int, s: np.ndarray, q: np.ndarray, shared=1.0) -> np.ndarray:
+def _sum_own(n: int, s: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Return the variance proxy, in u², of a length-n sum's own roundings: value s, Σt² = q.
 
     In any order the additions' roundings are Σ P δ over its partial sums P (the products' own
     add Σ t δ, q). A value-independent order's partial sums have E ΣP² = n·s²/3 + (n·q − s²)/6
     (a random subset of i terms: mean i·s/n, variance i(n − i)/(n − 1) of the terms'); the
     proxy takes n·s²/3 + n·q/2: the q part, a random walk's, three times over for the spread
-    of one order's ΣP² (same-signed terms' ΣP² hardly spreads). Where addends repeat a value,
-    the partial sums' part is `shared` times that (`_shared`).
+    of one order's ΣP² (same-signed terms' ΣP² hardly spreads).
     """
-    return F32(n) * shared * (s * s * F32(1 / 3) + q * F32(0.5)) + q
+    return F32(n) * (s * s * F32(1 / 3) + q * F32(0.5)) + q
 
 
 def _stagnation(n: int, u: float, S: np.ndarray) -> np.ndarray:
@@ -282,93 +284,83 @@ def _biased(n: int, u: float, magnitude) -> np.ndarray | float:
     return _stagnation(n, u, magnitude()) if _stagnates(n, u) else 0.0
 
 
-ALIKE = 8.0
-"""Addends within 1/ALIKE of the ulp of the running sum round alike (`_shared`)."""
+SCALES = 4
+"""Binades of a batch sum's running value, from its largest down, at which `_bias` reads the
+addends' residues."""
 
-HEAVY = 32
-"""A value repeated by at least HEAVY addends of a batch sum counts (`_shared`)."""
-
-ATOM = 4.0
-"""A repeated value stands ATOM times, and 8 Poisson deviations, above the mean of the bins
-within an ulp of the sum around it."""
+Z_BIAS = 6.0
+"""The residues' mean sawtooth counts where it stands Z_BIAS standard deviations of uniform
+residues (1/√(12n)) from 0 (`_bias`)."""
 
 SAMPLE = 4096
-"""`_shared` reads at most this many rows of a batch, evenly spaced."""
+"""`_bias` reads at most this many rows of a batch, evenly spaced."""
 
 
-_APART = 1 << 40
-"""Sets `_shared`'s columns apart in one sorted array of bin numbers; marks exact zeros."""
+def _bias(X: np.ndarray, u: float) -> tuple[np.ndarray | float, np.ndarray | None]:
+    """Return, per column of X (batch in rows), the coherent rounding of a sum of its entries
+    in any order, in units of u, and where its entries cluster within an ulp of the sum.
 
+    The rounding: n·max_j U_j·|mean saw(v/U_j)| over the ulps U_j of SCALES binades of the
+    running sum from its largest (|Σ| plus three random-walk deviations, at most Σ|v|) down,
+    where that mean stands Z_BIAS deviations of uniform residues from 0; else 0 (the float 0
+    where no column has one). saw(x) = round(x) − x. The clustering: where the non-zero
+    entries' residues have a resultant |Σ exp(2πi·v/U_j)| Z_BIAS deviations of uniform ones
+    (√count) from 0 at some U_j (None where no column clusters; exact zeros add exactly): a
+    column whose residues all sit at 0 (its values on the grid) rounds nothing alone, and its
+    products with another column do.
 
-def _shared(X: np.ndarray, u: float) -> np.ndarray | float:
-    """Return, per column of X (batch in rows), the mean number of addends of its batch sum
-    that round as each one does: 1 + n·Σf² − Σf over the values repeated by a fraction f of
-    the batch (at least HEAVY addends), 1 where none is; the float 1 where no column has one.
-
-    Why. A sum's running value P lies on the grid of its own ulp, so adding v rounds by an
-    amount fixed by v modulo ulp(P): addends that repeat one value (within a fraction 1/ALIKE
-    of ulp(P)) round alike at every addition, and their errors add as magnitudes, not as a
-    random walk. Stacked sigmoid layers make samples alike: in 784-64×7-10 (all sigmoid, batch
-    4,096, seed 0) δ⁽⁸⁾ takes two values per unit (one per sign of y's entry) and δ⁽⁷⁾ about ten
-    (one per class), and NumPy's float32 batch sums of δ⁽⁴⁾ … δ⁽⁸⁾ erred by 250–420·u·Σ|δ|:
-    0.06–0.1 of the worst case n·u·Σ|δ|, 30–50 times `_stagnation`'s charge and up to 2.9 times
-    the tier without this factor. By Cauchy–Schwarz within each repeated value c of n_c addends,
-    Σ_c (Σ_(b∈c) |P_b|)² ≤ Σ_c n_c·Σ_(b∈c) P_b², which is this factor times the random walk's
-    ΣP² (`_sum_own`) where the repeated addends sit anywhere in the order. Values spread over
-    a continuum round at phases of a sawtooth that cancels over its period; a value counts as
-    repeated only where its bin (1/ALIKE of an ulp of the sum wide) holds ATOM times the mean
-    of the bins within an ulp around it, so a smooth density, however dense, counts 1 (its
-    stationary points, where values pile up, do count: tanh′·(tanh − 1) near its extremum).
-    The sum's largest |P| is taken as |Σ| plus three random-walk deviations, at most n·max|v|;
-    exact zeros add exactly and are left out. The rows read are evenly spaced (SAMPLE of them):
-    a value repeated by a fraction f of the batch is repeated by about f·SAMPLE of them.
+    Why. A running sum P lies on the grid of its ulp U, so adding v rounds by U·saw(v/U), a
+    function of v's residue modulo U. Where addends spread over many U their residues are
+    uniform and the roundings mean-independent (`_sum_own`'s random walk); where they cluster
+    within less than U (samples that saturating layers have made alike) every addition of a
+    cluster rounds the same way, and the errors add up. Measured on NumPy's left-to-right
+    float32 batch sums of 784-64×7-10 at batch 4,096: all sigmoid, δ⁽⁸⁾ takes two values per
+    unit and its sums erred by 322·u·Σ|δ| (b8 at 2.9 of the tier without this term);
+    softplus-tanh-sigmoid-tanh-softplus-tanh-sigmoid-identity, δ⁽⁸⁾ = 2(a⁽⁸⁾ − y) spreads by a
+    standard deviation of 8·10⁻⁵ per class, a third of U = 2.4·10⁻⁴, and its sum erred by
+    290·u·Σ|δ| (b8 at 1.24). The mean sawtooth over the addends is what such a sum errs by per
+    addition at that U; additions made below the largest binade have smaller U, and n·max_j
+    counts every addition at the worst of them. Uniform residues' mean lies within Z_BIAS
+    deviations of 0 but with probability 2·10⁻⁹, and is the random walk's: not counted twice.
+    The rows read are evenly spaced, at most SAMPLE of them.
     """
     n = X.shape[0]
-    if n < HEAVY:
-        return 1.0
-    rows = np.ascontiguousarray(X if n <= SAMPLE else X[:: n // SAMPLE][:SAMPLE])
-    m, scale, k = rows.shape[0], n / rows.shape[0], rows.shape[1]
-    top = scale * np.abs(rows.sum(axis=0)) + 3 * np.sqrt(scale * (rows * rows).sum(axis=0))
-    step = (u / ALIKE) * np.minimum(top, n * np.abs(rows).max(axis=0)).astype(np.float64)
-    step = np.where(step > 0, step, 1.0)
-    bins = np.rint(rows / step).astype(np.int64)  # |bins| ≤ ALIKE/u < 2⁴⁰
-    bins[rows == 0] = _APART
-    bins.sort(axis=0)
-    flat = (bins + (np.arange(k, dtype=np.int64) * 4 + 2) * _APART).T.ravel()  # columns apart
-    flat = flat[flat % (4 * _APART) != 3 * _APART]
-    if flat.size == 0:
-        return 1.0
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(flat)) + 1))
-    labels, counts = flat[starts], np.diff(np.concatenate((starts, [flat.size])))
-    heavy = np.flatnonzero(counts >= HEAVY / scale)
-    if heavy.size == 0:
-        return 1.0
-    cum = np.concatenate(([0], np.cumsum(counts)))
-    at, c = labels[heavy], counts[heavy]
-    around = (cum[np.searchsorted(labels, at + ALIKE, side="right")]
-              - cum[np.searchsorted(labels, at - ALIKE, side="left")] - c)
-    mean = around / (2 * ALIKE)
-    atom = c >= ATOM * mean + 8 * np.sqrt(mean + 1)  # and 8 Poisson deviations above it
-    if not atom.any():
-        return 1.0
-    f = c[atom] / m
-    col = at[atom] // (4 * _APART)
-    out = 1 + n * np.bincount(col, f * f, minlength=k) - np.bincount(col, f, minlength=k)
-    return out.astype(F32)
+    rows = X if n <= SAMPLE else X[:: n // SAMPLE][:SAMPLE]
+    m, scale = rows.shape[0], n / rows.shape[0]
+    V = rows.astype(np.float64)
+    top = np.minimum(scale * np.abs(V.sum(axis=0)) + 3 * np.sqrt(scale * (V * V).sum(axis=0)),
+                     scale * np.abs(V).sum(axis=0))
+    e = np.floor(np.log2(np.where(top > 0, top, 1.0)))
+    out, clustered = np.zeros(X.shape[1]), np.zeros(X.shape[1], dtype=bool)
+    nonzero = V != 0
+    count = nonzero.sum(axis=0)
+    for j in range(SCALES):
+        U = np.exp2(e - j) * (2 * u)  # the ulp of a running sum in binade e − j
+        x = V / U
+        saw = np.rint(x) - x
+        mean = np.abs(saw.mean(axis=0))
+        counts = (mean * np.sqrt(12 * m) > Z_BIAS) & (top > 0)
+        out = np.maximum(out, np.where(counts, n * U * mean, 0.0))
+        turn = np.where(nonzero, 2 * np.pi * saw, np.nan)  # exact zeros add exactly
+        R = np.hypot(np.nansum(np.cos(turn), axis=0), np.nansum(np.sin(turn), axis=0))
+        clustered |= (R > Z_BIAS * np.sqrt(np.maximum(count, 1))) & (count > 0)
+    return ((out / u).astype(F32) if out.any() else 0.0), (clustered if clustered.any() else None)
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_inputs(case: Case, u: float) -> np.ndarray | float:
-    """Return `_shared` of the case's inputs, once per case and u (cases are immutable)."""
-    return _shared(inputs32(case), u)
+def _bias_inputs(case: Case, u: float) -> tuple[np.ndarray | float, np.ndarray | None]:
+    """Return `_bias` of the case's inputs, once per case and u (cases are immutable)."""
+    return _bias(inputs32(case), u)
 
 
-def _least(Fd, Fa):
-    """Return the factor of `_shared` for the batch sums of δ_j·a_k: a sample repeats the
-    product's value at most where it repeats both δ_j's and a_k's, so the lesser of the two."""
-    if isinstance(Fd, float) or isinstance(Fa, float):
-        return 1.0
-    return np.minimum(Fd[:, None], Fa[None, :])
+def _both(left: np.ndarray | None, right: np.ndarray | None) -> np.ndarray | None:
+    """Return where the batch sums of δ_j·a_k may round coherently: where both δ_j and a_k
+    cluster within an ulp of their sums (`_bias`); None where no pair does. A product one of
+    whose factors spreads over many ulps spreads too."""
+    if left is None or right is None:
+        return None
+    pairs = left[:, None] & right[None, :]
+    return pairs if pairs.any() else None
 
 
 def _stagnates(n: int, u: float) -> bool:
@@ -415,13 +407,13 @@ def typical_pass(case: Case, u: float, fwd: Forward | Layers | None = None
     across the batch). Through a product with W both travel in quadrature (W's signs are drawn
     independently of everything the errors depend on); over the batch r adds in quadrature
     (samples are separate computations; the module docstring gives the measured coherence) and
-    m adds as magnitudes; a batch sum's own roundings are the random walk's, `_shared` times
-    over where its addends repeat values.
+    m adds as magnitudes; a batch sum's own roundings are the random walk's, and a coherent
+    magnitude where its addends cluster within an ulp of the sum (`_bias`).
 
     The pass is carried in units of u and multiplied by u at the end; u enters it otherwise
-    only where a sum stagnates (`_stagnates`) or an activation has a kink (`_shared` reads
-    repeated values at float32's u, or the pass's where coarser: a float64 group's tier takes
-    values repeated to float32's precision as repeated, and a pass free of u stays free).
+    only where a sum stagnates (`_stagnates`) or an activation has a kink (`_bias` reads
+    residues at float32's u, or the pass's where coarser: a float64 group's tier takes values
+    clustered to float32's precision as clustered, and a pass free of u stays free).
     Where neither does (`_free_of_u`), the pass in units is the same at every u, and the last
     case's is kept (`_UNITS`): a float64 group's own tier and its float32 tier (the diagnosis's
     scale) then cost one pass, and each is the same u times the same numbers as when computed
@@ -484,7 +476,7 @@ def _typical_units(case: Case, u: float, fwd: Forward | Layers | None
         m.append(np.abs(dsi) * mzi + s[i].f_err(zi))
     g = (2.0 * (a[L] - case.y)).astype(F32)  # (19) differentiated
     rg2, mg = 4 * r2[L], 2 * m[L] + np.abs(g)
-    out, uF = {}, max(u, U["float32"] + U["float64"])  # `_shared` at float32's u or above
+    out, uF = {}, max(u, U["float32"] + U["float64"])  # `_bias` at float32's u or above
     for i in range(L, 0, -1):
         zi, dsi, w = z[i].astype(F32), ds[i], n[i]
         d2 = np.abs(s[i].d2f(zi))
@@ -511,18 +503,21 @@ def _typical_units(case: Case, u: float, fwd: Forward | Layers | None
             dW = tmm(delta, A[i - 1])
             both = tmm(np.hstack([m_d, ad]), absA[i - 1])
             mW, S = both[:w], both[w:]
-        Fd = _shared(delta, uF)  # repeated addends round alike
-        Fa = 1.0 if isinstance(Fd, float) else (
-            _shared(A[i - 1], uF) if i > 1 else _shared_inputs(case, uF))
-        rW = _sum_own(B, dW, squares[:w], _least(Fd, Fa)) + 2 * squares[w:]
+        rW = _sum_own(B, dW, squares[:w]) + 2 * squares[w:]
+        bd, cd = _bias(delta, uF)  # addends clustered within an ulp of the sum round alike
+        if cd is not None:
+            both = _both(cd, (_bias(A[i - 1], uF) if i > 1 else _bias_inputs(case, uF))[1])
+            if both is not None:  # where both factors cluster: the worst case
+                Sw = S if S is not None else tmm(ad, absA[i - 1])
+                mW = mW + np.where(both, F32(B) * Sw, F32(0))
         mW = mW + _biased(B, u, lambda S=S: S)
         if i > 1:
             rW = rW + 2 * tmm(dd2, r2[i - 1])
             mW = mW + tmm(ad, m[i - 1])
         db = delta.sum(axis=0)
-        rb = _sum_own(B, db, dd2.sum(axis=0), Fd) + 2 * rd2.sum(axis=0)
+        rb = _sum_own(B, db, dd2.sum(axis=0)) + 2 * rd2.sum(axis=0)
         out[f"W{i}"] = LAMBDA * np.sqrt(rW) + mW
-        mb = m_d.sum(axis=0) + _biased(B, u, lambda ad=ad: ad.sum(axis=0))
+        mb = m_d.sum(axis=0) + _biased(B, u, lambda ad=ad: ad.sum(axis=0)) + bd
         out[f"b{i}"] = LAMBDA * np.sqrt(rb) + mb
         if i > 1:
             Wi = case.layers[i - 1].W.astype(F32)

@@ -17,8 +17,8 @@ differentiated. Its bound is `reference.bounds`' model applied to each of them, 
 - a sum over the batch (Hv of W_i, b_i) adds the samples' random parts in quadrature and their
   systematic parts as magnitudes; its 2B terms (Rδᵀa and δᵀRa) count each sample's four
   error sources with the Cauchy–Schwarz factor 4 (the first-order tier's 2, for its two);
-  where its addends repeat values (samples made alike by saturating layers), its own roundings
-  add as the first-order batch sums' do (`bounds._shared`, the greater of the two pairs');
+  where its addends cluster within an ulp of the sum (samples made alike by saturating
+  layers), it adds their coherent rounding as the first-order batch sums do (`bounds._bias`);
 - σ, σ′ and σ″ inherit z's error through σ′, σ″ and σ‴, and add their budgets
   (reference/activations.py: f_err, df_err, d2f_err, each measured against PyTorch, JAX and
   tinygrad's own derivatives with a margin ≥ 2); relu's σ′ may sit on either side of its step
@@ -64,9 +64,9 @@ from reference.bounds import (
     GROWTH,
     LAMBDA,
     U,
+    _bias,
     _biased,
-    _least,
-    _shared,
+    _both,
     _sum_own,
     charge,
     inputs32,
@@ -107,12 +107,12 @@ class _Pass:
     def __init__(self, u: float, worst: bool):
         self.u, self.worst, self.read = u, worst, {}
 
-    def shared(self, X: np.ndarray) -> np.ndarray | float:
-        """Return `bounds._shared` of a batch sum's addends X, read at float32's ulp or coarser
+    def bias(self, X: np.ndarray) -> tuple[np.ndarray | float, np.ndarray | None]:
+        """Return `bounds._bias` of a batch sum's addends X, read at float32's ulp or coarser
         (as the first-order tier does)."""
         key = id(X)  # the inputs x pair with every layer-1 sum: read them once per pass
         if key not in self.read:
-            self.read[key] = (X, _shared(X, max(self.u, U["float32"] + U["float64"])))
+            self.read[key] = (X, _bias(X, max(self.u, U["float32"] + U["float64"])))
         return self.read[key][1]
 
     def products(self, pairs: list[tuple[_E, np.ndarray]], bias: np.ndarray | None, n: int) -> _E:
@@ -200,12 +200,13 @@ class _Pass:
                 inherited = inherited + tmm(Lf.r2, R.v * R.v)
             if R.r2 is not None:
                 inherited = inherited + tmm(Lf.v * Lf.v, R.r2)
-        shared = 1.0
-        for Lf, R in pairs:  # repeated addends round alike (bounds._shared)
-            Fl = self.shared(Lf.v)
-            F = 1.0 if isinstance(Fl, float) else _least(Fl, self.shared(R.v))
-            shared = F if isinstance(shared, float) and shared == 1.0 else np.maximum(shared, F)
-        r2 = _sum_own(n, value, q, shared) + F32(k) * inherited
+        for Lf, R in pairs:  # clustered addends round alike (bounds._bias): the worst case
+            cl = self.bias(Lf.v)[1]
+            both = None if cl is None else _both(cl, self.bias(R.v)[1])
+            if both is not None:
+                B = F32(Lf.v.shape[0])
+                m = m + np.where(both, B * tmm(np.abs(Lf.v), np.abs(R.v)), F32(0))
+        r2 = _sum_own(n, value, q) + F32(k) * inherited
         return _E(value, r2, m + _biased(n, self.u, lambda: S))
 
     def batch_sum(self, X: _E) -> _E:
@@ -215,7 +216,8 @@ class _Pass:
         if self.worst:
             return _E(value, None, F32(charge(n)) * S + m)
         q = (X.v * X.v).sum(axis=0)
-        r2 = _sum_own(n, value, q, self.shared(X.v)) + X.r2.sum(axis=0)
+        r2 = _sum_own(n, value, q) + X.r2.sum(axis=0)
+        m = m + self.bias(X.v)[0]
         return _E(value, r2, m + _biased(n, self.u, lambda: S))
 
     def bound(self, X: _E) -> np.ndarray:

@@ -183,7 +183,7 @@ def test_float32_r_pass_stays_within_the_tier_and_tf32_does_not(name):
 
 def test_float32_r_pass_of_alike_samples_stays_within_the_tier():
     """Seven sigmoid layers make the samples alike and the batch sums add a few values over
-    and over (reference.bounds._shared): NumPy's float32 H·v there is still correct."""
+    and over (reference.bounds._bias): NumPy's float32 H·v there is still correct."""
     case = make_case((784, *(64,) * 7, 10), 4096, 0, *("sigmoid",) * 8)
     v = direction(case)
     ref, bound = hvp(case, v), hvp_bounds(case, v, "float32")
