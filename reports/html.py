@@ -218,6 +218,7 @@ class Page:
         else:
             cmp = stats = None
         run = self.run_of[item["run"]]
+        _noted(row, cell, run["n"], get("note"))
         tensor = str(get("tensor", "?"))
         self._add_brief(k, run, group, cell, outcome, (
             framework, str(config.get("dtype", "?")), str(config.get("device", "?"))), tensor,
@@ -243,6 +244,7 @@ class Page:
         stats = None if cmp is None else (cmp.entries, cmp.shape, cmp.failing, cmp.max_ratio,
                                           cmp.bits.min, cmp.bits.of)
         run = self.run_of[it.run]
+        _noted(row, cell, run["n"], it.note)
         tensor = str(it.tensor)  # (a typed item has one)
         self._add_brief(k, run, group, cell, outcome, (
             framework, str(config.get("dtype", "?")), str(config.get("device", "?"))), tensor,
@@ -538,6 +540,14 @@ def _heat_fields(heat) -> dict:
         return heat
     return {"layout": heat.layout, "block": heat.block, "rows": heat.rows, "cols": heat.cols,
             "cells": heat.cells}
+
+
+def _noted(row: dict, cell: dict, run_n: int, note) -> None:
+    """Keep a passing item's note (`more precise than asked: …`) with its config's row and its
+    matrix cell: the page marks both beside the arithmetic read."""
+    if isinstance(note, str) and note:
+        row.setdefault("notes", {})[note] = True
+        cell["per_run"][run_n].setdefault("notes", {})[note] = True
 
 
 def _sensitivity(s: dict, sens) -> None:

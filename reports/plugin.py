@@ -90,9 +90,9 @@ def capture(node: pytest.Item, when: str) -> dict | None:
     adapter = seen.get("adapter") or adapters.get(getattr(item.config, "adapter", None))
     if when != "call":
         return {"params": record.params(item, adapter)}
-    data = {"fingerprint": seen.get("fingerprint"),
+    data = {"fingerprint": seen.get("fingerprint"), "note": seen.get("note"),
             "details": {k: record.jsonable_or_text(v) for k, v in seen.items()
-                        if k not in ("item", "adapter", "comparison", "fingerprint")}}
+                        if k not in ("item", "adapter", "comparison", "fingerprint", "note")}}
     if seen.get("comparison") is not None:
         try:
             data["comparison"] = record.summarize(seen["comparison"], getattr(item, "entry", None))
@@ -258,6 +258,7 @@ class Recorder:
                 "reason": record.capped(reason, record.REASON_CHARS),
                 "message": record.capped(rec.get("message"), MESSAGE_CHARS),
                 "fingerprint": rec.get("fingerprint"), "details": rec.get("details") or {},
+                **({"note": rec["note"]} if rec.get("note") else {}),
                 "comparison": rec.get("comparison"),
                 "duration": round(rec.get("duration", 0.0), 6)}
         return item

@@ -160,6 +160,7 @@ class Item(Struct, forbid_unknown_fields=True):
     reason: Text = None
     message: Text = None
     fingerprint: Text = None
+    note: Text = None  # a passing group's note, e.g. computed more precisely than asked
     config: FreeObject = None
     spec: FreeObject = None
     details: FreeObject = None

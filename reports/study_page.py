@@ -44,6 +44,7 @@ td.mono, th.mono { font-family: ui-monospace, monospace; white-space: nowrap; }
 td.wrap { white-space: normal; min-width: 6em; max-width: 16em; }
 .bad { color: #b30000; font-weight: bold; } .good { color: #1a7f37; } .bad-text { color: #b30000; }
 .note { color: #555; font-size: 0.9em; max-width: 70em; }
+.precise { color: #1a6fb0; font-family: system-ui, sans-serif; }
 .plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
 figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; max-width: 640px; }
 svg.plot { border: 1px solid #ccc; background: #fff; }
@@ -174,6 +175,7 @@ def _config(n: int, key: tuple, items: list[dict], ambiguous: bool) -> dict:
         "label": label, "adapter": adapter, "framework": framework, "version": version,
         "device": device, "hardware": hardware, "dtype": dtype, "precision": precision,
         "resolved": _resolved(items, precision), "fingerprints": _fingerprints(items),
+        "precise": _precise(items),
         "total": len(items), "passed": outcomes["passed"],
         "failed": sum(outcomes[o] for o in FAILED),
         "other": {o: k for o, k in outcomes.items() if o not in ("passed", *FAILED)},
@@ -228,6 +230,13 @@ def _fingerprints(items: list[dict]) -> str:
     """Return the distinct effective precisions of a config's groups, `–` when none is known."""
     seen = dict.fromkeys(str(i["fingerprint"]) for i in items if i.get("fingerprint"))
     return " / ".join(seen) or "–"
+
+
+def _precise(items: list[dict]) -> dict:
+    """Return the calls noted more precise than asked (computed in part in float64: their
+    timings are not float32's) and the distinct notes."""
+    noted = {str(i.get("group")): str(i["note"]) for i in items if i.get("note")}
+    return {"calls": len(noted), "notes": " / ".join(dict.fromkeys(noted.values()))}
 
 
 def _groups(items: list[dict]) -> dict[str, dict]:

@@ -29,7 +29,7 @@ from reference.mistakes import named
 from reference.network import Forward, Layers, forward, gradients
 from reference.simulate import simulate
 from reports.record import COMPARED, recording
-from tests.engine import isolation, second
+from tests.engine import isolation, precise, second
 from tests.engine.copies import (
     CaseWritten,
     arrays,
@@ -510,6 +510,7 @@ def check_item(runner: Runner, item: Item, require: bool, node: pytest.Item) -> 
     diag = runner.diagnosis(item, ref)
     seen["comparison"] = cmp
     seen["fingerprint"] = None if diag is None else str(diag)
+    seen["note"] = precise.note(item, got, ref, diag)
     if recording(node.config):  # what only results and reports read: computed for them
         seen["sensitivity"] = sensitivity(cmp, caught_for(item.spec) if (
             item.config.dtype, item.config.order) == ("float32", 1) else {})

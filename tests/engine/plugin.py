@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from reports import record
-from tests.engine import deviations, entries, matrix, options, progress, scheduling
+from tests.engine import deviations, entries, matrix, options, precise, progress, scheduling
 from tests.engine.conformance import RERUN, RUNNER, RUNNING, Runner
 
 # JAX takes 75 % of a GPU's memory when its CUDA backend starts; with pytest-xdist every worker
@@ -75,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--adapter-timeout must be 0 (no limit) or more seconds")
     options.refuse_without_cache(config)
     progress.register(config)
+    precise.register(config)
     config.stash[RUNNER] = Runner(adapters, config.getoption("timing"),
                                   config.getoption("deterministic"),
                                   config.getoption("adapter_timeout"), options.exporter(config))
