@@ -404,15 +404,35 @@ def _nearest_factor(found: list, got: dict, ref: dict) -> list:
     return [(n, v) for n, v in found if abs(v.factor - fitted) <= gap * 1.5 + 1e-3 * abs(fitted)]
 
 
+def open_to(diagnosis) -> bool:
+    """Say whether a diagnosis is tried against the catalogue (`named`): a wrong gradient, or
+    a reduced arithmetic read with entries outside their bound."""
+    from reference.compare import REDUCED, WRONG
+
+    return diagnosis is not None and (diagnosis.reads == WRONG or (
+        diagnosis.reads in set(REDUCED.values()) and diagnosis.failing > 0))
+
+
 def named(diagnosis, case: Case, got: dict, ref: dict, bound: dict,
           catalogue: tuple[Mistake, ...] = MISTAKES):
-    """Return the diagnosis with the known bug its wrong gradient matches, if one does."""
-    from reference.compare import WRONG
+    """Return the diagnosis with the known bug its wrong gradient matches, if one does.
 
-    if diagnosis is None or diagnosis.reads != WRONG:
+    A group read as a reduced arithmetic with entries outside their bound is tried too, and a
+    matching mistake replaces the reading: a mistake matches only where every entry lies
+    within the tier of the mistake's own gradients, which no rounding of operands comes near,
+    while an arithmetic's fit needs only explain half of the errors (on the saturated
+    relu-sigmoid case a flipped sign, whose errors lie in the few directions of Δz, fitted
+    tf32 in ∂W2)."""
+    from reference.compare import WRONG, Diagnosis
+
+    if not open_to(diagnosis):
         return diagnosis
     match = nearest(case, got, ref, bound, catalogue)
-    return diagnosis if match is None else dataclasses.replace(diagnosis, mistake=match.label)
+    if match is None:
+        return diagnosis
+    if diagnosis.reads != WRONG:
+        return Diagnosis(WRONG, diagnosis.failing, mistake=match.label)
+    return dataclasses.replace(diagnosis, mistake=match.label)
 
 
-__all__ = ["MISTAKES", "Backprop", "Match", "Mistake", "Variant", "named", "nearest"]
+__all__ = ["MISTAKES", "Backprop", "Match", "Mistake", "Variant", "named", "nearest", "open_to"]

@@ -140,3 +140,13 @@ def test_of_two_factors_inside_the_tier_the_nearer_is_named():
     got = {k: (1e-8 * v).astype(np.float32) for k, v in ref.items()}
     match = nearest(case, got, ref, bounds(case, "float32"), (far, near))
     assert match.names == ("near",)
+
+
+def test_a_known_bug_outranks_an_arithmetic_fit_of_half_its_errors():
+    """On the saturated relu-sigmoid case a flipped sign's errors lie in the few directions of
+    Δz, and a tf32 fit in ∂W2 explained half of them: the catalogue, whose match holds every
+    entry within the tier, names it (a reduced-arithmetic reading with failing entries is
+    tried against the catalogue, `reference.mistakes.open_to`)."""
+    spec = Spec((16, 8, 4), 4, 0, ("relu", "sigmoid"), 0, 25)
+    diag, _ = reading(planted.SignFlipped(), spec, "float32")
+    assert diag.reads == WRONG and str(diag).startswith("every entry is "), str(diag)
