@@ -298,3 +298,22 @@ def test_the_frameworks_own_scripts_compute_hvp(tmp_path, framework):
         ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                              timeout=300)
         assert ran.returncode == status, ran.stdout + ran.stderr
+
+
+def test_a_correct_hvp_with_exact_zero_entries_opens_no_fit():
+    """On the saturated relu-sigmoid case (seed 14) units relu has switched off give exact
+    zeros with a bound of 0; those err by nothing and must not open the per-product fits,
+    which then read a correct torch H·v as tf32 (every entry inside 0.02 of its bound)."""
+    import numpy as np
+
+    from reference.compare import _reaches
+    from tests.engine import second
+    from tests.engine.matrix import Spec
+
+    spec = Spec((16, 8, 4), 4, 14, ("relu", "sigmoid"), 0, 25)
+    got = adapters.load("adapters.torch:TorchAutograd").hvp(
+        second._case(spec), second.direction_for(spec), "float32", "cpu")
+    got = {k: np.asarray(t, dtype=np.float64) for k, t in got.items()}
+    assert str(second.diagnose_hvp(spec, got, "float32")) == "float32"
+    ref, bound = second.hvp_for(spec), second.hvp_bounds_for(spec, "float32")
+    assert (bound["W1"] == 0).any() and not _reaches(ref, ref, bound, 0.25)
