@@ -510,18 +510,20 @@ def diagnose(
     if _rows(ref) <= MIN_DF:  # the 1-1-1 chain's 2 rows: too few to name anything
         return Diagnosis(WRONG, failing, None, (), thin=failing > 1)
     leak = leak_level(got, ref, base, norm)
-    visible = _median_level(base, ref, own) > 1  # float32's errors show beside float64's
-    if (case is not None and operations.readable(case) and visible and leak <= 1 / LEAK
-            and _failing_rows(got, ref, own) > MIN_DF):  # no operation errs past float32's size
+    readable = case is not None and operations.readable(case)
+    sized = leak <= 1 / LEAK or _median_level(got, ref, norm) <= 1  # no error past float32's
+    if readable and sized and _failing_rows(got, ref, own) > MIN_DF:
         reading = operations.read(case, got, ref, norm, MIN_DF)
         sigmas = tuple(layer.sigma for layer in case.layers)
         if reading.explained:
             return Diagnosis("float32", failing, "float32", operations=reading, sigmas=sigmas)
         return Diagnosis(WRONG, failing, thin=failing > 1 and not reading.evidence)
-    if LEAK <= leak <= 1 / LEAK and visible and not (case is not None
-                                                      and operations.readable(case)):
+    visible = _median_level(base, ref, own) > 1  # the field's medians tell float32 apart
+    if LEAK <= leak <= 1 / LEAK and visible and not readable:
         return Diagnosis("float32", failing, "float32", (), leak)
-    return Diagnosis(WRONG, failing, None, (), leak)
+    few = failing > 1 and _failing_rows(got, ref, own) <= MIN_DF and all(
+        np.all(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]) <= norm[k]) for k in ref)
+    return Diagnosis(WRONG, failing, None, (), leak, thin=few)  # float32-sized, too few rows
 
 
 def _together(joint: Fit, got, ref, simulate_of, base, norm) -> list[Fit]:

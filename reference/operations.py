@@ -153,21 +153,29 @@ def _basis(J: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return (J @ V[:, keep]) / np.sqrt(lam[keep])
 
 
-def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int):
+def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int,
+            sized: bool = False):
     """Return the operations read greedily (each the one whose span takes most of what is
     left; ties to the earlier in `order`), the residual share, the numbers left over, whether
-    the numbers ran out first, and the fitted errors."""
+    the numbers ran out first, and the fitted errors. `sized`: an operation whose fit needs
+    some element to err past ULPS is passed over for the next (few numbers and a wide span,
+    the biases of the saturated relu-sigmoid case against layer 1's 32 elements, fit anything
+    with errors of 10⁹ ulps)."""
     basis, r, chosen, short = np.zeros((D.size, 0)), D.copy(), [], False
-    total = float(np.linalg.norm(D))
+    total, passed = float(np.linalg.norm(D)), set()
     spans = {o: _basis(cols[o], basis) for o in order}
     while total > 0 and np.linalg.norm(r) > RESIDUAL * total:
-        gains = {o: float(np.sum((spans[o].T @ r) ** 2)) for o in order if o not in chosen}
+        gains = {o: float(np.sum((spans[o].T @ r) ** 2)) for o in order
+                 if o not in chosen and o not in passed}
         if not gains:
             break
         top = max(gains.values())
         if top <= 1e-6 * float(r @ r):
             break
         best = next(o for o in order if o in gains and gains[o] >= top * (1 - 1e-3))
+        if sized and _ulps(D, cols, (*chosen, best)) > ULPS[1]:
+            passed.add(best)
+            continue
         U = _basis(spans[best], basis)
         if D.size - basis.shape[1] - U.shape[1] < min_df:
             short = True
@@ -178,6 +186,12 @@ def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int):
     fitted = (np.linalg.lstsq(np.hstack([cols[o] for o in chosen]), D, rcond=1e-10)[0]
               if chosen else np.zeros(0))
     return tuple(chosen), share, D.size - basis.shape[1], short, fitted
+
+
+def _ulps(D: np.ndarray, cols: dict, named: tuple[str, ...]) -> float:
+    """Return the largest element error, in float32 ulps, of the least-norm fit to `named`."""
+    fitted = np.linalg.lstsq(np.hstack([cols[o] for o in named]), D, rcond=1e-10)[0]
+    return float(np.abs(fitted).max(initial=0.0))
 
 
 def read(case: Case, got: dict, ref: dict, norm: dict, min_df: int) -> Reading:
@@ -194,10 +208,46 @@ def read(case: Case, got: dict, ref: dict, norm: dict, min_df: int) -> Reading:
     D = coords.data(d)
     cols = {o: coords.columns(case, o) for o in order}
     named, share, left, short, fitted = _select(D, cols, order, min_df)
-    ulps = float(np.abs(fitted).max(initial=0.0))
+    ulps = _least_ulps(D, cols, named, float(np.abs(fitted).max(initial=0.0)), case.depth)
+    if ulps > ULPS[1]:  # read again, passing over operations that need errors past float32's
+        again = _select(D, cols, order, min_df, sized=True)
+        u = _least_ulps(D, cols, again[0], float(np.abs(again[4]).max(initial=0.0)), case.depth)
+        if again[1] <= RESIDUAL and u <= ULPS[1]:
+            (named, share, left, short, _), ulps = again, u
     if products and short:  # ∂W1's own evidence stands; the rest cannot be told at this size
         named, share, ulps = (), 0.0, 1.0
     return Reading(named, products, share, left, ulps, evidence=not (short and share > RESIDUAL))
+
+
+def _alike(op: str, depth: int) -> tuple[str, ...]:
+    """Return the operations with op's span that `describe` names alike: σ, σ′ and the forward
+    product of the output layer (each moves δ⁽ᴸ⁾ only), and `backward layer i` with σ′ of
+    layer i − 1 (each moves δ⁽ⁱ⁻¹⁾ element by element)."""
+    kind, i = op.rsplit(" ", 1)[0], int(op.rsplit(" ", 1)[-1])
+    if i == depth and kind != "backward layer":
+        return tuple(f"{k} {depth}" for k in ("σ of layer", "σ′ of layer", "forward layer"))
+    if kind == "backward layer" or (kind == "σ′ of layer" and i < depth):
+        j = i - 1 if kind == "backward layer" else i
+        return (f"σ′ of layer {j}", f"backward layer {j + 1}")
+    return (op,)
+
+
+def _least_ulps(D: np.ndarray, cols: dict, named: tuple[str, ...], ulps: float,
+                depth: int) -> float:
+    """Return the least largest fitted element error over the operations of the same span as
+    those named: one field, fitted to σ of the output layer or to its σ′, gives errors that
+    differ by σ′'s size (10¹¹ in saturation, where a σ′ taken from a float32 σ is off by u
+    absolutely), and the field is float32-sized if either reading is."""
+    for k, op in enumerate(named):
+        for alt in _alike(op, depth):
+            if alt == op or alt not in cols or alt in named:
+                continue
+            trial = (*named[:k], alt, *named[k + 1:])
+            fitted = np.linalg.lstsq(np.hstack([cols[o] for o in trial]), D, rcond=1e-10)[0]
+            top = float(np.abs(fitted).max(initial=0.0))
+            if top < ulps:
+                named, ulps = trial, top
+    return ulps
 
 
 def _products32(case: Case, d: dict, norm: dict) -> bool:

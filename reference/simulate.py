@@ -314,7 +314,8 @@ def tangents(case: Case, op: str) -> tuple[list, list, Iterable[tuple[list, list
         if i > 1:
             g[i - 1] = delta[i] @ W[i]
     scale = {"σ of layer": lambda i: np.abs(a[i]) + np.abs(z[i] * ds[i]),
-             "σ′ of layer": lambda i: np.abs(ds[i]) + np.abs(z[i] * s[i].d2f(z[i])),
+             "σ′ of layer": lambda i: (np.abs(ds[i]) + np.abs(z[i] * s[i].d2f(z[i]))
+                                       + s[i].df_err(z[i])),
              "forward layer": lambda i: np.sqrt((a[i - 1] ** 2) @ (W[i].T ** 2)),
              "backward layer": lambda i: np.sqrt((delta[i] ** 2) @ (W[i] ** 2))}[kind](at)
     def units():

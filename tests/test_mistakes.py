@@ -31,7 +31,7 @@ def reading(adapter, spec: Spec, dtype: str):
     case = draw(spec)
     got, ref = adapter.gradients(case, dtype, "cpu"), gradients(case)
     bounds_of = functools.cache(functools.partial(bounds, case))
-    diag = diagnose(got, ref, dtype, bounds_of, functools.partial(simulate, case))
+    diag = diagnose(got, ref, dtype, bounds_of, functools.partial(simulate, case), case=case)
     return named(diag, case, got, ref, bounds_of(dtype)), got
 
 
@@ -150,3 +150,38 @@ def test_a_known_bug_outranks_an_arithmetic_fit_of_half_its_errors():
     spec = Spec((16, 8, 4), 4, 0, ("relu", "sigmoid"), 0, 25)
     diag, _ = reading(planted.SignFlipped(), spec, "float32")
     assert diag.reads == WRONG and str(diag).startswith("every entry is "), str(diag)
+
+
+SATURATED = [Spec((16, 8, 4), 4, seed, ("relu", "sigmoid"), saturate=25) for seed in range(4)]
+
+
+@pytest.mark.parametrize("spec", SATURATED, ids=lambda s: s.id)
+def test_prime_left_out_of_a_saturated_float32_run_is_named(spec):
+    """relu′ left out of layer 1 on the saturated case, float32: the dead units' rows are
+    nonzero where the reference holds them exact, and computed as the live rows are, whose tier
+    is 10⁵ of themselves there (σ′ of a sigmoid output may be taken as 0 in float32). The rows
+    carry their live neighbours' share: named, not `wrong gradient: 68 entries`."""
+    diag, _ = reading(planted.PrimeMissing(), spec, "float32")
+    assert diag.mistake and "σ′ of layer 1 (relu) is left out" in diag.mistake, str(diag)
+
+
+@pytest.mark.parametrize("spec", SATURATED, ids=lambda s: s.id)
+@pytest.mark.parametrize("adapter", [planted.RoundedOperands, planted.TruncatedOperands,
+                                     planted.TF32Forward, planted.BF16Operands],
+                         ids=lambda a: a.name)
+def test_reduced_products_on_the_saturated_case_are_no_known_bug(adapter, spec):
+    """tf32 and bf16 products, float32, saturated: the float32 tier takes in any value of the
+    rows whose σ′ rounds to 0, so a permutation fixing one failing row once matched through the
+    floor of its fixed row. An entry a mistake leaves as it is keeps the reference's tier."""
+    diag, _ = reading(adapter(), spec, "float32")
+    assert diag.mistake is None, str(diag)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prime_left_out_near_zero_is_the_mistake_not_a_float32_operation(seed):
+    """Parameters × 2⁻¹²: tanh′ = 1 − z² differs from 1 by less than a float32 ulp, so tanh′
+    left out also reads as a float32-accurate σ′; the mistake, matched within the float64 tier
+    of its own gradients, is the reading."""
+    spec = Spec((16, 8, 4), 4, seed, ("tanh", "tanh"), scale=12)
+    diag, _ = reading(planted.PrimeMissing(), spec, "float64")
+    assert diag.mistake and "σ′ of layer 1 (tanh) is left out" in diag.mistake, str(diag)

@@ -101,3 +101,39 @@ def test_a_correct_float64_run_names_nothing(spec, adapter):
     case = draw(spec)
     diag = _diagnose(adapter().gradients(case, "float64", "cpu"), case)
     assert str(diag) == "float64" and not diag.fails
+
+
+SATURATED = {sigmas: [Spec((16, 8, 4), 4, seed, sigmas, saturate=25) for seed in range(4)]
+             for sigmas in (("sigmoid", "softplus"), ("relu", "sigmoid"))}
+PRODUCTS = ("float32 in its matrix products (computed in float32 there; the element-wise "
+            "operations cannot be told apart at this size)")
+
+
+@pytest.mark.parametrize("spec", SATURATED["sigmoid", "softplus"], ids=lambda s: s.id)
+def test_float32_products_are_named_in_saturation(spec):
+    """In saturation a sigmoid output with z > 0 has a σ′ = σ(1 − σ) that cancels, and its
+    float64 tier takes in float32's errors; the field's median hid the products there. The
+    reading goes by the errors' size against the float32 tier: the products are named."""
+    case = draw(spec)
+    diag = _diagnose(planted.Float32Products().gradients(case, "float64", "cpu"), case)
+    assert diag.fails and str(diag) == PRODUCTS, str(diag)
+
+
+@pytest.mark.parametrize("spec", SATURATED["relu", "sigmoid"], ids=lambda s: s.id)
+def test_a_float32_output_sigma_is_named_in_saturation(spec):
+    """σ of the sigmoid output in float32, σ′ taken from it: σ′ is 0 where σ rounds to 1, off
+    by u absolutely, 10¹¹ float32 ulps of σ′ itself but within σ′'s float32 budget (8u·σ);
+    fitted to σ or to σ′ of the output layer alike, the reading takes the smaller errors."""
+    case = draw(spec)
+    diag = _diagnose(planted.Float32SigmaLast().gradients(case, "float64", "cpu"), case)
+    assert str(diag) == f"σ or σ′ of layer 2 (sigmoid) is float32-accurate{EVERY}", str(diag)
+
+
+@pytest.mark.parametrize("spec", SATURATED["relu", "sigmoid"], ids=lambda s: s.id)
+def test_float32_products_failing_in_one_row_name_nothing(spec):
+    """On the saturated relu-sigmoid case only the output units with z < 0 show float32's
+    errors (one or two rows): float32-sized, too few rows to name an arithmetic."""
+    case = draw(spec)
+    diag = _diagnose(planted.Float32Products().gradients(case, "float64", "cpu"), case)
+    assert diag.field is None and str(diag).endswith(
+        "not enough evidence to name an arithmetic"), str(diag)

@@ -58,7 +58,7 @@ def reading(adapter, case, dtype: str) -> tuple[str, str, float]:
     if any(np.shape(got[k]) != ref[k].shape for k in ref):
         return "shape", "a tensor of the wrong shape (a contract failure, not read)", 0.0
     bounds_of = functools.cache(functools.partial(bounds, case))
-    diag = diagnose(got, ref, dtype, bounds_of, functools.partial(simulate, case))
+    diag = diagnose(got, ref, dtype, bounds_of, functools.partial(simulate, case), case=case)
     if not open_to(diag):
         return ("pass" if not diag.fails else diag.reads), str(diag), 0.0
     start = time.perf_counter()
