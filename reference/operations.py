@@ -39,6 +39,14 @@ from reference.simulate import ACCURATE32, exact32, simulate, tangents
 
 RESIDUAL = 2.0**-10
 """The operations named must leave less than this share of the errors (in norm) unexplained."""
+NOISE = 2.0**-20
+"""Past RESIDUAL the reading goes on naming operations while what is left exceeds this share:
+a float64 run's own roundoff is 2⁻²⁹ of float32's errors, so what stands above it is an
+operation's. Near zero (parameters × 2⁻¹²) tanh's float32 σ leaves 10⁻⁴–10⁻³ of the errors
+beside its σ′, on either side of RESIDUAL by seed: read to this level, the label is one."""
+STANDS = 0.75
+"""Past RESIDUAL an operation is named only where it takes this share of what is left: its
+errors stand out of the rest, not a least-squares crumb of them."""
 ULPS = (2.0**-8, 2.0**16)
 """The largest fitted error of any element, in float32 ulps of the element's scale, must lie in
 this range: float32-accurate operations err by a fraction of an ulp to a few (MLX's softplus at
@@ -164,13 +172,14 @@ def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int,
     basis, r, chosen, short = np.zeros((D.size, 0)), D.copy(), [], False
     total, passed = float(np.linalg.norm(D)), set()
     spans = {o: _basis(cols[o], basis) for o in order}
-    while total > 0 and np.linalg.norm(r) > RESIDUAL * total:
+    while total > 0 and np.linalg.norm(r) > NOISE * total:
+        done = np.linalg.norm(r) <= RESIDUAL * total
         gains = {o: float(np.sum((spans[o].T @ r) ** 2)) for o in order
                  if o not in chosen and o not in passed}
         if not gains:
             break
         top = max(gains.values())
-        if top <= 1e-6 * float(r @ r):
+        if top <= (STANDS if done else 1e-6) * float(r @ r):
             break
         best = next(o for o in order if o in gains and gains[o] >= top * (1 - 1e-3))
         if sized and _ulps(D, cols, (*chosen, best)) > ULPS[1]:
@@ -178,7 +187,7 @@ def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int,
             continue
         U = _basis(spans[best], basis)
         if D.size - basis.shape[1] - U.shape[1] < min_df:
-            short = True
+            short = not done
             break
         chosen.append(best)
         basis, r = np.hstack([basis, U]), r - U @ (U.T @ r)

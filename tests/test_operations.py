@@ -137,3 +137,14 @@ def test_float32_products_failing_in_one_row_name_nothing(spec):
     diag = _diagnose(planted.Float32Products().gradients(case, "float64", "cpu"), case)
     assert diag.field is None and str(diag).endswith(
         "not enough evidence to name an arithmetic"), str(diag)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_float32_tanh_near_zero_reads_one_label_over_seeds(seed):
+    """tanh in float32 in both layers, parameters × 2⁻¹² (Keras 3.15 on JAX): σ's errors are
+    10⁻⁴–10⁻³ of σ′'s there, either side of RESIDUAL by seed, and read three labels over 21
+    seeds. The reading names every operation whose errors stand above float64's own."""
+    case = draw(Spec((16, 8, 4), 4, seed, ("tanh", "tanh"), scale=12))
+    diag = _diagnose(planted.Float32SigmaEvery().gradients(case, "float64", "cpu"), case)
+    assert str(diag) == ("σ and σ′ of layer 1 (tanh), σ or σ′ of layer 2 (tanh) are "
+                         f"float32-accurate{EVERY}"), str(diag)
