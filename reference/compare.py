@@ -582,12 +582,17 @@ def describe(reading: operations.Reading, sigmas: tuple[str, ...]) -> str:
         if kind in ("forward layer", "backward layer") and reading.products:
             continue  # one of the matrix products, named together
         at = i - 1 if kind == "backward layer" else i
+        exact = sigmas[at - 1] in ("relu", "identity")  # σ, σ′ exact: z's own rounding
         per.setdefault(at, set()).update({"σ of layer": {"σ"}, "σ′ of layer": {"σ′"},
-                                          "forward layer": {"σ", "σ′"},
+                                          "forward layer": {"z"} if exact else {"σ", "σ′"},
                                           "backward layer": {"σ′"}}[kind])
     parts = ["the matrix products"] if reading.products else []
     for i in sorted(per):
-        ops = ("σ or σ′" if i == L else "σ and σ′" if len(per[i]) == 2 else next(iter(per[i])))
+        if per[i] == {"z"}:
+            parts.append(f"the forward product of layer {i} (z, before {sigmas[i - 1]})")
+            continue
+        ops = ("σ or σ′" if i == L else "σ and σ′" if len(per[i] - {"z"}) == 2
+               else next(iter(per[i] - {"z"})))
         parts.append(f"{ops} of layer {i} ({sigmas[i - 1]})")
     if reading.products and not per:  # only ∂W1's evidence: the rest is not established
         return ("float32 in its matrix products (computed in float32 there; the element-wise "

@@ -96,8 +96,7 @@ def candidates(case: Case) -> tuple[str, ...]:
     names an operation by its element-wise name when a product has the same span."""
     out = []
     for i in range(1, case.depth + 1):
-        out += [f"σ of layer {i}"] + ([] if exact32(case, f"σ′ of layer {i}") else
-                                      [f"σ′ of layer {i}"])
+        out += [op for op in (f"σ of layer {i}", f"σ′ of layer {i}") if not exact32(case, op)]
     out += [f"forward layer {i}" for i in range(1, case.depth + 1)]
     return (*out, *(f"backward layer {i}" for i in range(2, case.depth + 1)))
 

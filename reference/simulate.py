@@ -283,12 +283,15 @@ U32 = 2.0**-24
 
 def exact32(case: Case, op: str) -> bool:
     """Say whether an operation cannot err in float32: σ′ of an activation whose σ′ is
-    piecewise constant (relu, identity) is 0 or 1 in any arithmetic."""
-    if not op.startswith("σ′"):
+    piecewise constant (relu, identity) is 0 or 1 in any arithmetic, and σ of one that
+    computes nothing but z or 0 (relu, identity: no rounding budget) is exact given z."""
+    if not op.startswith("σ"):
         return False
     layer = case.layers[int(op.rsplit(" ", 1)[-1]) - 1]
     z = np.linspace(-4.0, 4.0, 17)
-    return not np.any(activation(layer.sigma).d2f(z))
+    if op.startswith("σ′"):
+        return not np.any(activation(layer.sigma).d2f(z))
+    return not np.any(activation(layer.sigma).f_err(z))
 
 
 def tangents(case: Case, op: str) -> tuple[list, list, Iterable[tuple[list, list]]]:

@@ -148,3 +148,12 @@ def test_float32_tanh_near_zero_reads_one_label_over_seeds(seed):
     diag = _diagnose(planted.Float32SigmaEvery().gradients(case, "float64", "cpu"), case)
     assert str(diag) == ("σ and σ′ of layer 1 (tanh), σ or σ′ of layer 2 (tanh) are "
                          f"float32-accurate{EVERY}"), str(diag)
+
+
+def test_a_relu_layer_is_named_by_its_forward_product():
+    """relu computes nothing but z or 0: its σ and σ′ are exact given z, so a float32 z before
+    a relu is named as the forward product, never as a float32-accurate relu."""
+    case = draw(Spec((16, 8, 4), 4, 0, ("relu", "sigmoid"), saturate=25))
+    diag = _diagnose(planted.Float32Leak().gradients(case, "float64", "cpu"), case)
+    assert "(relu)" not in str(diag) and "the forward product of layer 1 (z, before relu)" in \
+        str(diag), str(diag)
