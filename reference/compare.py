@@ -455,17 +455,21 @@ def diagnose(
        P_FALSE, share in BETA) are read, from the arithmetic whose fit leaves the least
        residual, and fail the group, in bound or not. Operand rounding is reproducible; a
        summation order is not, and only adds noise to the fit.
-    2. float64 asked, some entries outside their bound, where the case can tell (the float32
-       computation's median entry errs beyond the float64 tier: in saturation, where 1 − σ
-       cancels, a correct float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32
-       arithmetic on z does, and both lie inside the activations' budgets): the operations
-       whose float32 errors span the group's errors are named (`reference.operations`, given
-       the `case`): `σ of layer 1 (sigmoid) is float32-accurate; everything else is float64`,
-       or the matrix products; the group fails. Only failing entries in more than MIN_DF rows
-       can be an operation's (it errs in every element it computes). Without the case, or
-       past `operations.COLUMNS`, a median entry error within a factor 1/LEAK of a float32
-       computation's reads float32 (a leak). A group of MIN_DF rows or fewer (the 1-1-1
-       chain) names no arithmetic.
+    2. float64 asked, some entries outside their bound: where the errors are no larger than
+       float32's (the median entry within a factor 1/LEAK of a float32 computation's, or
+       within the float32 tier, which also holds the float32 implementations whose σ′ = σ(1 − σ)
+       cancels in saturation), the operations whose float32 errors span the group's errors
+       are named (`reference.operations`, given the `case`): `σ of layer 1 (sigmoid) is
+       float32-accurate; everything else is float64`, or the matrix products; the group
+       fails. Only failing entries in more than MIN_DF rows can be an operation's (it errs in
+       every element it computes); failing entries in fewer, all within the float32 tier,
+       read `wrong gradient` with `not enough evidence to name an arithmetic` (the saturated
+       relu-sigmoid case shows float32's errors only in its outputs with z < 0). Without the
+       case, or past `operations.COLUMNS`, a median entry error within a factor 1/LEAK of a
+       float32 computation's reads float32 (a leak), where the case can tell (the float32
+       computation's median entry errs beyond the float64 tier: in saturation a correct
+       float64 σ′ = σ(1 − σ) errs by u absolutely, more than float32 arithmetic on z does). A
+       group of MIN_DF rows or fewer (the 1-1-1 chain) names no arithmetic.
     3. Otherwise entries outside their bound read `wrong gradient` with their count, whatever
        their size: no arithmetic is named without its field matching.
     `bounds_of(a)` returns the case's bounds; `simulate_of(a, products)` its gradients in

@@ -26,6 +26,15 @@ gradient ∂W1 = δ⁽¹⁾ᵀx: every other operation's effect on W1 lies in th
 (x is exact), so W1's errors off that span are ∂W1's own; when they have float32's size in most
 rows the products ran in float32, and W's entries (all of them in ∂W's span) are left out of the
 rest of the reading.
+
+An element's float32 scale is its first-order size, and for σ′ also its float32 budget
+(`reference.activations`, 8u·σ for sigmoid): a σ′ taken as σ(1 − σ) from a float32 σ is 0
+where σ rounds to 1, off by u absolutely, 10¹¹ of σ′'s own ulps in saturation. Where the
+operations named share their span with others (`_alike`), the fit with the smaller errors
+stands. Past RESIDUAL the reading goes on while an operation takes most of what is left, down
+to NOISE, so that an operation whose errors stand just under the cut is named on every seed
+alike. relu and identity compute nothing but z or 0 (no budget): their σ is never named, and
+a float32 z before them reads as the forward product.
 """
 
 from __future__ import annotations
