@@ -183,3 +183,38 @@ def test_torch_medium_fails_and_reads_bf16_exactly_where_a_product_ran_in_bf16(s
         assert set(diag.products) <= set(ran), (ran, str(diag))
     else:
         assert not diag.fails, (ran, str(diag))
+
+
+def test_tf32_in_both_forward_products_is_read_together():
+    """tf32 in both forward products of 784-16-10 at batch 1: a reduced z⁽¹⁾ moves the operands
+    layer 2 rounds, so neither product's own effect fits (shares 0.2–0.3) and the run of every
+    product does not either; the run of every forward product does (it read
+    `wrong gradient: 11939 entries`)."""
+    case = draw(Spec((784, 16, 10), 1, 0, ("sigmoid", "sigmoid")))
+    diag = _diagnose(planted.TF32Forward().gradients(case, "float32", "cpu"), case)
+    assert diag.reads == "tf32" and set(diag.among or diag.products) <= {
+        "forward layer 1", "forward layer 2"}, str(diag)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("adapter,reads", [(planted.RoundedOperands, "tf32"),
+                                           (planted.TruncatedBF16Operands, "bfloat16")],
+                         ids=["tf32", "bf16-truncated"])
+def test_a_relu_flipped_by_rounding_does_not_swap_the_arithmetic(adapter, reads, seed):
+    """784-64-32-16-10 at batch 8 behind a relu: a unit that any rounding of z⁽¹⁾ flips moves
+    the gradients alike under tf32 and bf16, and both fit forward layer 1 at share 1. The
+    reading takes the arithmetic that explains the larger share of the errors (the residuals'
+    weights differ per fit), and never one that puts a product at a significantly negative
+    share; tf32 read bfloat16 at seed 4, bf16-truncated read tf32 at seeds 3 and 4."""
+    case = draw(Spec((784, 64, 32, 16, 10), 8, seed, ("relu", "tanh", "sigmoid", "softplus")))
+    diag = _diagnose(adapter().gradients(case, "float32", "cpu"), case)
+    assert diag.reads == reads, str(diag)
+
+
+def test_too_few_rows_for_a_joint_fit_say_so():
+    """bf16 in layer 1 of the 5-4-3 net at batch 3, seed 4: 7 rows and 5 products leave no fit
+    its degrees of freedom; the one-regressor fits need t ≥ 84. Nothing is named, and the
+    reading says there is not enough evidence rather than a bare count."""
+    case = draw(Spec((5, 4, 3), 3, 4, ("tanh", "softplus")))
+    diag = _diagnose(planted.BF16FirstLayer().gradients(case, "float32", "cpu"), case)
+    assert str(diag).endswith("not enough evidence to name an arithmetic"), str(diag)
