@@ -205,6 +205,30 @@ def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int,
     return tuple(chosen), share, D.size - basis.shape[1], short, fitted
 
 
+def _prune(D: np.ndarray, cols: dict, named: tuple[str, ...], share: float, left: int,
+           fitted: np.ndarray):
+    """Return the operations read with each dropped that the others make redundant: one whose
+    removal leaves the residual within RESIDUAL and takes less than STANDS of what is then
+    left. The greedy reading keeps what it picked first, and a first pick can take in what a
+    later one explains better (δ⁽¹⁾ and δ⁽²⁾ rounded to float32 at batch 1: σ of layer 1's span
+    reaches δ⁽²⁾ through z⁽²⁾, and was named beside σ′ of layer 1 on some seeds)."""
+    total = float(np.linalg.norm(D))
+    dropped = True
+    while dropped and len(named) > 1:
+        dropped = False
+        for op in reversed(named[:-1]):
+            rest = tuple(o for o in named if o != op)
+            C = np.hstack([cols[o] for o in rest])
+            coef, *_ = np.linalg.lstsq(C, D, rcond=1e-10)
+            r = float(np.linalg.norm(D - C @ coef))
+            if r <= RESIDUAL * total and r * r * (1 - STANDS) <= (share * total) ** 2:
+                rank = _basis(C, np.zeros((D.size, 0))).shape[1]
+                named, share, left, fitted = rest, r / total, D.size - rank, coef
+                dropped = True
+                break
+    return named, share, left, fitted
+
+
 def _ulps(D: np.ndarray, cols: dict, named: tuple[str, ...]) -> float:
     """Return the largest element error, in float32 ulps, of the least-norm fit to `named`."""
     fitted = np.linalg.lstsq(np.hstack([cols[o] for o in named]), D, rcond=1e-10)[0]
@@ -225,6 +249,8 @@ def read(case: Case, got: dict, ref: dict, norm: dict, min_df: int) -> Reading:
     D = coords.data(d)
     cols = {o: coords.columns(case, o) for o in order}
     named, share, left, short, fitted = _select(D, cols, order, min_df)
+    if len(named) > 1 and not short:
+        named, share, left, fitted = _prune(D, cols, named, share, left, fitted)
     ulps = _least_ulps(D, cols, named, float(np.abs(fitted).max(initial=0.0)), case.depth)
     if ulps > ULPS[1]:  # read again, passing over operations that need errors past float32's
         again = _select(D, cols, order, min_df, sized=True)
