@@ -33,7 +33,8 @@ where σ rounds to 1, off by u absolutely, 10¹¹ of σ′'s own ulps in saturat
 operations named share their span with others (`_alike`), the fit with the smaller errors
 stands. Past RESIDUAL the reading goes on while an operation takes most of what is left, down
 to NOISE, so that an operation whose errors stand just under the cut is named on every seed
-alike. relu and identity compute nothing but z or 0 (no budget): their σ is never named, and
+alike; then an operation the others make redundant is dropped (`_prune`): a greedy first pick
+can take in what a later one explains better. relu and identity compute nothing but z or 0 (no budget): their σ is never named, and
 a float32 z before them reads as the forward product.
 """
 
