@@ -250,15 +250,9 @@ class Fit:
 
     @property
     def matches(self) -> bool:
-        """Say whether any product's errors are this arithmetic's, the products read explain
-        at least EXPLAINED of the errors, and no product's share is significantly negative
-        (errors that run against an arithmetic's rounding are not that arithmetic's: a relu
-        unit that one rounding of z⁽¹⁾ flips moves the gradients alike under tf32 and
-        bf16-truncated operands, and both fitted forward layer 1 at share 1, while bf16 put
-        ∂W2 at share −0.84, t −23)."""
-        t = self.threshold
-        against = any(np.isfinite(t) and z <= -t for z in self.z)
-        return bool(self.matched) and self.explained >= EXPLAINED and not against
+        """Say whether any product's errors are this arithmetic's, and the products read
+        explain at least EXPLAINED of the errors."""
+        return bool(self.matched) and self.explained >= EXPLAINED
 
     @property
     def undetermined(self) -> tuple[str, ...]:

@@ -34,8 +34,8 @@ operations named share their span with others (`_alike`), the fit with the small
 stands. Past RESIDUAL the reading goes on while an operation takes most of what is left, down
 to NOISE, so that an operation whose errors stand just under the cut is named on every seed
 alike; then an operation the others make redundant is dropped (`_prune`): a greedy first pick
-can take in what a later one explains better. relu and identity compute nothing but z or 0 (no budget): their σ is never named, and
-a float32 z before them reads as the forward product.
+can take in what a later one explains better. relu and identity compute nothing but z or 0 (no
+budget): their σ is never named, and a float32 z before them reads as the forward product.
 """
 
 from __future__ import annotations

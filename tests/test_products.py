@@ -204,8 +204,8 @@ def test_a_relu_flipped_by_rounding_does_not_swap_the_arithmetic(adapter, reads,
     """784-64-32-16-10 at batch 8 behind a relu: a unit that any rounding of z⁽¹⁾ flips moves
     the gradients alike under tf32 and bf16, and both fit forward layer 1 at share 1. The
     reading takes the arithmetic that explains the larger share of the errors (the residuals'
-    weights differ per fit), and never one that puts a product at a significantly negative
-    share; tf32 read bfloat16 at seed 4, bf16-truncated read tf32 at seeds 3 and 4."""
+    weights differ per fit, so their sums do not compare); tf32 read bfloat16 at seed 4,
+    bf16-truncated read tf32 at seeds 3 and 4."""
     case = draw(Spec((784, 64, 32, 16, 10), 8, seed, ("relu", "tanh", "sigmoid", "softplus")))
     diag = _diagnose(adapter().gradients(case, "float32", "cpu"), case)
     assert diag.reads == reads, str(diag)
