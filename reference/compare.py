@@ -13,7 +13,7 @@ import numpy as np
 from reference import operations
 from reference.bounds import U
 from reference.case import Case
-from reference.simulate import OUTPUTS, products
+from reference.simulate import OUTPUTS, exact_prime, exact_sigma, products
 
 MANTISSA_BITS = {"float64": 53, "float32": 24}
 WRONG = "wrong gradient"
@@ -453,8 +453,8 @@ def diagnose(
 
     1. float32 asked: for each reduced arithmetic, every matrix product's simulated effect is
        a regressor of one fit (`fit`); the products that match (t ≥ the critical value at
-       P_FALSE, share in BETA) are read, from the arithmetic whose fit leaves the least
-       residual, and fail the group, in bound or not. Operand rounding is reproducible; a
+       P_FALSE, share in BETA) are read, from the arithmetic whose fit explains the largest
+       share of the errors, and fail the group, in bound or not. Operand rounding is reproducible; a
        summation order is not, and only adds noise to the fit.
     2. float64 asked, some entries outside their bound: where the errors are no larger than
        float32's (the median entry within a factor 1/LEAK of a float32 computation's, or
@@ -519,7 +519,8 @@ def diagnose(
     leak = leak_level(got, ref, base, norm)
     readable = case is not None and operations.readable(case)
     sized = leak <= 1 / LEAK or _median_level(got, ref, norm) <= 1  # no error past float32's
-    if readable and sized and _failing_rows(got, ref, own) > MIN_DF:
+    rows = _failing_rows(got, ref, own)
+    if readable and sized and rows > MIN_DF:
         reading = operations.read(case, got, ref, norm, MIN_DF)
         sigmas = tuple(layer.sigma for layer in case.layers)
         if reading.explained:
@@ -528,7 +529,7 @@ def diagnose(
     visible = _median_level(base, ref, own) > 1  # the field's medians tell float32 apart
     if LEAK <= leak <= 1 / LEAK and visible and not readable:
         return Diagnosis("float32", failing, "float32", (), leak)
-    few = failing > 1 and _failing_rows(got, ref, own) <= MIN_DF and all(
+    few = failing > 1 and rows <= MIN_DF and all(
         np.all(np.abs(np.asarray(got[k], dtype=np.float64) - ref[k]) <= norm[k]) for k in ref)
     return Diagnosis(WRONG, failing, None, (), leak, thin=few)  # float32-sized, too few rows
 
@@ -549,7 +550,8 @@ def _together(joint: Fit, got, ref, simulate_of, base, norm) -> list[Fit]:
     sets = {likely, joint.products} if likely else {joint.products}
     kinds: dict[str, tuple[str, ...]] = {}
     for p in joint.products:  # every product of a kind: a library chooses per kind and shape
-        kinds[re.sub(r"\s*\d+$", "", p)] = (*kinds.get(re.sub(r"\s*\d+$", "", p), ()), p)
+        kind = re.sub(r"\s*\d+$", "", p)
+        kinds[kind] = (*kinds.get(kind, ()), p)
     sets |= {c for c in kinds.values() if 1 < len(c) < len(joint.products)}
     return [fit(joint.arithmetic, got, ref,
                 {" + ".join(c) if len(c) < len(joint.products) else EVERY:
@@ -597,7 +599,7 @@ def describe(reading: operations.Reading, sigmas: tuple[str, ...]) -> str:
         if kind in ("forward layer", "backward layer") and reading.products:
             continue  # one of the matrix products, named together
         at = i - 1 if kind == "backward layer" else i
-        exact = sigmas[at - 1] in ("relu", "identity")  # σ, σ′ exact: z's own rounding
+        exact = exact_sigma(sigmas[at - 1]) and exact_prime(sigmas[at - 1])  # z's rounding
         per.setdefault(at, set()).update({"σ of layer": {"σ"}, "σ′ of layer": {"σ′"},
                                           "forward layer": {"z"} if exact else {"σ", "σ′"},
                                           "backward layer": {"σ′"}}[kind])

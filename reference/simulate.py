@@ -287,11 +287,18 @@ def exact32(case: Case, op: str) -> bool:
     computes nothing but z or 0 (relu, identity: no rounding budget) is exact given z."""
     if not op.startswith("σ"):
         return False
-    layer = case.layers[int(op.rsplit(" ", 1)[-1]) - 1]
-    z = np.linspace(-4.0, 4.0, 17)
-    if op.startswith("σ′"):
-        return not np.any(activation(layer.sigma).d2f(z))
-    return not np.any(activation(layer.sigma).f_err(z))
+    name = case.layers[int(op.rsplit(" ", 1)[-1]) - 1].sigma
+    return exact_prime(name) if op.startswith("σ′") else exact_sigma(name)
+
+
+def exact_prime(name: str) -> bool:
+    """Say whether the activation's σ′ is piecewise constant (relu, identity: 0 or 1)."""
+    return not np.any(activation(name).d2f(np.linspace(-4.0, 4.0, 17)))
+
+
+def exact_sigma(name: str) -> bool:
+    """Say whether the activation computes nothing but z or 0 (no rounding budget)."""
+    return not np.any(activation(name).f_err(np.linspace(-4.0, 4.0, 17)))
 
 
 def tangents(case: Case, op: str) -> tuple[list, list, Iterable[tuple[list, list]]]:
