@@ -207,7 +207,7 @@ def _select(D: np.ndarray, cols: dict, order: tuple[str, ...], min_df: int,
 
 
 def _prune(D: np.ndarray, cols: dict, named: tuple[str, ...], share: float, left: int,
-           fitted: np.ndarray):
+           fitted: np.ndarray) -> tuple[tuple[str, ...], float, int, np.ndarray]:
     """Return the operations read with each dropped that the others make redundant: one whose
     removal leaves the residual within RESIDUAL and takes less than STANDS of what is then
     left. The greedy reading keeps what it picked first, and a first pick can take in what a
@@ -287,8 +287,7 @@ def _least_ulps(D: np.ndarray, cols: dict, named: tuple[str, ...], ulps: float,
             if alt == op or alt not in cols or alt in named:
                 continue
             trial = (*named[:k], alt, *named[k + 1:])
-            fitted = np.linalg.lstsq(np.hstack([cols[o] for o in trial]), D, rcond=1e-10)[0]
-            top = float(np.abs(fitted).max(initial=0.0))
+            top = _ulps(D, cols, trial)
             if top < ulps:
                 named, ulps = trial, top
     return ulps
