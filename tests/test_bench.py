@@ -83,3 +83,13 @@ def test_hvp_peers_reads_every_planted_second_order_bug():
     assert len(rows) == 10 and lines[-1].startswith("hvp_peers: suite caught 8 of 8 ")
     assert all(r[2:4] == ["passed", "passed"] for r in rows if r[0].startswith("control"))
     assert all(r[1] == "passed" for r in rows)  # first order exact, bugs and controls alike
+
+
+def test_arithmetics_bench_reads_every_planted_arithmetic():
+    """arithmetics.py at one seed: 8 planted arithmetics × 10 default cases read, and none
+    reads something other than its arithmetic, a pass or too little evidence (the saturated
+    relu-sigmoid case's confusions are at other seeds)."""
+    done = script("arithmetics.py", "--seeds", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == ("80 readings; 0 read neither the arithmetic, a pass "
+                                            "nor too little evidence"), done.stdout
